@@ -1,0 +1,30 @@
+# The two commands a newcomer needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install bench clean
+
+install: $(STAMP)
+
+# torchvision pulls the matching torch build from the registry (a few GB, about a minute).
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[train,serve,dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snapid demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/decode.py
+	$(BIN)/python benchmarks/loader.py
+	$(BIN)/python benchmarks/import_speed.py
+
+clean:
+	rm -rf $(VENV) snapid-home .pytest_cache

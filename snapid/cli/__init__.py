@@ -1,0 +1,41 @@
+"""`snapid` command line: one small module per command group, each command a thin wrapper."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from snapid import __version__
+from snapid.cli import data as data_cli
+from snapid.cli import demo as demo_cli
+from snapid.cli.common import console
+from snapid.errors import SnapidError
+
+app = typer.Typer(
+    name="snapid",
+    help="Turn your own labelled photos into an image-identification web service.\n\n"
+    "Workspace: $SNAPID_HOME (default ./snapid-home); database: $SNAPID_DB_URL (default SQLite in the workspace).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_cli.app, name="data")
+app.command("demo")(demo_cli.demo)
+
+
+@app.command()
+def version() -> None:
+    """Print snapid's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    try:
+        app()
+    except SnapidError as exc:
+        console.print(f"error: {exc.message}", style="red", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        console.print("interrupted; nothing half-written was kept")
+        sys.exit(130)

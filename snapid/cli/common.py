@@ -1,0 +1,53 @@
+"""Shared CLI plumbing: settings, the database engine, progress bars and output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from snapid.config import Settings, get_settings
+from snapid.workspace import Workspace
+
+console = Console(stderr=True)
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def workspace() -> Workspace:
+    return Workspace.at(settings().home)
+
+
+def engine():
+    from snapid.track.db import get_engine
+
+    s = settings()
+    Workspace.at(s.home)
+    return get_engine(s.resolved_db_url())
+
+
+@contextmanager
+def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[[int, int], None]]:
+    """Yields a callback(done, total) that drives a rich progress bar on stderr."""
+    if quiet or not console.is_terminal:
+        # not a terminal (CI, pipes): no animation, a line at the end is enough
+        yield lambda done, total: None
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=console, transient=False) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=1, default=str) + "\n")

@@ -1,0 +1,1 @@
+"""The data layer: import, inspect, prepare, demo data."""

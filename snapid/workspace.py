@@ -1,0 +1,74 @@
+"""Where things live inside SNAPID_HOME. Nothing else builds workspace paths by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Workspace:
+    home: Path
+
+    @classmethod
+    def at(cls, home: Path | str) -> "Workspace":
+        path = Path(home).expanduser().resolve()
+        path.mkdir(parents=True, exist_ok=True)
+        return cls(path)
+
+    @property
+    def database(self) -> Path:
+        return self.home / "snapid.db"
+
+    @property
+    def cache_root(self) -> Path:
+        return self.home / "cache"
+
+    def cache_dir(self, params: dict) -> Path:
+        """Prepared shards for one set of transform parameters (shared by every dataset)."""
+        return self.cache_root / params_key(params)
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+    @property
+    def demo_data(self) -> Path:
+        return self.home / "demo-data"
+
+    @property
+    def runs(self) -> Path:
+        return self.home / "runs"
+
+
+def params_key(params: dict) -> str:
+    """A short stable key for a dict of parameters."""
+    blob = json.dumps(params, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside ``path``, fsync, then os.replace: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1))
