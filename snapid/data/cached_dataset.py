@@ -37,7 +37,7 @@ class CachedDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        pixels = np.asarray(self._shards[self.shard_of[i]][self.row_of[i]])
+        pixels = np.array(self._shards[self.shard_of[i]][self.row_of[i]])  # a copy: memmaps are read-only
         return torch.from_numpy(pixels).permute(2, 0, 1), int(self.labels[i])
 
     def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -99,8 +99,10 @@ KINDS: tuple[DemoKind, ...] = (
 # (a, b, severity, reason_ko, reason_en): all fictional.
 INTERACTIONS: tuple[tuple[int, int, str, str, str], ...] = (
     (1899, 1900, "caution", "같은 성분(snapidolol) 중복 복용", "same ingredient (snapidolol) taken twice"),
-    (2482, 4120, "contraindicated", "함께 복용하면 출혈 위험 증가 (가상)", "together raise bleeding risk (fictional)"),
-    (7342, 4730, "contraindicated", "함께 복용하면 과도한 졸음 (가상)", "together cause excessive drowsiness (fictional)"),
+    (2482, 4120, "contraindicated", "함께 복용하면 출혈 위험 증가 (가상)",
+     "together raise bleeding risk (fictional)"),
+    (7342, 4730, "contraindicated", "함께 복용하면 과도한 졸음 (가상)",
+     "together cause excessive drowsiness (fictional)"),
     (3105, 5208, "caution", "맥박이 느려질 수 있음 (가상)", "may slow the heart rate (fictional)"),
     (4731, 6011, "caution", "비타민의 미네랄이 항생제 흡수를 줄임 (가상)",
      "minerals in the vitamin reduce antibiotic absorption (fictional)"),
@@ -236,11 +238,12 @@ def generate_demo(out: Path, *, seed: int = 0, per_class: int = 40, multi: int =
              "counts": {"classes": len(KINDS), "single": single, "multi": multi, "images": len(plan)}}
     info = DemoInfo(out, len(KINDS), single, multi, out / "drugs.csv", out / "interactions.csv")
     if _existing(out, stamp):
-        return DemoInfo(**{**info.__dict__, "created": False})
+        return replace(info, created=False)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; the finished folder is an ordinary one
         (tmp / "images").mkdir()
         (tmp / "labels").mkdir()
         for index, (stem, kinds) in enumerate(plan):
@@ -266,7 +269,7 @@ def generate_demo(out: Path, *, seed: int = 0, per_class: int = 40, multi: int =
         except OSError:
             # Someone else finished first: fine if it is the same demo, an error otherwise.
             if _existing(out, stamp):
-                return DemoInfo(**{**info.__dict__, "created": False})
+                return replace(info, created=False)
             raise DatasetError(f"could not move the generated demo into {out}") from None
     finally:
         if tmp.exists():

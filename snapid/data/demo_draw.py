@@ -43,7 +43,8 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)  # scalable since Pillow 10.1
 
 
-def _fit_font(text: str, max_w: float, max_h: float, start: int):
+def _fit_font(text: str, max_w: float, max_h: float, start: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The largest default-font size from ``start`` down at which ``text`` fits."""
     size = max(6, start)
     while size > 6:
         x0, y0, x1, y1 = _font(size).getbbox(text)
@@ -228,7 +229,7 @@ def make_background(rng: np.random.Generator, w: int, h: int) -> np.ndarray:
         across = -xx * np.sin(theta) + yy * np.cos(theta)
         stripes = 0.5 + 0.5 * np.sin(2 * np.pi * along / period)
         weave = 0.5 + 0.5 * np.sin(2 * np.pi * along / 3.1) * np.sin(2 * np.pi * across / 3.1)
-        t = 0.75 * (stripes > 0.5) * 0.9 + 0.1 * stripes + 0.15 * weave
+        t = 0.65 * (stripes > 0.5) + 0.15 * stripes + 0.15 * weave
     else:  # wood: wavy rings along the grain
         wood = np.array([[196, 150, 100], [150, 100, 60], [112, 72, 44], [210, 176, 130]])
         c1 = wood[rng.integers(len(wood))].astype(np.float32)

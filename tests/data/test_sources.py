@@ -255,6 +255,18 @@ def test_coco_split_folders(tmp_path):
     assert {(e.path, e.split) for e in src.entries} >= {("train/a.jpg", "train"), ("valid/b.jpg", "val")}
 
 
+def test_coco_2017_layout(tmp_path):
+    for split in ("train2017", "val2017"):
+        img(tmp_path / split / "a.jpg")
+        img(tmp_path / split / "b.jpg")
+        write(tmp_path / "annotations" / f"instances_{split}.json", json.dumps(coco_doc(["a.jpg", "b.jpg"])))
+    src = read_source(tmp_path)
+    assert {(e.path, e.split) for e in src.entries} == {
+        ("train2017/a.jpg", "train"), ("train2017/b.jpg", "train"), ("val2017/a.jpg", "val"), ("val2017/b.jpg", "val")}
+    one = read_source(tmp_path / "annotations" / "instances_val2017.json")   # the root widens to hold the images
+    assert one.root == tmp_path and {e.path for e in one.entries} == {"val2017/a.jpg", "val2017/b.jpg"}
+
+
 def test_coco_bad_bbox(tmp_path):
     doc = coco_doc(["a.jpg"])
     doc["annotations"] = [{"id": 9, "image_id": 1, "category_id": 3, "bbox": [1, 2]}]
@@ -296,6 +308,7 @@ def test_voc_devkit_layout(tmp_path):
         img(tmp_path / "JPEGImages" / f"{stem}.jpg")
         write(tmp_path / "Annotations" / f"{stem}.xml", voc_xml(f"{stem}.jpg", [("dog", 1, 1, 5, 5)]))
         write(tmp_path / "ImageSets" / "Main" / f"{split}.txt", f"{stem}\n")
+    assert detect_format(tmp_path)[0] == "voc"
     src = read_source(tmp_path, "voc")
     assert {(e.path, e.split, e.label) for e in src.entries} == {
         ("JPEGImages/001.jpg", "train", "dog"), ("JPEGImages/002.jpg", "val", "dog")}

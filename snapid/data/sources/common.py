@@ -63,7 +63,7 @@ def rel_path(root: Path, p: Path | str) -> str:
     A path escaping the root keeps its ``..`` so the importer rejects it as unsafe.
     """
     text = str(p).replace("\\", "/")
-    if posixpath.isabs(text) or re.match(r"^[A-Za-z]:/", text):
+    if posixpath.isabs(text):
         text = Path(os.path.relpath(text, root)).as_posix()
     return posixpath.normpath(text)
 

@@ -50,10 +50,11 @@ def resolve_keys(file: Path, records: list[tuple[str, Any]], columns: dict) -> d
             raise AnnotationError(f"{where}: expected an object, found {type(obj).__name__}")
         seen.update(dict.fromkeys(obj))
     keys = {k: find_key(list(seen), k, columns) for k in ALIASES}
-    for key in ("path", "label"):
-        if keys[key] is None or (key in columns and keys[key] not in seen):
+    for key in ALIASES:
+        required = key in ("path", "label") and keys[key] is None
+        if required or (key in columns and keys[key] not in seen):
             raise AnnotationError(f"{file}: no {key} key (looked for {keys[key] or ', '.join(ALIASES[key])}); "
-                                  f"keys found: {', '.join(seen) or 'none'}")
+                                  f"keys found: {', '.join(map(str, seen)) or 'none'}")
     return {k: v for k, v in keys.items() if v is not None}
 
 
