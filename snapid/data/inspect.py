@@ -201,12 +201,12 @@ def _box_flags(s: Sample) -> dict[str, list[dict]]:
         rec = _brief(s, box=[b.x1, b.y1, b.x2, b.y2], width=w, height=h)
         if b.x1 < -1 or b.y1 < -1 or b.x2 > w + 1 or b.y2 > h + 1:
             out["out_of_bounds"].append(rec)
-        if b.x2 <= b.x1 or b.y2 <= b.y1:
+        if max(b.x1, b.y1, b.x2, b.y2) <= 1.5 and max(w, h) > 32:   # relative coords: not also "tiny"
+            out["looks_normalised"].append(rec)
+        elif b.x2 <= b.x1 or b.y2 <= b.y1:
             out["degenerate"].append(rec)
         elif min(b.x2 - b.x1, b.y2 - b.y1) < TINY_BOX:
             out["tiny"].append(rec)
-        if max(b.x1, b.y1, b.x2, b.y2) <= 1.5 and max(w, h) > 32:
-            out["looks_normalised"].append(rec)
     for note in s.box_notes:
         kind = "clipped" if "clipped" in note else "normalised_outside" if "normalised coordinates outside" in note else None
         if kind:

@@ -156,8 +156,14 @@ def _class_chart(rows: list[dict], log: bool) -> str:
     names = [_mpl_text(r["name"] if r["name"] == r["id"] else f"{r['name']} ({r['id']})") for r in rows][::-1]
     y = range(len(rows))
     if log:   # stacked bars mislead on a log axis: show totals only
-        ax.barh(y, [r["total"] for r in rows][::-1], color="#4c78a8")
+        from matplotlib.ticker import NullFormatter, StrMethodFormatter
+
+        bars = ax.barh(y, [r["total"] for r in rows][::-1], color="#4c78a8")
+        ax.bar_label(bars, fontsize=6, padding=2)
         ax.set_xscale("log")
+        ax.set_xlim(left=0.8)
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))   # 1, 10, 100 rather than 10^k
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel("images (log scale)")
     else:
         left = [0] * len(rows)
