@@ -113,33 +113,38 @@ def _source_files(flowers: Path) -> list[tuple[str, Path]]:
     return ordered
 
 
-def _make_one(job: tuple[Path, Path]) -> None:
-    src, dst = job
+def _make_one(job: tuple[Path, Path, float]) -> None:
+    src, dst, grain = job
     im = Image.open(src).convert("RGB")
     w, h = im.size
     aspect = PHOTO_SIZE[0] / PHOTO_SIZE[1]
     crop_h = min(h, round(w / aspect))   # centre crop to 3:2, then upscale with a good filter
     top = (h - crop_h) // 2
     big = im.crop((0, top, w, top + crop_h)).resize(PHOTO_SIZE, Image.Resampling.LANCZOS)
+    if grain > 0:  # sensor-like noise: upscaled photos are smoother (smaller files) than real ones
+        rng = np.random.default_rng(int.from_bytes(dst.name.encode()[-8:], "little"))
+        noisy = np.asarray(big, dtype=np.float32) + rng.normal(0.0, grain, (PHOTO_SIZE[1], PHOTO_SIZE[0], 1))
+        big = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
     tmp = dst.with_name(f".{dst.name}.tmp")
     big.save(tmp, "JPEG", quality=QUALITY)
     os.replace(tmp, dst)
 
 
-def make_photos(n: int, cache_dir: Path = DEFAULT_CACHE, flowers: Path = FLOWERS, workers: int = 2) -> Path:
+def make_photos(n: int, cache_dir: Path = DEFAULT_CACHE, flowers: Path = FLOWERS, workers: int = 2,
+                grain: float = 0.0) -> Path:
     """The first ``n`` 2.5 MP photos as ``<folder>/<class>/<name>.jpg``; files already made are kept."""
     if not flowers.is_dir():
         sys.exit(f"{flowers}: the flowers12 data set is missing (expected ../shared/datasets/flowers12)")
     sources = _source_files(flowers)
     if n > len(sources):
         sys.exit(f"--n {n}: flowers12 has only {len(sources)} images")
-    folder = cache_dir / f"flowers12-{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}-q{QUALITY}"
+    folder = cache_dir / (f"flowers12-{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}-q{QUALITY}" + (f"-grain{grain:g}" if grain else ""))
     jobs = []
     for cls, src in sources[:n]:
         dst = folder / cls / f"{src.parent.parent.name}_{src.name}"
         if not dst.exists():
             dst.parent.mkdir(parents=True, exist_ok=True)
-            jobs.append((src, dst))
+            jobs.append((src, dst, grain))
     if jobs:
         started = time.perf_counter()
         print(f"making {len(jobs)} photos of {PHOTO_SIZE[0]}x{PHOTO_SIZE[1]} in {folder} ...", flush=True)
@@ -188,11 +193,14 @@ def main() -> int:
     parser.add_argument("--n", type=int, default=100, help="photos to decode per run (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per path; the best is kept (default 3)")
     parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"where the photos are kept (default {DEFAULT_CACHE})")
+    parser.add_argument("--grain", type=float, default=0.0, metavar="SIGMA",
+                        help="add Gaussian noise (SIGMA grey levels) to the photos, for files closer to a real phone "
+                             "photo's size (default 0: plain upscale)")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args()
 
     info = machine_info()
-    folder = make_photos(args.n, args.cache_dir)
+    folder = make_photos(args.n, args.cache_dir, grain=args.grain)
     paths = photo_list(folder, args.n)
     sizes = []
     for p in paths:  # sizes come from the manifest in prepare; read them here, outside the timing
@@ -215,7 +223,7 @@ def main() -> int:
     draft = images.decode_file(paths[0], min_size=images.fast_min_size(*sizes[0], SIZE)).size
 
     print(f"\ndecode + resize to {SIZE}x{SIZE}, single thread, {args.n} JPEGs of {sizes[0][0]}x{sizes[0][1]} "
-          f"(q{QUALITY}, mean {mean_kb:.0f} KiB), best of {args.repeats}")
+          f"(q{QUALITY}, grain {args.grain:g}, mean {mean_kb:.0f} KiB), best of {args.repeats}")
     print(f"fast path decodes at {draft[0]}x{draft[1]} (JPEG DCT draft) before the resize")
     print_machine(info)
     print()
@@ -233,7 +241,7 @@ def main() -> int:
           f"fast {', '.join(f'{r:.1f}' for r in fast_all)}")
     write_json(args.json, {
         "benchmark": "decode", "machine": info, "n": args.n, "repeats": args.repeats,
-        "photo": {"width": sizes[0][0], "height": sizes[0][1], "quality": QUALITY, "mean_kib": round(mean_kb, 1)},
+        "photo": {"width": sizes[0][0], "height": sizes[0][1], "quality": QUALITY, "grain": args.grain, "mean_kib": round(mean_kb, 1)},
         "draft_size": list(draft),
         "baseline_images_per_s": round(base_rate, 2), "fast_images_per_s": round(fast_rate, 2),
         "ratio": round(ratio, 3), "target_ratio": TARGET, "target_met": ratio >= TARGET,

@@ -71,7 +71,8 @@ def summary(manifest: Manifest) -> dict:
         "name": manifest.name, "version": manifest.version, "format": manifest.format, "root": manifest.root,
         "created_at": manifest.created_at, "samples": len(manifest.samples), "classes": len(manifest.classes),
         "splits": {name: splits.get(name, 0) for name in _split_names(manifest.samples)},
-        "unlabelled": sum(1 for s in manifest.samples if s.label is None),
+        # a photo of several labelled objects has no single label, but it is labelled
+        "unlabelled": sum(1 for s in manifest.samples if s.label is None and not any(b.label for b in s.boxes)),
         "rejected": len(manifest.rejected), "notes": list(manifest.notes),
     }
 
@@ -321,11 +322,12 @@ def _image_problems(f: dict) -> list[dict]:
 def _duplicate_problems(f: dict) -> list[dict]:
     e, n, out = f["exact_duplicates"], f["near_duplicates"], []
     if e["cross_split"]["groups"]:
-        out.append(_p("error", "leakage", f"{e['cross_split']['groups']} identical images appear in more than one split"))
+        out.append(_p("error", "leakage", f"{e['cross_split']['groups']} identical files appear in more than one split "
+                      f"({e['cross_split']['samples']} copies)"))
     if e["conflicting_labels"]["groups"]:
-        out.append(_p("error", "conflicting_labels", f"{e['conflicting_labels']['groups']} identical images carry different labels"))
+        out.append(_p("error", "conflicting_labels", f"{e['conflicting_labels']['groups']} identical files carry different labels"))
     if e["within_split"]["groups"]:
-        out.append(_p("warning", "exact_duplicates", f"{e['within_split']['groups']} images are stored more than once in a split"))
+        out.append(_p("warning", "exact_duplicates", f"{e['within_split']['groups']} files are stored more than once within a split"))
     if n["cross_split_pairs"]:
         out.append(_p("warning", "near_leakage", f"{n['cross_split_pairs']} near-duplicate pairs straddle splits "
                       f"(perceptual hash within {n['distance']} bits)"))

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 MAX_BUCKET = 2000                 # unique hashes compared per bucket; larger buckets are truncated
-MAX_COMPARISONS = 50_000_000      # overall budget of hash comparisons
+MAX_COMPARISONS = 200_000_000     # overall budget of hash comparisons (~5 s); 300k random hashes need ~40M
 _BYTE_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 

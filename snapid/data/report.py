@@ -59,7 +59,8 @@ def _n(value) -> str:
     return f"{value:,}" if isinstance(value, int) else _e(value)
 
 
-def _table(headers: list[str], rows: list[list], numeric: set[int] = frozenset(), paths: set[int] = frozenset()) -> str:
+def _table(headers: list[str], rows: list[list], numeric: frozenset[int] | set[int] = frozenset(),
+           paths: frozenset[int] | set[int] = frozenset()) -> str:
     if not rows:
         return '<p class="note">none</p>'
     head = "".join(f"<th>{_e(h)}</th>" for h in headers)
