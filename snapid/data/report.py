@@ -7,6 +7,7 @@ through ``_e`` (html.escape): a class may well be called ``<script>``.
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -83,6 +84,28 @@ def _mpl_text(text, limit: int = 28) -> str:
     return text.replace("$", r"\$")
 
 
+_CJK_FONT_HINTS = ("CJK", "Nanum", "Noto Sans KR", "Malgun", "AppleGothic", "Gothic", "UnDotum", "Baekmuk")
+
+
+@functools.lru_cache(maxsize=1)
+def _wide_font() -> str | None:
+    """An installed font with Hangul/CJK glyphs, if any (class names are often Korean)."""
+    from matplotlib import font_manager
+
+    for entry in font_manager.fontManager.ttflist:
+        if any(hint.lower() in entry.name.lower() for hint in _CJK_FONT_HINTS):
+            return entry.name
+    return None
+
+
+def _class_label(name: str, class_id: str, limit: int = 28) -> str:
+    """'name (id)' for a plot; the id alone when no installed font can draw the name."""
+    drawable = _wide_font() is not None or all(ord(ch) < 0x2E80 for ch in name)
+    if not drawable:
+        return _mpl_text(class_id, limit)
+    return _mpl_text(name if name == class_id else f"{name} ({class_id})", limit)
+
+
 def _png(fig) -> str:
     """The figure as an <img> with a base64 data URI (Agg canvas, no pyplot global state)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -104,9 +127,13 @@ def _figure(width: float, height: float):
 
 def render_html(findings: dict) -> str:
     """The whole report as one HTML string."""
+    from matplotlib import rc_context
+
     s = findings["summary"]
-    parts = [_header(findings), _classes(findings), _images(findings), _rejected(findings["rejected"]),
-             _duplicates(findings), _boxes(findings["boxes"]), _colours(findings["colours"]), _notes(s)]
+    fonts = {"font.family": ["DejaVu Sans", _wide_font()]} if _wide_font() else {}  # CJK glyphs as fallback
+    with rc_context(fonts):  # fonts are fixed when text is created, so the context spans every figure
+        parts = [_header(findings), _classes(findings), _images(findings), _rejected(findings["rejected"]),
+                 _duplicates(findings), _boxes(findings["boxes"]), _colours(findings["colours"]), _notes(s)]
     title = f"snapid data report: {s['name']} v{s['version']}"
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -154,7 +181,7 @@ def _classes(f: dict) -> str:
 def _class_chart(rows: list[dict], log: bool) -> str:
     fig = _figure(8, max(2.0, 0.5 + 0.2 * len(rows)))
     ax = fig.add_subplot()
-    names = [_mpl_text(r["name"] if r["name"] == r["id"] else f"{r['name']} ({r['id']})") for r in rows][::-1]
+    names = [_class_label(r["name"], r["id"]) for r in rows][::-1]
     y = range(len(rows))
     if log:   # stacked bars mislead on a log axis: show totals only
         from matplotlib.ticker import NullFormatter, StrMethodFormatter
@@ -300,7 +327,7 @@ def _hist_grid(rows: list[dict]) -> str:
     for ax, r in zip(axes.flat, rows):
         for ch, colour in (("r", "#d62728"), ("g", "#2ca02c"), ("b", "#1f77b4")):
             ax.plot(range(16), r["hist"][ch], color=colour, linewidth=1.2)
-        ax.set_title(_mpl_text(r["name"], 24), fontsize=8)
+        ax.set_title(_class_label(r["name"], r["id"], 24), fontsize=8)
         ax.set_xticks([])
         ax.tick_params(labelsize=6)
     return _png(fig)
