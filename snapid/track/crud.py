@@ -86,6 +86,11 @@ def _version_row(session: Session, name: str, version: int | None) -> DatasetVer
     return row
 
 
+def load_manifest_version(session: Session, *, name: str) -> int:
+    """The latest version number of dataset ``name``."""
+    return _version_row(session, name, None).version
+
+
 def load_manifest(session: Session, *, name: str, version: int | None = None) -> Manifest:
     """The whole manifest of one version (the latest when ``version`` is None)."""
     row = _version_row(session, name, version)

@@ -78,3 +78,60 @@ class RejectedRow(Base):
     path: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(String(40))
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class RunRow(Base):
+    """One training run. Status: queued, running, completed, failed, stopped."""
+
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    dataset: Mapped[str] = mapped_column(String(200), index=True)
+    dataset_version: Mapped[int] = mapped_column(Integer)
+    model: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(20), default="train")       # train, tune-trial, compare
+    parent: Mapped[str | None] = mapped_column(String(200), nullable=True)  # the sweep or comparison it belongs to
+    config: Mapped[dict] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(12), index=True, default="queued")
+    host: Mapped[str] = mapped_column(String(200), default="")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    run_dir: Mapped[str] = mapped_column(Text, default="")
+    monitor: Mapped[str] = mapped_column(String(40), default="val_top1")
+    best_metric: Mapped[float | None] = mapped_column(nullable=True)
+    best_epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    summary: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class EpochRow(Base):
+    __tablename__ = "epochs"
+    __table_args__ = (UniqueConstraint("run_id", "epoch"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    epoch: Mapped[int] = mapped_column(Integer)       # counts across phases: probe epochs, then fine-tune epochs
+    phase: Mapped[str] = mapped_column(String(12))
+    train_loss: Mapped[float | None] = mapped_column(nullable=True)
+    val_loss: Mapped[float | None] = mapped_column(nullable=True)
+    top1: Mapped[float | None] = mapped_column(nullable=True)
+    top5: Mapped[float | None] = mapped_column(nullable=True)
+    macro_f1: Mapped[float | None] = mapped_column(nullable=True)
+    lr: Mapped[float | None] = mapped_column(nullable=True)
+    seconds: Mapped[float | None] = mapped_column(nullable=True)
+    images_per_s: Mapped[float | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ArtifactRow(Base):
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("run_id", "kind"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(40))     # checkpoint_best, checkpoint_last, ...
+    path: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    meta: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,148 @@
+"""`snapid train` and `snapid runs ...`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from snapid.cli.common import console, emit_json, engine, settings, workspace
+from snapid.errors import SnapidError
+from snapid.train.report import Reporter
+
+
+class RichReporter(Reporter):
+    """Progress bar with ETA and images/s on a terminal; one line per epoch everywhere."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TimeRemainingColumn(), TextColumn("{task.fields[speed]}"), console=console, transient=True)
+        self.task = None
+
+    def __enter__(self):
+        if not self.quiet and console.is_terminal:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.bar.stop()
+
+    def phase(self, title: str, total: int) -> None:
+        if self.task is not None:
+            self.bar.remove_task(self.task)
+        self.task = self.bar.add_task(title, total=total, speed="")
+
+    def progress(self, done: int, total: int, images_per_s: float | None = None) -> None:
+        if self.task is not None:
+            self.bar.update(self.task, completed=done, total=total, speed=f"{images_per_s:.0f} img/s" if images_per_s else "")
+
+    def epoch(self, r: dict) -> None:
+        if self.quiet:
+            return
+        mark = " *" if r.get("best") else ""
+        console.print(f"epoch {r['epoch']:>3} {r['phase']:<8} loss {r['train_loss']:.4f}  val_loss {r['val_loss']:.4f}  "
+                      f"top1 {r['top1']:.4f}  top5 {r['top5']:.4f}  macro_f1 {r['macro_f1']:.4f}  "
+                      f"lr {r['lr']:.2e}  {r['seconds']:.1f}s  {r['images_per_s']:.0f} img/s{mark}", markup=False, highlight=False)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            console.print(f"note: {text}", markup=False)
+
+
+def train(
+    dataset: Optional[str] = typer.Argument(None, help="Dataset name (not needed with --resume)."),
+    model: Optional[str] = typer.Option(None, help="Backbone (see `snapid weights list`); default mobilenet_v2."),
+    epochs: Optional[int] = typer.Option(None, help="Fine-tune epochs (phase 2; 0 skips it)."),
+    probe_epochs: Optional[int] = typer.Option(None, "--probe-epochs", help="Head-only epochs on cached features (phase 1; 0 skips it)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
+    augment: Optional[str] = typer.Option(None, help="none, light, medium or heavy."),
+    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (see docs/training.md); flags override it."),
+    name: Optional[str] = typer.Option(None, help="Run name (default: DATASET-MODEL, numbered)."),
+    resume: Optional[str] = typer.Option(None, help="Continue a stopped or crashed run from its last checkpoint."),
+    version: Optional[int] = typer.Option(None, help="Dataset version (default: the latest)."),
+    weights: Optional[Path] = typer.Option(None, help="Local pretrained weights (.safetensors or .pth state_dict)."),
+    no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train from scratch (no ImageNet weights)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
+) -> None:
+    """Train a classifier on a prepared dataset: frozen-backbone probe, then fine-tuning.
+
+    Every epoch is written to the workspace database as it ends (`snapid runs show RUN`).
+    Ctrl-C stops cleanly; `--resume RUN` continues where it stopped.
+    """
+    from snapid.train.config import TrainConfig
+    from snapid.train.fit import train as run_training
+
+    if not dataset and not resume:
+        raise SnapidError("give a DATASET to train on, or --resume RUN", code="usage")
+    overrides = {"model": model, "finetune_epochs": epochs, "probe_epochs": probe_epochs, "batch_size": batch_size,
+                 "augment": augment, "weights": weights, "device": device, "seed": seed,
+                 "pretrained": False if no_pretrained else None}
+    cfg = TrainConfig.load(config, overrides)
+    with RichReporter(quiet=as_json) as reporter:
+        summary = run_training(dataset or "", cfg, workspace=workspace(), engine=engine(), name=name, resume=resume,
+                               version=version, reporter=reporter, workers=settings().workers)
+    if not summary:  # a torchrun worker other than rank 0
+        return
+    if as_json:
+        emit_json(summary)
+        return
+    figures = "  ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float))
+    console.print(f"[green]done[/]: best epoch {summary['best_epoch']}  {figures}")
+
+
+runs_app = typer.Typer(help="Training runs recorded in the workspace database.", no_args_is_help=True)
+
+
+@runs_app.command("list")
+def runs_list(
+    dataset: Optional[str] = typer.Option(None, help="Only runs on this dataset."),
+    model: Optional[str] = typer.Option(None, help="Only runs of this backbone."),
+    status: Optional[str] = typer.Option(None, help="queued, running, completed, failed or stopped."),
+    as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
+) -> None:
+    """List runs, newest first (runs whose process died are marked failed first)."""
+    from snapid.track import runs as track
+    from snapid.track.db import transaction
+    from snapid.train.fit import reap
+
+    reap(engine())
+    with transaction(engine()) as s:
+        rows = track.list_runs(s, dataset=dataset, model=model, status=status)
+    if as_json:
+        emit_json(rows)
+        return
+    if not rows:
+        console.print("no runs yet: `snapid train DATASET`")
+    for r in rows:
+        best = f"{r['monitor']} {r['best_metric']:.4f}" if r["best_metric"] is not None else "-"
+        typer.echo(f"{r['name']:<32} {r['status']:<10} {r['dataset']} v{r['dataset_version']:<3} {r['model']:<20} {best:<22} "
+                   f"{r['seconds'] or 0:>7.1f}s")
+
+
+@runs_app.command("show")
+def runs_show(run: str = typer.Argument(..., help="Run name."), as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+    """A run's config, summary, checkpoints and every epoch."""
+    from snapid.track import runs as track
+    from snapid.track.db import transaction
+
+    with transaction(engine()) as s:
+        info = track.get_run(s, name=run)
+        info["epochs"] = track.epochs(s, name=run)
+        info["artifacts"] = track.artifacts(s, name=run)
+    if as_json:
+        emit_json(info)
+        return
+    typer.echo(f"{info['name']}: {info['status']}  {info['dataset']} v{info['dataset_version']}  {info['model']}  "
+               f"{info['seconds'] or 0:.1f}s")
+    if info["error"]:
+        typer.echo(f"  {info['error']}")
+    for key, value in info["summary"].items():
+        typer.echo(f"  {key}: {value}")
+    for e in info["epochs"]:
+        typer.echo(f"  epoch {e['epoch']:>3} {e['phase']:<8} loss {e['train_loss'] or 0:.4f} val_loss {e['val_loss'] or 0:.4f} "
+                   f"top1 {e['top1'] or 0:.4f} macro_f1 {e['macro_f1'] or 0:.4f}")

@@ -1,0 +1,1 @@
+"""Training: augmentation, the probe feature cache, loop functions, phases and checkpoints."""

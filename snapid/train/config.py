@@ -1,0 +1,74 @@
+"""Every training option, documented in one line each; from `--config run.yaml` plus CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from snapid.errors import SnapidError
+
+
+class TrainConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    # model
+    model: str = Field("mobilenet_v2", description="Backbone name from `snapid weights list` (or timm/<name>).")
+    pretrained: bool = Field(True, description="Start from ImageNet weights (False: train from scratch).")
+    weights: Path | None = Field(None, description="Local weights file (.safetensors or .pth state_dict).")
+    head: Literal["linear", "mlp"] = Field("linear", description="Classifier head: linear, or an MLP with dropout.")
+    head_dims: tuple[int, ...] = Field((512, 256, 128, 64), description="Hidden sizes of the MLP head.")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout before each head layer.")
+    # data
+    size: int | None = Field(None, ge=32, le=1024, description="Input side in pixels (default: the backbone's).")
+    crop: Literal["auto", "none", "boxes"] = Field("auto", description="Train on box crops: auto = when most photos have boxes.")
+    pad: float = Field(0.1, ge=0, le=2, description="Box crop padding, a fraction of the box's longer side.")
+    resize: Literal["crop", "letterbox"] = Field("crop", description="Fit photos by centre crop or letterbox.")
+    batch_size: int = Field(32, ge=1, le=4096, description="Images per step (halved automatically on GPU out-of-memory).")
+    augment: Literal["none", "light", "medium", "heavy"] = Field("medium", description="Augmentation preset (kornia, on the device).")
+    rrc_scale: tuple[float, float] = Field((0.6, 1.0), description="RandomResizedCrop area range; (0.08, 1) cuts objects apart.")
+    imbalance: Literal["auto", "none", "inverse", "effective", "sampler"] = Field(
+        "auto", description="Class imbalance: weighted loss (inverse / effective number), balanced sampler; auto = effective when max/min > 5.")
+    # phase 1: probe (frozen backbone, features computed once)
+    probe_epochs: int = Field(30, ge=0, description="Head-only epochs on cached features (0 skips the phase).")
+    probe_views: int = Field(4, ge=1, le=32, description="Views per training image in the feature cache (1 clean + augmented).")
+    probe_lr: float = Field(3e-3, gt=0, description="Learning rate of the head in the probe phase.")
+    # phase 2: fine-tune
+    finetune_epochs: int = Field(0, ge=0, description="Epochs with the top of the backbone unfrozen (0 skips the phase).")
+    unfreeze: int = Field(2, ge=0, description="Backbone groups to unfreeze from the top (0 = all).")
+    lr: float = Field(3e-4, gt=0, description="Fine-tune learning rate of the head and the top group.")
+    lr_decay: float = Field(0.3, gt=0, le=1, description="Each group toward the stem gets this times the next one's rate.")
+    warmup_epochs: float = Field(1.0, ge=0, description="Linear warmup before the cosine decay.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay.")
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    # control
+    patience: int = Field(5, ge=1, description="Stop a phase after this many epochs without improvement.")
+    monitor: Literal["val_top1", "val_loss", "val_macro_f1"] = Field("val_top1", description="Metric for early stopping and the best checkpoint.")
+    seed: int = Field(0, description="Seed: the same seed on a CPU gives the same weights.")
+    device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
+    workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0: read in the main process; the cache is fast).")
+
+    @classmethod
+    def load(cls, path: Path | None, overrides: dict) -> "TrainConfig":
+        """A YAML file (optional) with CLI overrides on top; errors name the file and the key."""
+        data: dict = {}
+        if path is not None:
+            try:
+                data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            except (OSError, yaml.YAMLError) as exc:
+                raise SnapidError(f"{path}: cannot read the config ({exc})", code="bad_config") from None
+            if not isinstance(data, dict):
+                raise SnapidError(f"{path}: the config must be a mapping of option: value", code="bad_config")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**data)
+        except ValidationError as exc:
+            where = f"{path}: " if path else ""
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise SnapidError(f"{where}option {key!r}: {first['msg']}", code="bad_config") from None
+
+    def public(self) -> dict:
+        return self.model_dump(mode="json")

@@ -1,0 +1,50 @@
+"""The probe phase's trick: run the frozen backbone ONCE over the prepared cache (a few augmented
+views of each training image), then train the head on the stored features for many epochs.
+On a CPU that turns minutes per epoch into well under a second."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from snapid.data.cached_dataset import CachedDataset
+
+
+@torch.no_grad()
+def extract(model, dataset: CachedDataset, *, transform: nn.Module, device: torch.device, batch_size: int,
+            seed: int, indices: np.ndarray | None = None, channels_last: bool = False,
+            on_batch: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled features (float16 on the CPU, to halve memory) and labels, in dataset order."""
+    model.eval()
+    torch.manual_seed(seed)
+    order = np.arange(len(dataset)) if indices is None else indices
+    feats, labels = [], []
+    for start in range(0, len(order), batch_size):
+        images, y = dataset.__getitems__(order[start:start + batch_size].tolist())
+        x = transform(images.to(device))
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        feats.append(model.features(x).to("cpu", torch.float16))
+        labels.append(y)
+        if on_batch:
+            on_batch(len(y))
+    dim = model.feature_dim
+    if not feats:
+        return torch.zeros((0, dim), dtype=torch.float16), torch.zeros(0, dtype=torch.int64)
+    return torch.cat(feats), torch.cat(labels)
+
+
+def feature_cache(model, dataset: CachedDataset, *, augment: nn.Module, normalize: nn.Module, views: int,
+                  device: torch.device, batch_size: int, seed: int, channels_last: bool = False,
+                  on_batch: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """View 0 is the clean image; views 1..n-1 are augmented with their own seeds (deterministic)."""
+    parts = [extract(model, dataset, transform=normalize, device=device, batch_size=batch_size, seed=seed,
+                     channels_last=channels_last, on_batch=on_batch)]
+    for view in range(1, views):
+        augment.train()
+        parts.append(extract(model, dataset, transform=augment, device=device, batch_size=batch_size,
+                             seed=seed * 1000 + view, channels_last=channels_last, on_batch=on_batch))
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
