@@ -123,8 +123,12 @@ def previous_facts(session: Session, *, name: str) -> dict[str, ImageFacts]:
         select(DatasetVersionRow.id).where(DatasetVersionRow.dataset_id == dataset_id)
         .order_by(DatasetVersionRow.version.desc()).limit(1)
     )
-    rows = session.scalars(select(SampleRow).where(SampleRow.version_id == version_id))
-    return {r.path: _facts(r) for r in rows}
+    columns = (SampleRow.path, SampleRow.sha256, SampleRow.size_bytes, SampleRow.mtime_ns, SampleRow.width, SampleRow.height,
+               SampleRow.format, SampleRow.mode, SampleRow.phash, SampleRow.mean_rgb, SampleRow.hist)
+    rows = session.execute(select(*columns).where(SampleRow.version_id == version_id))  # plain rows: no ORM objects
+    return {r.path: ImageFacts(sha256=r.sha256, size_bytes=r.size_bytes, mtime_ns=r.mtime_ns, width=r.width, height=r.height,
+                               format=r.format, mode=r.mode, phash=r.phash, mean_rgb=list(r.mean_rgb), hist=list(r.hist))
+            for r in rows}
 
 
 def list_datasets(session: Session) -> list[dict]:

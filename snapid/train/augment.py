@@ -21,8 +21,8 @@ class Normalize(nn.Module):
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:
-            x = x.float().div_(255.0)
+        if x.dtype == torch.uint8:  # one new tensor, then in place: cheaper than three temporaries
+            return x.float().mul_(1.0 / 255.0).sub_(self.mean).div_(self.std)
         return (x - self.mean) / self.std
 
 

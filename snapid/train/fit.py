@@ -73,7 +73,7 @@ class RunState:
             if improved:
                 sha = save_checkpoint(self.folder, "best", weights=weights, meta=meta)
                 with transaction(self.engine) as s:
-                    track.record_artifact(s, name=self.name, kind="checkpoint_best", path=str(self.folder / "best.safetensors"),
+                    track.record_artifact(s, name=self.name, kind="checkpoint_best", path=str(self.folder / "best.json"),
                                           sha256=sha, meta={"epoch": epoch})
             with transaction(self.engine) as s:
                 track.record_epoch(s, name=self.name, epoch=epoch, phase=phase, metrics=metrics, is_best=improved,
@@ -128,6 +128,7 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
     train_set, val_set, test_set = load_splits(workspace, manifest, params, workers=workers, make=info.main)
     dist_util.barrier(info)
 
+    torch.manual_seed(config.seed)  # the head's (and a scratch backbone's) initial weights
     model = registry.create(config.model, len(train_set.classes), pretrained=config.pretrained and resume is None,
                             weights_path=config.weights, head=config.head, head_dims=config.head_dims, dropout=config.dropout)
     weights, loss_mode = class_weights(train_set.class_counts(), config.imbalance)

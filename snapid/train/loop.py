@@ -43,7 +43,7 @@ def train_head_epoch(head: nn.Module, features: torch.Tensor, labels: torch.Tens
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        total += float(loss) * len(idx)
+        total += float(loss.detach()) * len(idx)
     return total / len(labels)
 
 
@@ -71,7 +71,7 @@ def train_epoch(model: nn.Module, batches: Iterable, *, augment: nn.Module, opti
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        total += float(loss) * len(labels)
+        total += float(loss.detach()) * len(labels)
         seen += len(labels)
         if on_step:
             on_step(k + 1, steps, seen)
