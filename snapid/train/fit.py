@@ -213,8 +213,9 @@ def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
     _best_into(state, model)
     model.to(state.device)
     _, best_meta, _ = load_checkpoint(state.folder, "best")
-    summary = {"best_epoch": best_meta["epoch"], **{f"val_{k}" if not k.startswith("val_") else k: v
-                                                    for k, v in best_meta["metrics"].items()}}
+    best = best_meta["metrics"]
+    summary = {"best_epoch": best_meta["epoch"], "val_loss": best["val_loss"],
+               **{f"val_{k}": best[k] for k in ("top1", "top5", "macro_f1")}}
     if len(test_set):
         logits, labels = predict_images(model, make_loader(test_set, 64, shuffle=False), normalize=normalize, device=state.device)
         summary.update({f"test_{k.removeprefix('val_')}": v for k, v in score(logits, labels, val_loss).items()})
