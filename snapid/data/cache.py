@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -185,6 +186,27 @@ def prepare(
         raise DatasetError(f"--pad {params.pad}: expected a fraction between 0 and 2")
     folder = workspace.cache_dir(params.key_dict())
     folder.mkdir(parents=True, exist_ok=True)
+    with _exclusive(folder):  # two prepares of one cache (two trainings at once) take turns
+        return _prepare_locked(manifest, folder, params, workers, shard_size, limits, progress)
+
+
+@contextmanager
+def _exclusive(folder: Path):
+    """An advisory lock on the cache folder, released when the process ends (even by kill -9)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (one prepare at a time is then the user's job)
+        yield
+        return
+    with open(folder / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prepare_locked(manifest, folder, params, workers, shard_size, limits, progress) -> PrepareReport:
     atomic_write_json(folder / "params.json", params.key_dict())
     _clean_unfinished(folder)
     items, uses = plan_items(manifest, params)

@@ -9,6 +9,7 @@ from typing import Iterator
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from snapid.errors import SnapidError
@@ -39,7 +40,10 @@ def get_engine(url: str) -> Engine:
     else:
         engine = create_engine(url, pool_pre_ping=True)
     try:
-        Base.metadata.create_all(engine)
+        try:
+            Base.metadata.create_all(engine)
+        except OperationalError:  # another process created the tables at the same moment
+            Base.metadata.create_all(engine)
     except Exception as exc:
         raise SnapidError(f"cannot open the database {parsed.render_as_string(hide_password=True)}: {exc}", code="db_unavailable", status=503) from None
     return engine

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from sqlalchemy import Engine
 
+from snapid.data.cache import prepare
 from snapid.models import registry
 from snapid.track import crud
 from snapid.track import runs as track
@@ -125,8 +126,10 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
         manifest = crud.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
     spec = registry.get_spec(config.model)
     params = prepare_params(manifest, config, spec.input_size)
-    train_set, val_set, test_set = load_splits(workspace, manifest, params, workers=workers, make=info.main)
+    if info.main:  # the others wait for rank 0's cache, then read it
+        prepare(manifest, workspace, params, workers=workers)
     dist_util.barrier(info)
+    train_set, val_set, test_set = load_splits(workspace, manifest, params)
 
     torch.manual_seed(config.seed)  # the head's (and a scratch backbone's) initial weights
     model = registry.create(config.model, len(train_set.classes), pretrained=config.pretrained and resume is None,

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from snapid.data.cache import PrepareParams, index_path, prepare
+from snapid.data.cache import PrepareParams, index_path
 from snapid.data.cached_dataset import CachedDataset
 from snapid.data.manifest import Manifest
 from snapid.errors import SnapidError
@@ -38,10 +38,8 @@ def prepare_params(manifest: Manifest, config: TrainConfig, input_size: int) -> 
                          pad=config.pad)
 
 
-def load_splits(workspace: Workspace, manifest: Manifest, params: PrepareParams, *, workers: int, make: bool):
-    """(train, val, test) CachedDatasets; prepares the cache first when ``make`` (rank 0)."""
-    if make:
-        prepare(manifest, workspace, params, workers=workers)
+def load_splits(workspace: Workspace, manifest: Manifest, params: PrepareParams):
+    """(train, val, test) CachedDatasets from a prepared cache."""
     index = index_path(workspace, params, manifest.name, manifest.version)
     train, val, test = (CachedDataset(index, split=s) for s in ("train", "val", "test"))
     if len(train) == 0:

@@ -197,3 +197,40 @@ def test_cli_train_and_runs(shapes, home):
     (home.home / "bad.yaml").write_text("sise: 32\n")
     bad = subprocess.run(cmd[:-1] + ["--name", "x", "--config", str(home.home / "bad.yaml")], capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "sise" in bad.stderr and "bad.yaml" in bad.stderr
+
+
+@pytest.mark.slow
+def test_torchrun_two_cpu_processes(shapes, home):
+    """DistributedDataParallel with gloo: rank 0 alone tracks and checkpoints."""
+    env = {**os.environ, "SNAPID_HOME": str(home.home), "OMP_NUM_THREADS": "1"}
+    (home.home / "run.yaml").write_text("size: 32\nprobe_views: 2\naugment: light\nbatch_size: 8\n")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "snapid",
+           "train", shapes, "--model", "custom_cnn", "--no-pretrained", "--probe-epochs", "2", "--epochs", "2",
+           "--name", "ddp", "--config", str(home.home / "run.yaml")]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    engine = get_engine(f"sqlite:///{home.database}")
+    with transaction(engine) as s:
+        run = track.get_run(s, name="ddp")
+        epochs = track.epochs(s, name="ddp")
+        assert len(track.list_runs(s)) == 1
+    assert run["status"] == "completed"
+    assert [e["phase"] for e in epochs] == ["probe", "probe", "finetune", "finetune"]
+    assert load_checkpoint(home.runs / "ddp", "best")[0]
+
+
+@pytest.mark.slow
+def test_two_trainings_share_one_database(shapes, home):
+    env = {**os.environ, "SNAPID_HOME": str(home.home), "OMP_NUM_THREADS": "1"}
+    (home.home / "run.yaml").write_text("size: 32\nprobe_views: 1\naugment: none\nbatch_size: 8\n")
+    procs = [subprocess.Popen([sys.executable, "-m", "snapid", "train", shapes, "--model", "custom_cnn", "--no-pretrained",
+                               "--probe-epochs", "4", "--epochs", "2", "--name", f"par{i}", "--config", str(home.home / "run.yaml")],
+                              env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-2000:]
+    engine = get_engine(f"sqlite:///{home.database}")
+    with transaction(engine) as s:
+        for i in range(2):
+            assert track.get_run(s, name=f"par{i}")["status"] == "completed"
+            assert len(track.epochs(s, name=f"par{i}")) == 6

@@ -1,0 +1,214 @@
+"""`snapid tune` (Optuna sweeps, pruning, best.yaml) and `snapid compare` (one recipe, a leaderboard), on tiny data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import torch
+import typer
+from typer.testing import CliRunner
+
+from snapid.data.importer import import_dataset
+from snapid.errors import SnapidError
+from snapid.track import runs as track
+from snapid.track.db import transaction
+from snapid.train import compare as compare_mod
+from snapid.train.compare import compare
+from snapid.train.config import TrainConfig
+from snapid.train.fit import train
+from snapid.train.tune import PRUNED, load_space, parse_space, run_trial, tune
+from tests.train.test_fit import TINY, shapes_dataset
+
+FAST = {**TINY, "probe_epochs": 2, "finetune_epochs": 1}
+
+
+@pytest.fixture
+def shapes(tmp_path, engine):
+    import_dataset(shapes_dataset(tmp_path / "shapes"), name="shapes", engine=engine)
+    return "shapes"
+
+
+@pytest.fixture(autouse=True)
+def quick_speed(monkeypatch):
+    monkeypatch.setattr(compare_mod, "SPEED_SECONDS", 0.1)
+
+
+def _runs(engine, parent: str) -> list[dict]:
+    with transaction(engine) as s:
+        return sorted(track.list_runs(s, parent=parent), key=lambda r: r["name"])
+
+
+# --- tune ------------------------------------------------------------------------------------------
+def test_two_trials_are_tracked_and_best_yaml_trains(shapes, engine, home):
+    space = {"method": "tpe", "params": {"probe_lr": {"low": "1e-3", "high": "3e-2", "log": True}, "dropout": [0.0, 0.3]}}
+    result = tune(shapes, TrainConfig(**FAST), space, trials=2, workspace=home, engine=engine, name="sw")
+    runs = _runs(engine, "sw")
+    assert [r["name"] for r in runs] == ["sw-t1", "sw-t2"]
+    assert all(r["kind"] == "tune-trial" and r["status"] == "completed" for r in runs)
+    assert [t["status"] for t in result["trials"]] == ["completed", "completed"]
+    best = next(t for t in result["trials"] if t["run"] == result["best_trial"])
+    assert result["best_value"] == max(t["value"] for t in result["trials"]) == best["value"]
+    path = Path(result["best_config"])
+    assert path == home.runs / "sw" / "best.yaml" and json.loads((home.runs / "sw" / "sweep.json").read_text())["sweep"] == "sw"
+    cfg = TrainConfig.load(path, {})
+    assert cfg.probe_lr == pytest.approx(best["params"]["probe_lr"]) and cfg.dropout == best["params"]["dropout"]
+    assert cfg.size == 32 and cfg.model == "custom_cnn"
+    summary = train(shapes, cfg, workspace=home, engine=engine, name="from-best")
+    assert summary["val_top1"] > 0
+    with pytest.raises(SnapidError, match="already used"):  # an explicit name is never silently reused
+        tune(shapes, TrainConfig(**FAST), space, trials=1, workspace=home, engine=engine, name="sw")
+
+
+def test_grid_enumerates_every_point_once(shapes, engine, home):
+    space = {"method": "grid", "params": {"augment": ["none", "light"]}, "prune": False}
+    result = tune(shapes, TrainConfig(**{**FAST, "finetune_epochs": 0}), space, trials=10, workspace=home, engine=engine,
+                  name=None)
+    assert result["sweep"] == "shapes-tune" and result["method"] == "grid"
+    assert sorted(t["params"]["augment"] for t in result["trials"]) == ["light", "none"]
+    assert len(_runs(engine, "shapes-tune")) == 2
+
+
+def test_grid_ranges_need_a_step_and_expand():
+    base = TrainConfig(**FAST)
+    space = parse_space({"method": "grid", "params": {"dropout": {"low": 0, "high": 0.4, "step": 0.2},
+                                                      "batch_size": [8, 16]}}, base)
+    assert space.params["dropout"].grid() == [0.0, 0.2, 0.4] and space.grid_size == 6
+    with pytest.raises(SnapidError, match="step"):
+        parse_space({"method": "grid", "params": {"dropout": {"low": 0, "high": 0.4}}}, base)
+
+
+@pytest.mark.parametrize("text, key", [
+    ("params:\n  sise: [32, 64]\n", "sise"),
+    ("probe_lr: {low: 1e-4, high: 1e-2}\n", "probe_lr"),
+    ("params:\n  dropout: {low: 0.0, high: 1.5}\n", "dropout"),
+    ("params:\n  augment: [light, extreme]\n", "augment"),
+    ("params:\n  augment: {low: 0, high: 1}\n", "augment"),
+    ("method: random\nparams:\n  dropout: [0.1]\n", "method"),
+])
+def test_bad_space_file_names_the_file_and_key(tmp_path, text, key):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    with pytest.raises(SnapidError) as err:
+        load_space(path, TrainConfig(**FAST))
+    assert err.value.code == "bad_config" and str(path) in err.value.message and key in err.value.message
+
+
+def test_default_space_and_yaml_numbers(tmp_path):
+    base = TrainConfig(**FAST)
+    assert set(load_space(None, base)["params"]) == {"probe_lr", "weight_decay", "dropout", "label_smoothing", "augment"}
+    assert "lr" in load_space(None, TrainConfig(**{**FAST, "probe_epochs": 0}))["params"]
+    path = tmp_path / "space.yaml"
+    path.write_text("method: tpe\nparams:\n  probe_lr: {low: 1e-4, high: 1e-2, log: true}\n  batch_size: [16, 32, 64]\n")
+    space = parse_space(load_space(path, base), base)  # PyYAML reads 1e-4 as a string: it must still work
+    assert space.params["probe_lr"].low == pytest.approx(1e-4) and space.params["batch_size"].choices == (16, 32, 64)
+
+
+class FakeTrial:
+    def __init__(self):
+        self.reports = []
+
+    def report(self, value, step):
+        self.reports.append((step, value))
+
+    def should_prune(self):
+        return True
+
+
+def test_pruned_trial_run_ends_stopped_with_the_reason(shapes, engine, home):
+    trial = FakeTrial()
+    out = run_trial(shapes, TrainConfig(**FAST), trial, run_name="p-t1", sweep="p", workspace=home, engine=engine)
+    assert out["status"] == "pruned" and trial.reports[0][0] == 0
+    with transaction(engine) as s:
+        run = track.get_run(s, name="p-t1")
+        epochs = track.epochs(s, name="p-t1")
+    assert run["status"] == "stopped" and PRUNED in run["error"] and len(epochs) == 1
+
+
+def test_median_rule_prunes_a_trial_below_earlier_ones(shapes, engine, home):
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    # an earlier trial that was perfect at every epoch: any real trial is below the median
+    study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={e: 1.0 for e in range(5)}))
+    out = run_trial(shapes, TrainConfig(**{**FAST, "probe_lr": 1e-7}), study.ask(), run_name="m-t2", sweep="m",
+                    workspace=home, engine=engine)
+    assert out["status"] == "pruned" and "epoch 0" in out["error"]
+    with transaction(engine) as s:
+        assert track.get_run(s, name="m-t2")["status"] == "stopped"
+
+
+# --- compare ---------------------------------------------------------------------------------------
+def test_compare_two_backbones_one_recipe(shapes, engine, home):
+    base = TrainConfig(**{**FAST, "head": "mlp", "head_dims": (32,)})
+    result = compare(shapes, ["custom_cnn", "mobilenet_v2"], base, workspace=home, engine=engine, name="cmp")
+    board = result["leaderboard"]
+    assert {r["model"] for r in board} == {"custom_cnn", "mobilenet_v2"} and result["size"] == 32
+    assert all(r["status"] == "completed" and r["images_per_s"] > 0 and r["train_seconds"] > 0 for r in board)
+    assert board[0]["top1"] >= board[1]["top1"] and board[0]["split"] == "test"
+    assert board[0]["parameters"] != board[1]["parameters"]
+    runs = _runs(engine, "cmp")
+    assert all(r["kind"] == "compare" for r in runs) and len(runs) == 2
+    recipes = [{k: v for k, v in r["config"].items() if k != "model"} for r in runs]
+    assert recipes[0] == recipes[1] and recipes[0]["size"] == 32 and recipes[0]["head_dims"] == [32]
+    assert json.loads(Path(result["path"]).read_text())["comparison"] == "cmp"
+
+
+def test_compare_forces_the_first_models_size(shapes, engine, home, monkeypatch):
+    seen = []
+
+    def fake_train(dataset, config, **kw):
+        seen.append((config.model, config.size))
+        raise RuntimeError("not training in this test")
+
+    monkeypatch.setattr(compare_mod, "train", fake_train)
+    result = compare(shapes, ["custom_cnn", "efficientnet_b2"], TrainConfig(**{**FAST, "size": None}), workspace=home,
+                     engine=engine, name=None)
+    assert seen == [("custom_cnn", 224), ("efficientnet_b2", 224)]
+    assert [r["status"] for r in result["leaderboard"]] == ["failed", "failed"]
+    assert "not training" in result["leaderboard"][0]["error"]
+
+
+def test_a_failing_model_does_not_stop_the_others(shapes, engine, home, tmp_path, monkeypatch):
+    monkeypatch.setenv("SNAPID_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    base = TrainConfig(**{**FAST, "pretrained": True})
+    result = compare(shapes, ["resnet18", "custom_cnn"], base, workspace=home, engine=engine, name="cmpf")
+    first, last = result["leaderboard"]
+    assert first["model"] == "custom_cnn" and first["status"] == "completed"
+    assert last["model"] == "resnet18" and last["status"] == "failed" and last["error"]
+    with transaction(engine) as s:
+        failed = track.get_run(s, name="cmpf-resnet18")
+    assert failed["status"] == "failed" and failed["error"] == last["error"]
+
+
+def test_compare_refuses_unknown_models_before_training(shapes, engine, home):
+    with pytest.raises(SnapidError, match="resnet5O"):
+        compare(shapes, ["custom_cnn", "resnet5O"], TrainConfig(**FAST), workspace=home, engine=engine, name=None)
+    assert _runs(engine, "shapes-compare") == []
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+def test_cli_tune_and_compare(shapes, home, tmp_path):
+    from snapid.cli.tune import compare as compare_cmd
+    from snapid.cli.tune import tune as tune_cmd
+
+    app = typer.Typer()
+    app.command("tune")(tune_cmd)
+    app.command("compare")(compare_cmd)
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text("model: custom_cnn\nsize: 32\nprobe_views: 1\naugment: none\n")
+    space = tmp_path / "space.yaml"
+    space.write_text("method: grid\nparams:\n  dropout: [0.0, 0.2]\n")
+    runner = CliRunner()
+    common = ["--probe-epochs", "2", "--epochs", "0", "--no-pretrained", "--config", str(cfg)]
+    out = runner.invoke(app, ["tune", shapes, "--space", str(space), "--name", "cli-sweep", "--json", *common])
+    assert out.exit_code == 0, out.output
+    assert len(json.loads(out.stdout)["trials"]) == 2 and (home.runs / "cli-sweep" / "best.yaml").exists()
+    out = runner.invoke(app, ["compare", shapes, "--models", "custom_cnn,mobilenet_v2", *common])
+    assert out.exit_code == 0, out.output
+    assert "custom_cnn" in out.output and "mobilenet_v2" in out.output and "images/s" in out.output
+    space.write_text("params:\n  sise: [1]\n")
+    out = runner.invoke(app, ["tune", shapes, "--space", str(space), *common])
+    assert out.exit_code != 0 and "sise" in str(out.exception)
