@@ -81,3 +81,20 @@ def test_import_round_trips_through_postgresql(pg_engine, tmp_path):
     assert [c.id for c in m.classes] == ["0012", "10", "9"]   # ids stay strings, sorted as strings
     assert len(m.samples) == 15 and all(len(s.facts.sha256) == 64 for s in m.samples)
     assert listed[0]["version"] == 2
+
+
+@pytest.mark.postgres
+def test_training_is_tracked_in_postgresql(pg_engine, tmp_path, monkeypatch):
+    from snapid.track import runs as track
+    from snapid.train.config import TrainConfig
+    from snapid.train.fit import train
+    from snapid.workspace import Workspace
+    from tests.train.test_fit import TINY, shapes_dataset
+
+    import_dataset(shapes_dataset(tmp_path / "shapes"), name="shapes", engine=pg_engine)
+    ws = Workspace.at(tmp_path / "home")
+    summary = train("shapes", TrainConfig(**TINY), workspace=ws, engine=pg_engine, name="pg-run")
+    with transaction(pg_engine) as session:
+        run = track.get_run(session, name="pg-run")
+        assert run["status"] == "completed" and len(track.epochs(session, name="pg-run")) == 5
+    assert summary["val_top1"] == pytest.approx(run["summary"]["val_top1"])
