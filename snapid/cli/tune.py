@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich import box
 from rich.table import Table
 
 from snapid.cli.common import console, emit_json, engine, settings, workspace
@@ -101,12 +102,18 @@ def compare(
         emit_json(result)
         return
     split = result["leaderboard"][0]["split"] if result["leaderboard"] else "val"
-    table = Table(title=f"{result['comparison']}: {result['size']} px, {split} split, speed on {result['device']}")
-    for col in ("#", "model", "status", "top-1", "macro-F1", "parameters", "images/s", "train s"):
-        table.add_column(col, justify="left" if col in ("model", "status") else "right")
-    for i, r in enumerate(result["leaderboard"], 1):
+    table = Table(title=f"{result['comparison']}: {result['size']} px, {split} split, speed on {result['device']}",
+                  box=box.SIMPLE_HEAD)
+    widest = max((len(r["model"]) for r in result["leaderboard"]), default=5)
+    table.add_column("model (best first)", min_width=widest, no_wrap=True)  # the one column that must never be cut
+    for col in ("top-1", "macro-F1", "params", "img/s", "train s"):
+        table.add_column(col, justify="right", no_wrap=True)
+    for r in result["leaderboard"]:
+        if r["status"] != "completed":
+            table.add_row(r["model"], r["status"], "-", "-", "-", "-")
+            continue
         params = f"{r['parameters'] / 1e6:.2f} M" if r["parameters"] else "-"
-        table.add_row(str(i), r["model"], r["status"], _num(r["top1"], ".4f"), _num(r["macro_f1"], ".4f"), params,
+        table.add_row(r["model"], _num(r["top1"], ".4f"), _num(r["macro_f1"], ".4f"), params,
                       _num(r["images_per_s"], ".0f"), _num(r["train_seconds"], ".1f"))
     console.print(table)
     for r in result["leaderboard"]:

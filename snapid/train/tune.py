@@ -28,6 +28,7 @@ from pathlib import Path
 
 import optuna
 import yaml
+from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from snapid.errors import SnapidError
@@ -108,10 +109,8 @@ def _check_value(base: TrainConfig, key: str, value, bad) -> object:
     """The value as TrainConfig validates it (YAML reads `1e-4` as a string; pydantic makes it a float)."""
     try:
         checked = getattr(TrainConfig(**{**base.public(), key: value}), key)
-    except SnapidError as exc:
-        raise bad(f"{value!r} is not allowed ({exc.message})") from None
-    except Exception as exc:  # pydantic's ValidationError
-        raise bad(f"{value!r} is not allowed ({str(exc).splitlines()[-1].strip()})") from None
+    except ValidationError as exc:
+        raise bad(f"{value!r} is not allowed ({exc.errors()[0]['msg']})") from None
     if not (checked is None or isinstance(checked, (bool, int, float, str))):
         raise bad("choices must be single values (numbers, words, true/false)")
     return checked

@@ -22,7 +22,7 @@ from snapid.train.fit import train
 from snapid.train.tune import PRUNED, load_space, parse_space, run_trial, tune
 from tests.train.test_fit import TINY, shapes_dataset
 
-FAST = {**TINY, "probe_epochs": 2, "finetune_epochs": 1}
+FAST = {**TINY, "probe_epochs": 2, "finetune_epochs": 1, "probe_views": 1}
 
 
 @pytest.fixture
@@ -32,8 +32,14 @@ def shapes(tmp_path, engine):
 
 
 @pytest.fixture(autouse=True)
-def quick_speed(monkeypatch):
+def quick(monkeypatch):
+    """Short speed timing, and one CPU thread: on tiny tensors a thread pool only adds synchronisation, and on a
+    busy machine (other jobs on every core) waiting for descheduled threads made these tests ~10x slower."""
     monkeypatch.setattr(compare_mod, "SPEED_SECONDS", 0.1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _runs(engine, parent: str) -> list[dict]:
@@ -138,9 +144,21 @@ def test_median_rule_prunes_a_trial_below_earlier_ones(shapes, engine, home):
         assert track.get_run(s, name="m-t2")["status"] == "stopped"
 
 
+def test_sweep_prunes_the_worse_trial_and_keeps_the_better(shapes, engine, home):
+    space = {"method": "grid", "params": {"probe_lr": [0.03, 1e-7]}, "prune": {"startup_trials": 1, "warmup_epochs": 0}}
+    result = tune(shapes, TrainConfig(**{**FAST, "probe_epochs": 3}), space, trials=None, workspace=home, engine=engine,
+                  name="pr", seed=1)
+    assert [t["params"]["probe_lr"] for t in result["trials"]] == [0.03, 1e-7]  # seed 1: the grid's good point first
+    assert [t["status"] for t in result["trials"]] == ["completed", "pruned"] and result["best_trial"] == "pr-t1"
+    with transaction(engine) as s:
+        pruned = track.get_run(s, name="pr-t2")
+    assert pruned["status"] == "stopped" and PRUNED in pruned["error"]
+
+
 # --- compare ---------------------------------------------------------------------------------------
 def test_compare_two_backbones_one_recipe(shapes, engine, home):
-    base = TrainConfig(**{**FAST, "head": "mlp", "head_dims": (32,)})
+    # batch 12: 33 training images leave no 1-image batch, which BatchNorm refuses (mobilenet_v2 is 1×1 at 32 px)
+    base = TrainConfig(**{**FAST, "head": "mlp", "head_dims": (32,), "batch_size": 12})
     result = compare(shapes, ["custom_cnn", "mobilenet_v2"], base, workspace=home, engine=engine, name="cmp")
     board = result["leaderboard"]
     assert {r["model"] for r in board} == {"custom_cnn", "mobilenet_v2"} and result["size"] == 32
@@ -190,25 +208,45 @@ def test_compare_refuses_unknown_models_before_training(shapes, engine, home):
 
 
 # --- CLI -------------------------------------------------------------------------------------------
-def test_cli_tune_and_compare(shapes, home, tmp_path):
+def _cli():
     from snapid.cli.tune import compare as compare_cmd
     from snapid.cli.tune import tune as tune_cmd
 
     app = typer.Typer()
     app.command("tune")(tune_cmd)
     app.command("compare")(compare_cmd)
+    return app
+
+
+def test_cli_tune(shapes, home, tmp_path):
     cfg = tmp_path / "run.yaml"
-    cfg.write_text("model: custom_cnn\nsize: 32\nprobe_views: 1\naugment: none\n")
+    cfg.write_text("model: custom_cnn\nsize: 32\nprobe_views: 1\naugment: none\nbatch_size: 12\n")
     space = tmp_path / "space.yaml"
-    space.write_text("method: grid\nparams:\n  dropout: [0.0, 0.2]\n")
-    runner = CliRunner()
+    space.write_text("method: grid\nparams:\n  dropout: [0.1]\n")
     common = ["--probe-epochs", "2", "--epochs", "0", "--no-pretrained", "--config", str(cfg)]
-    out = runner.invoke(app, ["tune", shapes, "--space", str(space), "--name", "cli-sweep", "--json", *common])
+    out = CliRunner().invoke(_cli(), ["tune", shapes, "--space", str(space), "--name", "cli-sweep", "--json", *common])
     assert out.exit_code == 0, out.output
-    assert len(json.loads(out.stdout)["trials"]) == 2 and (home.runs / "cli-sweep" / "best.yaml").exists()
-    out = runner.invoke(app, ["compare", shapes, "--models", "custom_cnn,mobilenet_v2", *common])
-    assert out.exit_code == 0, out.output
-    assert "custom_cnn" in out.output and "mobilenet_v2" in out.output and "images/s" in out.output
+    assert len(json.loads(out.stdout)["trials"]) == 1 and (home.runs / "cli-sweep" / "best.yaml").exists()
     space.write_text("params:\n  sise: [1]\n")
-    out = runner.invoke(app, ["tune", shapes, "--space", str(space), *common])
-    assert out.exit_code != 0 and "sise" in str(out.exception)
+    out = CliRunner().invoke(_cli(), ["tune", shapes, "--space", str(space), *common])
+    assert out.exit_code != 0 and "sise" in str(out.exception) and "space.yaml" in str(out.exception)
+
+
+def test_cli_compare_prints_the_leaderboard(home, monkeypatch):
+    rows = [{"model": "custom_cnn", "run": "c-custom_cnn", "status": "completed", "top1": 0.9, "macro_f1": 0.88,
+             "split": "test", "parameters": 397283, "images_per_s": 2100.0, "train_seconds": 2.5, "error": ""},
+            {"model": "resnet18", "run": "c-resnet18", "status": "failed", "top1": None, "macro_f1": None, "split": "val",
+             "parameters": None, "images_per_s": None, "train_seconds": None, "error": "weights unavailable"}]
+    seen = {}
+
+    def fake_compare(dataset, models, base, **kw):
+        seen.update(models=models, size=base.size)
+        return {"comparison": "c", "size": 32, "device": "cpu", "leaderboard": rows, "path": "/x/leaderboard.json"}
+
+    monkeypatch.setattr(compare_mod, "compare", fake_compare)
+    out = CliRunner().invoke(_cli(), ["compare", "shapes", "--models", "custom_cnn,resnet18", "--size", "32"])
+    assert out.exit_code == 0, out.output
+    assert seen == {"models": ["custom_cnn", "resnet18"], "size": 32}
+    assert "custom_cnn" in out.output and "0.9000" in out.output and "weights unavailable" in out.output
+    rows[0]["status"] = "failed"
+    assert CliRunner().invoke(_cli(), ["compare", "shapes", "--models", "custom_cnn,resnet18"]).exit_code != 0
