@@ -10,6 +10,7 @@ from snapid import __version__
 from snapid.cli import data as data_cli
 from snapid.cli import demo as demo_cli
 from snapid.cli import train as train_cli
+from snapid.cli import tune as tune_cli
 from snapid.cli import weights as weights_cli
 from snapid.cli.common import console
 from snapid.errors import SnapidError
@@ -27,6 +28,8 @@ app.command("demo")(demo_cli.demo)
 app.command("train")(train_cli.train)
 app.add_typer(train_cli.runs_app, name="runs")
 app.add_typer(weights_cli.app, name="weights")
+app.command("tune")(tune_cli.tune)
+app.command("compare")(tune_cli.compare)
 
 
 @app.command()

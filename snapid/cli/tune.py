@@ -60,7 +60,7 @@ def tune(
     if as_json:
         emit_json(result)
         return
-    table = Table(title=f"sweep {result['sweep']} ({result['method']}, {result['monitor']})")
+    table = Table(title=f"sweep {result['sweep']} ({result['method']}, {result['monitor']})", box=box.SIMPLE_HEAD)
     for col in ("trial", "status", result["monitor"], "params"):
         table.add_column(col, justify="right" if col == result["monitor"] else "left")
     for t in result["trials"]:

@@ -62,11 +62,12 @@ def _keep_batch(batch):
 
 
 def make_loader(dataset: CachedDataset, batch_size: int, *, shuffle: bool, seed: int = 0, workers: int = 0,
-                sampler=None) -> DataLoader:
+                sampler=None, drop_last: bool = False) -> DataLoader:
     """A DataLoader that fetches whole batches through CachedDataset.__getitems__ (seeded order)."""
     generator = torch.Generator().manual_seed(seed)
     return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle and sampler is None, sampler=sampler,
-                      collate_fn=_keep_batch, num_workers=workers, generator=generator, persistent_workers=workers > 0)
+                      collate_fn=_keep_batch, num_workers=workers, generator=generator, persistent_workers=workers > 0,
+                      drop_last=drop_last)
 
 
 def normalize(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:

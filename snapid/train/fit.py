@@ -18,6 +18,7 @@ import torch
 from sqlalchemy import Engine
 
 from snapid.data.cache import prepare
+from snapid.errors import SnapidError
 from snapid.models import registry
 from snapid.track import crud
 from snapid.track import runs as track
@@ -122,37 +123,12 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
 
     run, config = _open_run(dataset, config, workspace, engine, info, name, resume, version, kind, parent)
-    with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
-    spec = registry.get_spec(config.model)
-    params = prepare_params(manifest, config, spec.input_size)
-    if info.main:  # the others wait for rank 0's cache, then read it
-        prepare(manifest, workspace, params, workers=workers)
-    dist_util.barrier(info)
-    train_set, val_set, test_set = load_splits(workspace, manifest, params)
-
-    torch.manual_seed(config.seed)  # the head's (and a scratch backbone's) initial weights
-    model = registry.create(config.model, len(train_set.classes), pretrained=config.pretrained and resume is None,
-                            weights_path=config.weights, head=config.head, head_dims=config.head_dims, dropout=config.dropout)
-    weights, loss_mode = class_weights(train_set.class_counts(), config.imbalance)
-    train_loss, val_loss = losses(weights, config.label_smoothing, device)
-    meta = {"run": run["name"], "dataset": manifest.name, "dataset_version": manifest.version,
-            "classes": train_set.classes, "model": model.config(), "config": config.public(),
-            "preprocess": {"size": params.size, "resize": params.resize, "crop_boxes": params.crop_boxes,
-                           "pad": params.pad, "mean": list(spec.mean), "std": list(spec.std)},
-            "imbalance": loss_mode}
-    state = RunState(run["name"], Path(run["run_dir"]), config, engine, info, device, reporter, meta)
-    resume_state = _restore(state, model) if resume else None
-    model.to(device)
-    normalize = Normalize(spec.mean, spec.std).to(device)
-    augment = build_augment(config.augment, params.size, spec.mean, spec.std, tuple(config.rrc_scale)).to(device)
-
-    if info.main:
-        with transaction(engine) as s:
-            track.start_run(s, name=state.name, host=socket.gethostname(), pid=os.getpid())
+    state = RunState(run["name"], Path(run["run_dir"]), config, engine, info, device, reporter, {})
     try:
-        data = dict(train=train_set, val=val_set, augment=augment, normalize=normalize, train_loss=train_loss,
-                    val_loss=val_loss, resume_state=resume_state)
+        model, data, test_set = _build(state, workspace, run, resume is not None, workers)
+        if info.main:
+            with transaction(engine) as s:
+                track.start_run(s, name=state.name, host=socket.gethostname(), pid=os.getpid())
         if config.probe_epochs and state.progress["phase"] == "probe" and not state.progress["phase_done"]:
             probe_phase(state, model, **data)
             data["resume_state"] = None
@@ -162,16 +138,45 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
                 state.progress.update(phase="finetune", phase_start=state.progress["next_epoch"], phase_done=False, bad=0)
             if not state.progress["phase_done"]:
                 finetune_phase(state, model, **data)
-        summary = _finish(state, model, test_set, normalize, val_loss) if info.main else {}
+        summary = _finish(state, model, test_set, data["normalize"], data["val_loss"]) if info.main else {}
     except KeyboardInterrupt:
         _close(state, "stopped", f"stopped by the user; continue with `snapid train --resume {state.name}`")
         raise
     except BaseException as exc:
-        _close(state, "failed", f"{type(exc).__name__}: {exc}")
+        _close(state, "failed", exc.message if isinstance(exc, SnapidError) else f"{type(exc).__name__}: {exc}")
         raise
     finally:
         dist_util.shutdown(info)
     return summary
+
+
+def _build(state: RunState, workspace: Workspace, run: dict, resuming: bool, workers: int):
+    """Data, model, losses and augmentation for a run; fills state.meta (what checkpoints record)."""
+    config, info, device, engine = state.config, state.info, state.device, state.engine
+    with transaction(engine) as s:
+        manifest = crud.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
+    spec = registry.get_spec(config.model)
+    params = prepare_params(manifest, config, spec.input_size)
+    if info.main:  # the others wait for rank 0's cache, then read it
+        prepare(manifest, workspace, params, workers=workers)
+    dist_util.barrier(info)
+    train_set, val_set, test_set = load_splits(workspace, manifest, params)
+    torch.manual_seed(config.seed)  # the head's (and a scratch backbone's) initial weights
+    model = registry.create(config.model, len(train_set.classes), pretrained=config.pretrained and not resuming,
+                            weights_path=config.weights, head=config.head, head_dims=config.head_dims, dropout=config.dropout)
+    weights, loss_mode = class_weights(train_set.class_counts(), config.imbalance)
+    train_loss, val_loss = losses(weights, config.label_smoothing, device)
+    state.meta = {"run": run["name"], "dataset": manifest.name, "dataset_version": manifest.version,
+                  "classes": train_set.classes, "model": model.config(), "config": config.public(),
+                  "preprocess": {"size": params.size, "resize": params.resize, "crop_boxes": params.crop_boxes,
+                                 "pad": params.pad, "mean": list(spec.mean), "std": list(spec.std)},
+                  "imbalance": loss_mode}
+    resume_state = _restore(state, model) if resuming else None
+    model.to(device)
+    data = dict(train=train_set, val=val_set, train_loss=train_loss, val_loss=val_loss, resume_state=resume_state,
+                normalize=Normalize(spec.mean, spec.std).to(device),
+                augment=build_augment(config.augment, params.size, spec.mean, spec.std, tuple(config.rrc_scale)).to(device))
+    return model, data, test_set
 
 
 def _open_run(dataset, config, workspace, engine, info, name, resume, version, kind, parent) -> tuple[dict, TrainConfig]:
@@ -179,6 +184,8 @@ def _open_run(dataset, config, workspace, engine, info, name, resume, version, k
     if resume:
         with transaction(engine) as s:
             run = track.get_run(s, name=resume)
+        if run["status"] == "completed":
+            raise SnapidError(f"run {resume!r} already completed; start a new one with --name", code="run_completed", status=409)
         return run, TrainConfig(**run["config"])
     run = None
     if info.main:

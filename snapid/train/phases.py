@@ -93,7 +93,10 @@ def _train_loader(train, batch: int, epoch: int, cfg, info, balanced: bool):
         sampler = WeightedRandomSampler(weights, len(train), generator=torch.Generator().manual_seed(cfg.seed + epoch))
     else:
         sampler = None
-    return make_loader(train, batch, shuffle=True, seed=cfg.seed * 7919 + epoch, sampler=sampler, workers=cfg.workers)
+    per_rank = len(sampler) if sampler is not None else len(train)
+    # a last batch of one image breaks BatchNorm in training mode: drop it (it is a different one each epoch)
+    return make_loader(train, batch, shuffle=True, seed=cfg.seed * 7919 + epoch, sampler=sampler, workers=cfg.workers,
+                       drop_last=per_rank > batch and per_rank % batch == 1)
 
 
 def finetune_phase(state, model, *, train, val, augment, normalize, train_loss, val_loss, resume_state) -> None:

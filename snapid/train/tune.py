@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -87,7 +87,7 @@ class Space:
     prune: bool = True
     startup_trials: int = 3  # trials that always finish before the median means anything
     warmup_epochs: int = 2   # epochs of every trial that are never pruned (the first epochs are noisy)
-    grid_size: int = field(default=0)
+    grid_size: int = 0
 
     def sampler(self, seed: int) -> optuna.samplers.BaseSampler:
         if self.method == "grid":
@@ -249,14 +249,54 @@ def run_trial(dataset: str, config: TrainConfig, trial, *, run_name: str, sweep:
 
 
 # --- the sweep -----------------------------------------------------------------------------------
-def _better(a: float, b: float | None, minimize: bool) -> bool:
-    return b is None or (a < b if minimize else a > b)
+class _TrialFailed(Exception):
+    """A trial that failed (reported already); optimize() records it as FAIL and goes on."""
+
+
+@dataclass
+class _Sweep:
+    """The objective Optuna calls once per trial; keeps the sweep's record and best.yaml up to date."""
+
+    dataset: str
+    version: int
+    base: TrainConfig
+    space: Space
+    trials: int
+    folder: Path
+    workspace: Workspace
+    engine: Engine
+    reporter: Reporter
+    workers: int
+    result: dict
+
+    def better(self, value: float) -> bool:
+        best = self.result["best_value"]
+        return best is None or (value < best if self.base.monitor == "val_loss" else value > best)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        k, sweep, res = len(self.result["trials"]) + 1, self.result["sweep"], self.result
+        params = {key: p.suggest(trial, self.space.method == "grid") for key, p in self.space.params.items()}
+        run_name = f"{sweep}-t{k}"
+        self.reporter.note(f"trial {k}/{self.trials} ({run_name}): " + ", ".join(f"{a}={_fmt(b)}" for a, b in params.items()))
+        config = TrainConfig(**{**self.base.public(), **params})
+        out = run_trial(self.dataset, config, trial, run_name=run_name, sweep=sweep, workspace=self.workspace,
+                        engine=self.engine, version=self.version, reporter=self.reporter, workers=self.workers)
+        res["trials"].append({"number": k, "run": run_name, "params": params, **out})
+        if out["status"] == "completed" and self.better(out["value"]):
+            res.update(best_trial=run_name, best_value=out["value"], best_params=params, best_config=str(self.folder / "best.yaml"))
+            _write_best(self.folder / "best.yaml", config, sweep, run_name, self.base.monitor, out["value"])
+        atomic_write_json(self.folder / "sweep.json", res)  # after every trial: an interrupted sweep keeps its record
+        if out["status"] == "completed":
+            return out["value"]
+        self.reporter.note(f"trial {k} {out['status']}: {out['error']}")
+        if out["status"] == "pruned":
+            raise optuna.TrialPruned(out["error"])
+        raise _TrialFailed(out["error"])
 
 
 def tune(dataset: str, base: TrainConfig, space: dict, *, trials: int | None, workspace: Workspace, engine: Engine,
          name: str | None, seed: int = 0, reporter: Reporter | None = None, workers: int = 1) -> dict:
-    """Run the sweep; returns {sweep, trials: [...], best_trial, best_value, best_params, best_config, ...}."""
-    reporter = reporter or Reporter()
+    """Run the sweep; returns {sweep, trials: [...], best_trial, best_value, best_params, best_config, path, ...}."""
     parsed = parse_space(space, base)
     if parsed.method == "grid":
         trials = min(trials or parsed.grid_size, parsed.grid_size)  # past the grid, GridSampler would repeat points
@@ -266,45 +306,21 @@ def tune(dataset: str, base: TrainConfig, space: dict, *, trials: int | None, wo
         version = crud.load_manifest_version(s, name=dataset)  # pinned: every trial sees the same data
     sweep = free_group_name(engine, workspace, name or f"{dataset}-tune", explicit=name is not None)
     folder = workspace.runs / sweep
-    minimize = base.monitor == "val_loss"
+    direction = "minimize" if base.monitor == "val_loss" else "maximize"
+    result = {"sweep": sweep, "dataset": dataset, "dataset_version": version, "method": parsed.method,
+              "monitor": base.monitor, "direction": direction, "trials": [], "best_trial": None, "best_value": None,
+              "best_params": None, "best_config": None, "path": str(folder / "sweep.json")}
     # trials (failures included) are reported through `reporter`; optuna's own log would say it all twice
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study = optuna.create_study(study_name=sweep, direction="minimize" if minimize else "maximize",
-                                sampler=parsed.sampler(seed), pruner=parsed.pruner())  # in-memory storage
-    result = {"sweep": sweep, "dataset": dataset, "dataset_version": version, "method": parsed.method,
-              "monitor": base.monitor, "direction": study.direction.name.lower(), "trials": [], "best_trial": None,
-              "best_value": None, "best_params": None, "best_config": None, "path": str(folder / "sweep.json")}
-    def objective(trial: optuna.Trial) -> float:
-        k = len(result["trials"]) + 1
-        params = {key: p.suggest(trial, parsed.method == "grid") for key, p in parsed.params.items()}
-        run_name = f"{sweep}-t{k}"
-        reporter.note(f"trial {k}/{trials} ({run_name}): " + ", ".join(f"{a}={_fmt(b)}" for a, b in params.items()))
-        config = TrainConfig(**{**base.public(), **params})
-        out = run_trial(dataset, config, trial, run_name=run_name, sweep=sweep, workspace=workspace, engine=engine,
-                        version=version, reporter=reporter, workers=workers)
-        result["trials"].append({"number": k, "run": run_name, "params": params, **out})
-        if out["status"] == "completed" and _better(out["value"], result["best_value"], minimize):
-            result.update(best_trial=run_name, best_value=out["value"], best_params=params,
-                          best_config=str(folder / "best.yaml"))
-            _write_best(folder / "best.yaml", config, sweep, run_name, base.monitor, out["value"])
-        atomic_write_json(folder / "sweep.json", result)  # after every trial: an interrupted sweep keeps its record
-        if out["status"] == "completed":
-            return out["value"]
-        reporter.note(f"trial {k} {out['status']}: {out['error']}")
-        if out["status"] == "pruned":
-            raise optuna.TrialPruned(out["error"])
-        raise _TrialFailed(out["error"])
-
+    study = optuna.create_study(study_name=sweep, direction=direction, sampler=parsed.sampler(seed),
+                                pruner=parsed.pruner())  # in-memory storage: the runs table is the record
+    objective = _Sweep(dataset, version, base, parsed, trials, folder, workspace, engine, reporter or Reporter(), workers, result)
     # optimize() rather than ask/tell: GridSampler ends the study itself once every grid point has run
     study.optimize(objective, n_trials=trials, catch=(_TrialFailed,))
     if result["best_trial"] is None:
         last = result["trials"][-1]["error"]
         raise SnapidError(f"sweep {sweep}: no trial completed (last error: {last}); see `snapid runs list`", code="tune_failed")
     return result
-
-
-class _TrialFailed(Exception):
-    """A trial that failed (reported already); optimize() records it as FAIL and goes on."""
 
 
 def _fmt(value) -> str:

@@ -155,6 +155,18 @@ def test_sweep_prunes_the_worse_trial_and_keeps_the_better(shapes, engine, home)
     assert pruned["status"] == "stopped" and PRUNED in pruned["error"]
 
 
+def test_failing_trials_do_not_stop_the_sweep_and_all_failing_is_an_error(shapes, engine, home, tmp_path, monkeypatch):
+    monkeypatch.setenv("SNAPID_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    base = TrainConfig(**{**FAST, "model": "resnet18", "pretrained": True})  # no weights offline: every trial fails
+    with pytest.raises(SnapidError) as err:
+        tune(shapes, base, {"params": {"dropout": [0.1, 0.2]}}, trials=2, workspace=home, engine=engine, name="f")
+    assert err.value.code == "tune_failed" and "resnet18" in err.value.message
+    assert [r["status"] for r in _runs(engine, "f")] == ["failed", "failed"]
+    assert len(json.loads((home.runs / "f" / "sweep.json").read_text())["trials"]) == 2
+
+
 # --- compare ---------------------------------------------------------------------------------------
 def test_compare_two_backbones_one_recipe(shapes, engine, home):
     # batch 12: 33 training images leave no 1-image batch, which BatchNorm refuses (mobilenet_v2 is 1×1 at 32 px)
@@ -250,3 +262,9 @@ def test_cli_compare_prints_the_leaderboard(home, monkeypatch):
     assert "custom_cnn" in out.output and "0.9000" in out.output and "weights unavailable" in out.output
     rows[0]["status"] = "failed"
     assert CliRunner().invoke(_cli(), ["compare", "shapes", "--models", "custom_cnn,resnet18"]).exit_code != 0
+
+
+def test_docs_options_table_matches_train_config():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text(encoding="utf-8")
+    for name, f in TrainConfig.model_fields.items():
+        assert f"| `{name}` |" in doc and f.description.replace("|", "\\|") in doc, name
