@@ -36,7 +36,7 @@ class TrainConfig(BaseModel):
     probe_views: int = Field(4, ge=1, le=32, description="Views per training image in the feature cache (1 clean + augmented).")
     probe_lr: float = Field(3e-3, gt=0, description="Learning rate of the head in the probe phase.")
     # phase 2: fine-tune
-    finetune_epochs: int = Field(3, ge=0, description="Epochs with the top of the backbone unfrozen (0 skips the phase).")
+    finetune_epochs: int | None = Field(None, ge=0, description="Epochs with the top of the backbone unfrozen (0 skips the phase; default: 5 on a GPU, 0 on a CPU).")
     unfreeze: int = Field(2, ge=0, description="Backbone groups to unfreeze from the top (0 = all).")
     lr: float = Field(3e-4, gt=0, description="Fine-tune learning rate of the head and the top group.")
     lr_decay: float = Field(0.3, gt=0, le=1, description="Each group toward the stem gets this times the next one's rate.")

@@ -13,7 +13,7 @@ from torch import nn
 from snapid.data.cached_dataset import CachedDataset
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def extract(model, dataset: CachedDataset, *, transform: nn.Module, device: torch.device, batch_size: int,
             seed: int, indices: np.ndarray | None = None, channels_last: bool = False,
             on_batch: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
