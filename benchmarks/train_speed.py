@@ -9,7 +9,9 @@ std) under no_grad → forward → cross-entropy → backward → AdamW step, wi
 
 FLOPs: torch.utils.flop_counter.FlopCounterMode over one forward, and one forward + backward, of
 the model (it counts the convolutions and matrix products, not batch norm, activations or the
-optimizer). Achieved FLOP/s = (forward + backward FLOPs per image) x images/s.
+optimizer), with a group-aware formula for the convolution backward (torch's ignores groups in the
+weight gradient and counts depthwise layers ~C times too high). Achieved FLOP/s = (forward +
+backward FLOPs per image) x images/s.
 
 Peak: (a) measured, the best float32 torch.mm of 2048 x 2048 over several reps with the same
 threads; (b) theoretical, cores x GHz (/proc/cpuinfo "cpu MHz") x FP32 FLOPs per cycle per core
@@ -20,7 +22,7 @@ Augmentation share, per preset (none/light/medium/heavy): augment time / (augmen
 model's forward/backward/step time), with the augment timed on its own over --aug-reps batches;
 the issue's target is <= 25 % of a step.
 
-    .venv/bin/python benchmarks/train_speed.py                    # ~5-8 minutes on 2 cores
+    .venv/bin/python benchmarks/train_speed.py                    # ~4 minutes on 2 cores
     .venv/bin/python benchmarks/train_speed.py --models mobilenet_v2 --steps 10 --channels-last   # diagnostic
 """
 
@@ -35,7 +37,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import machine_info, print_machine, print_table, write_json  # noqa: E402
@@ -46,6 +48,20 @@ from snapid.train.augment import PRESETS, build_augment  # noqa: E402
 SIZE = 224
 CLASSES = 12
 AUG_TARGET = 0.25
+
+
+def snapid_commit() -> str:
+    """The checkout's commit (+ "-dirty" when snapid/ has local changes): the figures depend on the code."""
+    import subprocess
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "snapid"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("-dirty" if dirty else "")
 
 
 # ----------------------------------------------------------------------------- peak
@@ -105,6 +121,17 @@ def measured_peak(n: int = 2048, reps: int = 5, rounds: int = 3) -> float:
 
 # ----------------------------------------------------------------------------- model
 
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None, **_) -> int:
+    """Group-aware convolution backward: grad_input and grad_weight each cost what the forward conv costs.
+
+    torch's own formula (torch.utils.flop_counter.conv_backward_flop) ignores ``groups`` in the weight
+    gradient, which counts a depthwise conv's backward about C times too high (mobilenet_v2: 12.3 instead
+    of 1.8 GFLOP per image)."""
+    per_pass = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed)
+    return per_pass * (int(bool(output_mask[0])) + int(bool(output_mask[1])))
+
+
 def count_flops(model: nn.Module, channels_last: bool) -> tuple[float, float]:
     """(forward, forward + backward) FLOPs per image, counted on a batch of 2 in training mode."""
     x = torch.randn(2, 3, SIZE, SIZE)
@@ -114,7 +141,7 @@ def count_flops(model: nn.Module, channels_last: bool) -> tuple[float, float]:
     with FlopCounterMode(display=False) as counter:
         model(x)
     forward = counter.get_total_flops() / 2
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as counter:
         nn.functional.cross_entropy(model(x), y).backward()
     model.zero_grad(set_to_none=True)
     return forward, counter.get_total_flops() / 2
@@ -148,7 +175,7 @@ def time_training(name: str, batch: int, steps: int, warmup: int, preset: str, c
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        float(loss)
+        float(loss.detach())
         t2 = time.perf_counter()
         if k >= warmup:
             aug_s.append(t1 - t0)
@@ -198,7 +225,7 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     info = machine_info()
-    info.update(torch=torch.__version__, torch_threads=torch.get_num_threads())
+    info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(), commit=snapid_commit())
     cores = min(args.threads, len(os.sched_getaffinity(0)))
     theory = theoretical_peak(cores, args.flops_per_cycle)
     peak_before = measured_peak()
@@ -224,6 +251,7 @@ def main() -> int:
     print(f"measured peak: best float32 torch.mm 2048x2048, {peak_before:.0f} GFLOP/s before, {peak_after:.0f} after "
           f"(the best, {peak:.0f}, is used)")
     print_machine(info)
+    print(f"snapid at commit {info['commit']}")
     print()
     rows = []
     for r in runs:

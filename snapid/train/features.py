@@ -4,6 +4,7 @@ On a CPU that turns minutes per epoch into well under a second."""
 
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import numpy as np
@@ -13,12 +14,26 @@ from torch import nn
 from snapid.data.cached_dataset import CachedDataset
 
 
+def frozen_backbone(model) -> nn.Module:
+    """A copy of the frozen backbone with every conv + BatchNorm folded into one conv (eval mode).
+
+    Same outputs up to float rounding; measured about 2x faster on a CPU for MobileNetV2. Models
+    torch.fx cannot trace (some timm ones) run unfused."""
+    backbone = copy.deepcopy(model.backbone).eval()
+    try:
+        from torch.fx.experimental.optimization import fuse
+
+        return fuse(backbone)
+    except Exception:  # tracing failed: correctness first, speed second
+        return backbone
+
+
 @torch.inference_mode()
 def extract(model, dataset: CachedDataset, *, transform: nn.Module, device: torch.device, batch_size: int,
             seed: int, indices: np.ndarray | None = None, channels_last: bool = False,
             on_batch: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features (float16 on the CPU, to halve memory) and labels, in dataset order."""
-    model.eval()
+    backbone = frozen_backbone(model)
     torch.manual_seed(seed)
     order = np.arange(len(dataset)) if indices is None else indices
     feats, labels = [], []
@@ -27,7 +42,7 @@ def extract(model, dataset: CachedDataset, *, transform: nn.Module, device: torc
         x = transform(images.to(device))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        feats.append(model.features(x).to("cpu", torch.float16))
+        feats.append(backbone(x).to("cpu", torch.float16))
         labels.append(y)
         if on_batch:
             on_batch(len(y))

@@ -221,6 +221,7 @@ def _best_into(state: RunState, model) -> None:
 
 def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
     from snapid.data.cached_dataset import make_loader
+    from snapid.train.features import frozen_backbone
     from snapid.train.loop import predict_images, score
 
     _best_into(state, model)
@@ -229,8 +230,11 @@ def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
     best = best_meta["metrics"]
     summary = {"best_epoch": best_meta["epoch"], "val_loss": best["val_loss"],
                **{f"val_{k}": best[k] for k in ("top1", "top5", "macro_f1")}}
-    if len(test_set):
-        logits, labels = predict_images(model, make_loader(test_set, 64, shuffle=False), normalize=normalize, device=state.device)
+    if len(test_set):  # inference only: the folded (conv+BN) backbone is about 2x faster
+        net = unwrap(model).eval()
+        fast = torch.nn.Sequential(frozen_backbone(net), net.head).to(memory_format=torch.channels_last)
+        logits, labels = predict_images(fast, make_loader(test_set, 64, shuffle=False), normalize=normalize,
+                                        device=state.device, channels_last=True)
         summary.update({f"test_{k.removeprefix('val_')}": v for k, v in score(logits, labels, val_loss).items()})
     summary["parameters"] = sum(p.numel() for p in model.parameters())
     _close(state, "completed", "", summary)

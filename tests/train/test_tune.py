@@ -56,7 +56,8 @@ def test_two_trials_are_tracked_and_best_yaml_trains(shapes, engine, home):
     assert all(r["kind"] == "tune-trial" and r["status"] == "completed" for r in runs)
     assert [t["status"] for t in result["trials"]] == ["completed", "completed"]
     best = next(t for t in result["trials"] if t["run"] == result["best_trial"])
-    assert result["best_value"] == max(t["value"] for t in result["trials"]) == best["value"]
+    pick = min if TrainConfig(**FAST).monitor == "val_loss" else max   # the best is the lowest loss
+    assert result["best_value"] == pick(t["value"] for t in result["trials"]) == best["value"]
     path = Path(result["best_config"])
     assert path == home.runs / "sw" / "best.yaml" and json.loads((home.runs / "sw" / "sweep.json").read_text())["sweep"] == "sw"
     cfg = TrainConfig.load(path, {})
@@ -137,7 +138,7 @@ def test_median_rule_prunes_a_trial_below_earlier_ones(shapes, engine, home):
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
     # an earlier trial that was perfect at every epoch: any real trial is below the median
     study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={e: 1.0 for e in range(5)}))
-    out = run_trial(shapes, TrainConfig(**{**FAST, "probe_lr": 1e-7}), study.ask(), run_name="m-t2", sweep="m",
+    out = run_trial(shapes, TrainConfig(**{**FAST, "probe_lr": 1e-7, "monitor": "val_top1"}), study.ask(), run_name="m-t2", sweep="m",
                     workspace=home, engine=engine)
     assert out["status"] == "pruned" and "epoch 0" in out["error"]
     with transaction(engine) as s:
