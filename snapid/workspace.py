@@ -33,6 +33,11 @@ class Workspace:
         return self.cache_root / params_key(params)
 
     @property
+    def unpacked(self) -> Path:
+        """Where dataset archives are unpacked."""
+        return self.home / "datasets"
+
+    @property
     def reports(self) -> Path:
         return self.home / "reports"
 

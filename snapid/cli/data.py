@@ -30,7 +30,8 @@ def _parse_columns(spec: str | None) -> dict[str, str]:
 
 @app.command("import")
 def import_(
-    path: Path = typer.Argument(..., help="Dataset folder, or a CSV / JSON / COCO manifest file."),
+    path: Path = typer.Argument(..., help="Dataset folder, a CSV / JSON / COCO manifest file, or a .zip / .tar(.gz) "
+                                "archive (unpacked safely into the workspace)."),
     name: str = typer.Option(..., "--name", help="Dataset name in the workspace; importing again makes a new version."),
     format: str = typer.Option("auto", "--format", help=FORMAT_HELP),
     columns: Optional[str] = typer.Option(None, help="Header names for CSV/JSON, e.g. 'path=filename,label=species'; "
@@ -58,7 +59,7 @@ def import_(
     with progress_bar(f"importing {name}", quiet=as_json) as progress:
         report = import_dataset(path, name=name, engine=engine(), fmt=format, options=options, seed=seed,
                                 max_per_class=max_per_class, clip_boxes=clip_boxes, workers=workers or s.workers,
-                                limits=limits, progress=progress)
+                                limits=limits, progress=progress, unpack_to=workspace().unpacked)
     if as_json:
         emit_json(report.as_dict())
         return

@@ -19,6 +19,7 @@ from typing import Callable
 from sqlalchemy import Engine
 
 from snapid.data import split as splitting
+from snapid.data.archive import dataset_root, is_archive, unpack
 from snapid.data.facts import image_facts
 from snapid.data.manifest import Box, ClassInfo, Entry, ImageFacts, Rejected, Sample
 from snapid.data.sources import ReadOptions, Source
@@ -171,9 +172,18 @@ def import_dataset(
     workers: int = 1,
     limits: DecodeLimits = DecodeLimits(),
     progress: Progress | None = None,
+    unpack_to: Path | None = None,
 ) -> ImportReport:
+    """``unpack_to``: where an archive (.zip, .tar, .tar.gz) given as ``path`` is safely unpacked."""
     started = time.perf_counter()
     check_dataset_name(name)
+    unpacked_note = ""
+    if is_archive(Path(path)):
+        if unpack_to is None:
+            raise DatasetError(f"{path}: an archive; give unpack_to (the CLI unpacks into the workspace)")
+        folder = unpack(Path(path), unpack_to)
+        unpacked_note = f"archive {Path(path).name} unpacked into {folder}"
+        path = dataset_root(folder)
     chosen = ""
     if fmt == "auto":
         fmt, reason = detect_format(Path(path))
@@ -181,7 +191,7 @@ def import_dataset(
     source = read_source(Path(path), fmt, options or ReadOptions())
     if not source.entries:
         raise DatasetError(f"{path}: no images found for format {source.format!r}")
-    notes = ([chosen] if chosen else []) + list(source.notes)
+    notes = [n for n in (unpacked_note, chosen) if n] + list(source.notes)
     entries = _unique(source.entries, notes)
     with transaction(engine) as session:
         previous = crud.previous_facts(session, name=name)

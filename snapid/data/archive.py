@@ -1,0 +1,158 @@
+"""Safe unpacking of dataset archives (.zip, .tar, .tar.gz, .tgz) into the workspace.
+
+The whole archive is refused (../shared/BAD_INPUTS.md) when any member is absolute, climbs out
+with `..`, is a link or a device, or when it expands more than 100 times its size (a zip bomb).
+Every byte is counted while copying, so a header that lies about sizes cannot get past the caps;
+zip CRCs are checked, and the number of files written must equal the number listed — the pill
+project lost files silently when unzipping. Unpacking goes to a temporary folder renamed at the end.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import stat
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from snapid.errors import DatasetError
+
+ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+MAX_RATIO = 100
+MAX_MEMBERS = 2_000_000
+CHUNK = 1 << 20
+
+
+class ArchiveRejected(DatasetError):
+    code = "archive_rejected"
+
+
+@dataclass(frozen=True)
+class Member:
+    name: str
+    size: int
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def _safe_name(archive: Path, raw: str) -> str:
+    name = raw.replace("\\", "/")
+    parts = PurePosixPath(name).parts
+    if name.startswith("/") or (parts and ":" in parts[0]) or ".." in parts or "\x00" in name:
+        raise ArchiveRejected(f"{archive}: member {raw!r} would be written outside the folder; the archive is refused")
+    return str(PurePosixPath(*[p for p in parts if p not in ("", ".")]))
+
+
+def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[Member]:
+    members = []
+    for info in zf.infolist():
+        mode = info.external_attr >> 16
+        if stat.S_ISLNK(mode):
+            raise ArchiveRejected(f"{archive}: member {info.filename!r} is a symbolic link; the archive is refused")
+        if info.is_dir():
+            continue
+        members.append(Member(_safe_name(archive, info.filename), info.file_size))
+    return members
+
+
+def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[Member]:
+    members = []
+    for info in tf:
+        if info.issym() or info.islnk() or info.isdev() or info.isfifo():
+            raise ArchiveRejected(f"{archive}: member {info.name!r} is a link or a device; the archive is refused")
+        if info.isfile():
+            members.append(Member(_safe_name(archive, info.name), info.size))
+        if len(members) > MAX_MEMBERS:
+            break
+    return members
+
+
+def _check_totals(archive: Path, members: list[Member], max_bytes: int) -> None:
+    if len(members) > MAX_MEMBERS:
+        raise ArchiveRejected(f"{archive}: more than {MAX_MEMBERS:,} files; unpack it yourself and import the folder")
+    names = [m.name for m in members]
+    if len(set(names)) != len(names):
+        raise ArchiveRejected(f"{archive}: the same path appears twice; the archive is refused")
+    total = sum(m.size for m in members)
+    packed = max(archive.stat().st_size, 1)
+    if total > MAX_RATIO * packed:
+        raise ArchiveRejected(f"{archive}: expands {total / packed:.0f}x (over {MAX_RATIO}x): refused as a possible zip bomb")
+    if total > max_bytes:
+        raise ArchiveRejected(f"{archive}: {total:,} bytes unpacked is above the limit of {max_bytes:,}")
+
+
+def _copy(archive: Path, source, target: Path, declared: int, budget: list[int]) -> None:
+    """Stream one member, never writing more than it declared or than the archive's budget."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    written = 0
+    with open(target, "wb") as out:
+        while chunk := source.read(CHUNK):
+            written += len(chunk)
+            budget[0] -= len(chunk)
+            if written > declared or budget[0] < 0:
+                raise ArchiveRejected(f"{archive}: {target.name} holds more data than its header says; the archive is refused")
+            out.write(chunk)
+    if written != declared:
+        raise ArchiveRejected(f"{archive}: {target.name} is truncated ({written} of {declared} bytes)")
+
+
+def unpack(archive: Path, dest_root: Path, *, max_bytes: int = 64 << 30) -> Path:
+    """Unpack into dest_root/<archive stem>-<sha256 prefix>/ (reused when already complete); returns it."""
+    digest = hashlib.sha256()
+    with open(archive, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    stem = archive.name.split(".")[0] or "archive"
+    dest = dest_root / f"{stem}-{digest.hexdigest()[:12]}"
+    if (dest / ".snapid-unpacked").exists():
+        return dest
+    dest_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=dest_root))
+    try:
+        _unpack_into(archive, tmp, max_bytes)
+        (tmp / ".snapid-unpacked").write_text(archive.name)
+        shutil.rmtree(dest, ignore_errors=True)
+        os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def _unpack_into(archive: Path, tmp: Path, max_bytes: int) -> None:
+    try:
+        if archive.name.lower().endswith(".zip"):
+            with zipfile.ZipFile(archive) as zf:
+                members = _zip_members(archive, zf)
+                _check_totals(archive, members, max_bytes)
+                budget = [sum(m.size for m in members)]
+                by_name = {_safe_name(archive, i.filename): i for i in zf.infolist() if not i.is_dir()}
+                for m in members:
+                    with zf.open(by_name[m.name]) as src:  # zipfile checks each member's CRC at its end
+                        _copy(archive, src, tmp / m.name, m.size, budget)
+        else:
+            with tarfile.open(archive) as tf:
+                members = _tar_members(archive, tf)
+                _check_totals(archive, members, max_bytes)
+                budget = [sum(m.size for m in members)]
+                for info in tf.getmembers():
+                    if info.isfile():
+                        with tf.extractfile(info) as src:
+                            _copy(archive, src, tmp / _safe_name(archive, info.name), info.size, budget)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as exc:
+        raise ArchiveRejected(f"{archive}: damaged archive ({exc})") from None
+    written = sum(1 for p in tmp.rglob("*") if p.is_file())
+    if written != len(members):
+        raise ArchiveRejected(f"{archive}: {written} files unpacked but {len(members)} listed")
+
+
+def dataset_root(folder: Path) -> Path:
+    """An archive holding one top folder (photos/...) imports from inside it."""
+    entries = [p for p in folder.iterdir() if not p.name.startswith(".")]
+    return entries[0] if len(entries) == 1 and entries[0].is_dir() else folder
