@@ -99,6 +99,19 @@ def write_json(path: str | None, payload: dict) -> None:
         print(f"figures written to {path}")
 
 
+def snapid_commit() -> str:
+    """The checkout's commit (+ "-dirty" when snapid/ has local changes): the figures depend on the code."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "snapid"], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "?"
+    return head + ("-dirty" if dirty else "")
+
+
 def _source_files(flowers: Path) -> list[tuple[str, Path]]:
     """(class, file) for every flowers12 image, interleaved class by class so any prefix is balanced."""
     per_class: dict[str, list[Path]] = {}

@@ -40,7 +40,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode import machine_info, print_machine, print_table, write_json  # noqa: E402
+from decode import machine_info, print_machine, print_table, snapid_commit, write_json  # noqa: E402
 
 from snapid.models import registry  # noqa: E402
 from snapid.train.augment import PRESETS, build_augment  # noqa: E402
@@ -48,20 +48,6 @@ from snapid.train.augment import PRESETS, build_augment  # noqa: E402
 SIZE = 224
 CLASSES = 12
 AUG_TARGET = 0.25
-
-
-def snapid_commit() -> str:
-    """The checkout's commit (+ "-dirty" when snapid/ has local changes): the figures depend on the code."""
-    import subprocess
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "snapid"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-    return head + ("-dirty" if dirty else "")
 
 
 # ----------------------------------------------------------------------------- peak

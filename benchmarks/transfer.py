@@ -45,7 +45,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode import FLOWERS, DEFAULT_CACHE, PHOTO_SIZE, _source_files, make_photos, machine_info, print_machine, print_table, write_json  # noqa: E402
+from decode import (FLOWERS, DEFAULT_CACHE, PHOTO_SIZE, _source_files, make_photos, machine_info,  # noqa: E402
+                    print_machine, print_table, snapid_commit, write_json)
 
 from snapid.data.cache import PrepareParams, prepare  # noqa: E402
 from snapid.data.importer import import_dataset  # noqa: E402
@@ -61,20 +62,6 @@ SIZE = 224
 TARGET_TOP1 = 0.95
 TARGET_SECONDS = 180.0
 TARGET_RATIO = 10.0
-
-
-def snapid_commit() -> str:
-    """The checkout's commit (+ "-dirty" when snapid/ has local changes): the figures depend on the code."""
-    import subprocess
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "snapid"], cwd=root, capture_output=True,
-                               text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "?"
-    return head + ("-dirty" if dirty else "")
 
 
 def matmul_gflops(reps: int = 5, n: int = 2048) -> float:
