@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -110,6 +111,15 @@ def snapid_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "?"
     return head + ("-dirty" if dirty else "")
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link when the file system allows it (no extra disk), else a copy."""
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 def _source_files(flowers: Path) -> list[tuple[str, Path]]:

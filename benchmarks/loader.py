@@ -23,8 +23,6 @@ second). The figure is steady-state batches/s and images/s.
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -34,7 +32,7 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode import DEFAULT_CACHE, make_photos, machine_info, photo_list, print_machine, print_table, write_json  # noqa: E402
+from decode import DEFAULT_CACHE, link_or_copy, make_photos, machine_info, photo_list, print_machine, print_table, write_json  # noqa: E402
 
 from snapid.data.cache import PrepareParams, index_path, prepare  # noqa: E402
 from snapid.data.cached_dataset import CachedDataset, make_loader, normalize  # noqa: E402
@@ -53,12 +51,7 @@ TARGET = 30.0
 def link_subset(photos: list[Path], source: Path, dest: Path) -> Path:
     """Exactly these photos as ``dest/<class>/<name>`` (hard links when possible, else copies)."""
     for p in photos:
-        target = dest / p.relative_to(source)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(p, target)
-        except OSError:
-            shutil.copy2(p, target)
+        link_or_copy(p, dest / p.relative_to(source))
     return dest
 
 

@@ -32,8 +32,6 @@ Both sides use 2 intra-op threads (the machine has 2 cores) and run one after th
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import sys
 import tempfile
 import time
@@ -45,7 +43,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode import (FLOWERS, DEFAULT_CACHE, PHOTO_SIZE, _source_files, make_photos, machine_info,  # noqa: E402
+from decode import (FLOWERS, DEFAULT_CACHE, PHOTO_SIZE, _source_files, link_or_copy, make_photos, machine_info,  # noqa: E402
                     print_machine, print_table, snapid_commit, write_json)
 
 from snapid.data.cache import PrepareParams, prepare  # noqa: E402
@@ -106,12 +104,7 @@ def phone_tree(dest: Path, cache_dir: Path, workers: int, grain: float) -> Path:
     for cls, src in _source_files(FLOWERS):
         split = src.parent.parent.name
         photo = folder / cls / f"{split}_{src.name}"
-        target = dest / split / cls / src.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(photo, target)
-        except OSError:
-            shutil.copy2(photo, target)
+        link_or_copy(photo, dest / split / cls / src.name)
     return dest
 
 

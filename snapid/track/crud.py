@@ -62,7 +62,8 @@ def _sample_row(version_id: int, s: Sample) -> dict:
     }
 
 
-def _facts(row: SampleRow) -> ImageFacts:
+def _facts(row) -> ImageFacts:
+    """From a SampleRow or a plain row of its columns (same attribute names)."""
     return ImageFacts(
         sha256=row.sha256, size_bytes=row.size_bytes, mtime_ns=row.mtime_ns, width=row.width, height=row.height,
         format=row.format, mode=row.mode, phash=row.phash, mean_rgb=list(row.mean_rgb), hist=list(row.hist),
@@ -126,9 +127,7 @@ def previous_facts(session: Session, *, name: str) -> dict[str, ImageFacts]:
     columns = (SampleRow.path, SampleRow.sha256, SampleRow.size_bytes, SampleRow.mtime_ns, SampleRow.width, SampleRow.height,
                SampleRow.format, SampleRow.mode, SampleRow.phash, SampleRow.mean_rgb, SampleRow.hist)
     rows = session.execute(select(*columns).where(SampleRow.version_id == version_id))  # plain rows: no ORM objects
-    return {r.path: ImageFacts(sha256=r.sha256, size_bytes=r.size_bytes, mtime_ns=r.mtime_ns, width=r.width, height=r.height,
-                               format=r.format, mode=r.mode, phash=r.phash, mean_rgb=list(r.mean_rgb), hist=list(r.hist))
-            for r in rows}
+    return {r.path: _facts(r) for r in rows}
 
 
 def list_datasets(session: Session) -> list[dict]:

@@ -13,7 +13,7 @@ from torch.utils.data import DistributedSampler, WeightedRandomSampler
 
 from snapid.data.cached_dataset import make_loader
 from snapid.train import distributed as dist_util
-from snapid.train.features import extract, feature_cache
+from snapid.train.features import extract, feature_cache, frozen_backbone
 from snapid.train.loop import (Timer, predict_features, predict_images, score, set_lr, train_epoch, train_head_epoch,
                                warmup_cosine)
 from snapid.train.setup import class_weights, param_groups, sample_weights
@@ -47,17 +47,18 @@ def probe_phase(state, model, *, train, val, augment, normalize, train_loss, val
         rep.progress(done[0], total)
 
     seed_everything(cfg.seed, -1)
+    backbone = frozen_backbone(net)
     if info.enabled:  # each rank embeds a slice; every rank then holds all features, in the same order
-        parts = [extract(net, train, transform=augment if v else normalize, device=device, batch_size=cfg.batch_size,
+        parts = [extract(backbone, train, transform=augment if v else normalize, device=device, batch_size=cfg.batch_size,
                          seed=cfg.seed * 1000 + v, indices=_shard(len(train), info), channels_last=True, on_batch=tick)
                  for v in range(cfg.probe_views)]
         feats = dist_util.gather_cat(info, torch.cat([p[0] for p in parts]))
         labels = dist_util.gather_cat(info, torch.cat([p[1] for p in parts]))
     else:
-        feats, labels = feature_cache(net, train, augment=augment, normalize=normalize, views=cfg.probe_views,
+        feats, labels = feature_cache(backbone, train, augment=augment, normalize=normalize, views=cfg.probe_views,
                                       device=device, batch_size=cfg.batch_size, seed=cfg.seed, channels_last=True,
                                       on_batch=tick)
-    val_feats, val_labels = extract(net, val, transform=normalize, device=device, batch_size=cfg.batch_size, seed=cfg.seed,
+    val_feats, val_labels = extract(backbone, val, transform=normalize, device=device, batch_size=cfg.batch_size, seed=cfg.seed,
                                     channels_last=True, on_batch=tick)
     head = net.head.cpu()  # features live on the CPU; the head is small
     loss_fn = copy.deepcopy(train_loss).cpu()  # a copy: fine-tuning keeps the original on the device
