@@ -49,6 +49,16 @@ class Workspace:
     def runs(self) -> Path:
         return self.home / "runs"
 
+    @property
+    def bundles(self) -> Path:
+        """Exported model bundles (`snapid export` writes here unless told --out)."""
+        return self.home / "bundles"
+
+    @property
+    def uploads(self) -> Path:
+        """Photos received by the server, stored by opaque id."""
+        return self.home / "uploads"
+
 
 def params_key(params: dict) -> str:
     """A short stable key for a dict of parameters."""

@@ -104,3 +104,27 @@ def rss_mb() -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+@pytest.fixture
+def shapes(tmp_path, engine) -> str:
+    """The three-class shapes dataset (tests/helpers.py), imported as "shapes"."""
+    from snapid.data.importer import import_dataset
+    from tests.helpers import shapes_dataset
+
+    import_dataset(shapes_dataset(tmp_path / "shapes"), name="shapes", engine=engine)
+    return "shapes"
+
+
+@pytest.fixture
+def make_run(shapes, engine, home):
+    """make_run("name", **TrainConfig overrides) trains a tiny run on `shapes` and returns its name."""
+    from snapid.train.config import TrainConfig
+    from snapid.train.fit import train
+    from tests.helpers import TINY_TRAIN
+
+    def make(name: str, **overrides) -> str:
+        train(shapes, TrainConfig(**{**TINY_TRAIN, **overrides}), workspace=home, engine=engine, name=name)
+        return name
+
+    return make

@@ -10,12 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
-from snapid.data.importer import import_dataset
 from snapid.track import runs as track
 from snapid.track.db import get_engine, transaction
 from snapid.train.checkpoint import load_checkpoint
@@ -25,33 +22,6 @@ from snapid.train.fit import train
 REPO = Path(__file__).resolve().parents[2]
 TINY = dict(model="custom_cnn", pretrained=False, size=32, batch_size=8, probe_epochs=3, probe_views=2,
             finetune_epochs=2, augment="light", patience=10, seed=0)
-
-
-def shapes_dataset(root: Path, per_class: int = 14) -> Path:
-    """Three visually distinct classes: red discs, green squares, blue stripes, on noisy backgrounds."""
-    rng = np.random.default_rng(0)
-    for label in ("disc", "square", "stripes"):
-        for i in range(per_class):
-            bg = rng.integers(90, 160, size=(48, 48, 3), dtype=np.uint8)
-            im = Image.fromarray(bg)
-            d = ImageDraw.Draw(im)
-            o = int(rng.integers(4, 12))
-            if label == "disc":
-                d.ellipse((o, o, o + 28, o + 28), fill=(220, 40, 40))
-            elif label == "square":
-                d.rectangle((o, o, o + 26, o + 26), fill=(40, 200, 60))
-            else:
-                for x in range(0, 48, 8):
-                    d.rectangle((x, 0, x + 3, 47), fill=(40, 60, 220))
-            (root / label).mkdir(parents=True, exist_ok=True)
-            im.save(root / label / f"{i}.png")
-    return root
-
-
-@pytest.fixture
-def shapes(tmp_path, engine):
-    import_dataset(shapes_dataset(tmp_path / "shapes"), name="shapes", engine=engine)
-    return "shapes"
 
 
 def test_train_runs_both_phases_and_tracks_every_epoch(shapes, engine, home):

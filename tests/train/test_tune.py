@@ -20,7 +20,8 @@ from snapid.train.compare import compare
 from snapid.train.config import TrainConfig
 from snapid.train.fit import train
 from snapid.train.tune import PRUNED, load_space, parse_space, run_trial, tune
-from tests.train.test_fit import TINY, shapes_dataset
+from tests.helpers import shapes_dataset
+from tests.train.test_fit import TINY
 
 FAST = {**TINY, "probe_epochs": 2, "finetune_epochs": 1, "probe_views": 1}
 

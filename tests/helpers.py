@@ -1,0 +1,34 @@
+"""Small generated datasets and trained runs shared by the test modules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+# A run that trains in a couple of seconds on a CPU: a scratch CNN on 32 px images.
+TINY_TRAIN = dict(model="custom_cnn", pretrained=False, size=32, batch_size=8, probe_epochs=3, probe_views=2,
+                  finetune_epochs=0, augment="light", patience=10, seed=0)
+
+
+def shapes_dataset(root: Path, per_class: int = 14) -> Path:
+    """Three visually distinct classes: red discs, green squares, blue stripes, on noisy backgrounds."""
+    rng = np.random.default_rng(0)
+    for label in ("disc", "square", "stripes"):
+        for i in range(per_class):
+            bg = rng.integers(90, 160, size=(48, 48, 3), dtype=np.uint8)
+            im = Image.fromarray(bg)
+            d = ImageDraw.Draw(im)
+            o = int(rng.integers(4, 12))
+            if label == "disc":
+                d.ellipse((o, o, o + 28, o + 28), fill=(220, 40, 40))
+            elif label == "square":
+                d.rectangle((o, o, o + 26, o + 26), fill=(40, 200, 60))
+            else:
+                for x in range(0, 48, 8):
+                    d.rectangle((x, 0, x + 3, 47), fill=(40, 60, 220))
+            (root / label).mkdir(parents=True, exist_ok=True)
+            im.save(root / label / f"{i}.png")
+    return root
+
