@@ -8,8 +8,10 @@ Epoch e reseeds every RNG from (seed, e), so a resumed run replays exactly what 
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,6 +49,8 @@ class RunState:
     meta: dict
     progress: dict = field(default_factory=lambda: {"phase": "probe", "next_epoch": 0, "phase_start": 0,
                                                     "phase_done": False, "best": None, "bad": 0})
+    pending: dict = field(default_factory=dict)   # checkpoints not yet written: "best", "last"
+    saved_at: float = field(default_factory=time.monotonic)
 
     def better(self, value: float) -> bool:
         best = self.progress["best"]
@@ -57,8 +61,11 @@ class RunState:
     def monitored(self, metrics: dict) -> float:
         return {"val_top1": metrics["top1"], "val_loss": metrics["val_loss"], "val_macro_f1": metrics["macro_f1"]}[self.config.monitor]
 
-    def end_epoch(self, model, epoch: int, phase: str, metrics: dict, optimizer_state: dict, extra: dict | None = None) -> bool:
-        """Track and checkpoint one epoch (rank 0); returns True when the phase should stop early."""
+    def end_epoch(self, model, epoch: int, phase: str, metrics: dict, optimizer_state: dict, extra: dict | None = None,
+                  save_every_s: float = 0.0) -> bool:
+        """Track one epoch (rank 0) and checkpoint it, at most every ``save_every_s`` seconds (the probe's
+        head epochs take a fraction of a second; writing the whole model after each one cost more than
+        the training). Returns True when the phase should stop early."""
         value = self.monitored(metrics)
         improved = self.better(value)
         p = self.progress
@@ -68,20 +75,33 @@ class RunState:
             p["bad"] += 1
         p["next_epoch"] = epoch + 1
         if self.info.main:
-            weights = unwrap(model).state_dict()
+            weights = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
             meta = dict(self.meta, epoch=epoch, phase=phase, metrics=_finite(metrics))
-            state = {"progress": dict(p), "optimizer": optimizer_state, **(extra or {})}
-            save_checkpoint(self.folder, "last", weights=weights, meta=meta, state=state)
+            self.pending["last"] = (weights, meta, {"progress": dict(p), "optimizer": copy.deepcopy(optimizer_state), **(extra or {})})
             if improved:
-                sha = save_checkpoint(self.folder, "best", weights=weights, meta=meta)
-                with transaction(self.engine) as s:
-                    track.record_artifact(s, name=self.name, kind="checkpoint_best", path=str(self.folder / "best.json"),
-                                          sha256=sha, meta={"epoch": epoch})
+                self.pending["best"] = (weights, meta, None)
+            if time.monotonic() - self.saved_at >= save_every_s:
+                self.save()
             with transaction(self.engine) as s:
                 track.record_epoch(s, name=self.name, epoch=epoch, phase=phase, metrics=metrics, is_best=improved,
                                    best_value=p["best"])
             self.reporter.epoch({"epoch": epoch, "phase": phase, "best": improved, **metrics})
         return p["bad"] >= self.config.patience
+
+    def save(self) -> None:
+        """Write the pending checkpoints: `best` before `last`, whose progress already counts that best."""
+        best = self.pending.pop("best", None)
+        if best is not None:
+            weights, meta, _ = best
+            sha = save_checkpoint(self.folder, "best", weights=weights, meta=meta)
+            with transaction(self.engine) as s:
+                track.record_artifact(s, name=self.name, kind="checkpoint_best", path=str(self.folder / "best.json"),
+                                      sha256=sha, meta={"epoch": meta["epoch"]})
+        last = self.pending.pop("last", None)
+        if last is not None:
+            weights, meta, state = last
+            save_checkpoint(self.folder, "last", weights=weights, meta=meta, state=state)
+        self.saved_at = time.monotonic()
 
 
 def unwrap(model):
@@ -143,9 +163,11 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
                 finetune_phase(state, model, **data)
         summary = _finish(state, model, test_set, data["normalize"], data["val_loss"]) if info.main else {}
     except KeyboardInterrupt:
+        _save_quietly(state)
         _close(state, "stopped", f"stopped by the user; continue with `snapid train --resume {state.name}`")
         raise
     except BaseException as exc:
+        _save_quietly(state)
         _close(state, "failed", exc.message if isinstance(exc, SnapidError) else f"{type(exc).__name__}: {exc}")
         raise
     finally:
@@ -221,7 +243,7 @@ def _best_into(state: RunState, model) -> None:
 
 def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
     from snapid.data.cached_dataset import make_loader
-    from snapid.train.features import frozen_backbone
+    from snapid.train.features import fast_dtype, frozen_backbone
     from snapid.train.loop import predict_images, score
 
     _best_into(state, model)
@@ -233,12 +255,24 @@ def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
     if len(test_set):  # inference only: the folded (conv+BN) backbone is about 2x faster
         net = unwrap(model).eval()
         fast = torch.nn.Sequential(frozen_backbone(net), net.head).to(memory_format=torch.channels_last)
-        logits, labels = predict_images(fast, make_loader(test_set, 64, shuffle=False), normalize=normalize,
-                                        device=state.device, channels_last=True)
+        # a quick summary figure, under the probe's bfloat16 where it is native (2x faster here);
+        # `snapid eval` measures the float32 model the export will carry
+        dtype = fast_dtype(state.device)
+        with torch.autocast(state.device.type, dtype=dtype, enabled=dtype is not None):
+            logits, labels = predict_images(fast, make_loader(test_set, 64, shuffle=False), normalize=normalize,
+                                            device=state.device, channels_last=True)
         summary.update({f"test_{k.removeprefix('val_')}": v for k, v in score(logits, labels, val_loss).items()})
     summary["parameters"] = sum(p.numel() for p in model.parameters())
     _close(state, "completed", "", summary)
     return summary
+
+
+def _save_quietly(state: RunState) -> None:
+    """On the way out of a failed run, keep the epochs it finished (unless saving is what failed)."""
+    try:
+        state.save()
+    except Exception:
+        pass
 
 
 def _close(state: RunState, status: str, error: str, summary: dict | None = None) -> None:

@@ -19,6 +19,7 @@ from snapid.train.loop import (Timer, predict_features, predict_images, score, s
 from snapid.train.setup import class_weights, param_groups, sample_weights
 
 HEAD_BATCH = 256  # the head is tiny: large batches on cached features
+PROBE_SAVE_EVERY_S = 5.0  # a killed probe loses at most this much head training (its features are recomputed anyway)
 
 
 def seed_everything(seed: int, epoch: int) -> None:
@@ -80,10 +81,13 @@ def probe_phase(state, model, *, train, val, augment, normalize, train_loss, val
         metrics = {"train_loss": loss, **score(predict_features(head, val_feats), val_labels.numpy(), val_loss.cpu()),
                    "lr": optimizer.param_groups[0]["lr"], "seconds": timer.seconds,
                    "images_per_s": len(labels) / max(timer.seconds, 1e-9)}
-        stop = dist_util.broadcast(info, state.end_epoch(net, epoch, "probe", metrics, optimizer.state_dict()))
+        stop = dist_util.broadcast(info, state.end_epoch(net, epoch, "probe", metrics, optimizer.state_dict(),
+                                                         save_every_s=PROBE_SAVE_EVERY_S))
         rep.progress(k + 1, cfg.probe_epochs)
         if stop:
             break
+    if info.main:
+        state.save()
     net.to(device)
     state.progress["phase_done"] = True
 
