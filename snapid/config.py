@@ -23,6 +23,28 @@ class Settings(BaseSettings):
     min_side: int = Field(32, description="Smallest accepted image side, in pixels.")
     max_file_bytes: int = Field(64 * 1024 * 1024, description="Largest image file read during import.")
 
+    # --- serving (snapid serve) ---
+    max_body_bytes: int = Field(10 * 1024 * 1024, description="Largest request body the API reads, counted while streaming.")
+    max_files: int = Field(5, description="Photos per prediction request (all of one object).")
+    max_batch: int = Field(16, description="Most photos run through the model together.")
+    batch_wait_ms: float = Field(5.0, description="How long a batch waits for more photos when others are on their way.")
+    queue_size: int = Field(64, description="Prediction requests admitted at once; more get 503 with Retry-After.")
+    decode_threads: int = Field(2, description="Threads decoding uploaded photos.")
+    inference_threads: int = Field(0, description="ONNX Runtime intra-op threads (0: one per core).")
+    admin_token: str = Field("", description="Token for POST /api/v1/admin/reload (empty: admin endpoints disabled).")
+    reload_poll_s: float = Field(1.0, description="How often the served bundle folder is checked for a new version (0: never).")
+    top_k: int = Field(5, description="Predictions returned per request.")
+    graceful_timeout_s: float = Field(30.0, description="On SIGTERM, how long in-flight requests may take to finish.")
+    drain_s: float = Field(1.0, description="On SIGTERM, how long readiness answers 503 before the listener closes.")
+    body_deadline_s: float = Field(30.0, description="Whole request body must arrive within this time (slow clients).")
+    bundle: Path | None = Field(None, description="The bundle folder or .snapid file to serve (snapid serve sets it).")
+
+    # --- knowledge (snapid knowledge enrich) ---
+    wiki_base_url: str = Field("https://{lang}.wikipedia.org", description="Wikipedia site; {lang} becomes the language code (tests point it at 127.0.0.1).")
+    wiki_contact: str = Field("contact: set SNAPID_WIKI_CONTACT", description="URL or e-mail put in the User-Agent, as Wikimedia asks.")
+    wiki_timeout_s: float = Field(5.0, description="Per-request timeout for Wikipedia lookups.")
+    wiki_ttl_days: float = Field(30.0, description="How long a cached Wikipedia lookup stays fresh (no new request).")
+
     def resolved_db_url(self) -> str:
         if self.db_url:
             return self.db_url

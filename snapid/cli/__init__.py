@@ -9,7 +9,12 @@ import typer
 from snapid import __version__
 from snapid.cli import data as data_cli
 from snapid.cli import demo as demo_cli
+from snapid.cli import ensemble as ensemble_cli
+from snapid.cli import evaluate as evaluate_cli
+from snapid.cli import export as export_cli
+from snapid.cli import knowledge as knowledge_cli
 from snapid.cli import train as train_cli
+from snapid.cli import serve as serve_cli
 from snapid.cli import tune as tune_cli
 from snapid.cli import weights as weights_cli
 from snapid.cli.common import console
@@ -28,8 +33,15 @@ app.command("demo")(demo_cli.demo)
 app.command("train")(train_cli.train)
 app.add_typer(train_cli.runs_app, name="runs")
 app.add_typer(weights_cli.app, name="weights")
+app.add_typer(knowledge_cli.app, name="knowledge")
 app.command("tune")(tune_cli.tune)
 app.command("compare")(tune_cli.compare)
+app.command("export")(export_cli.export)
+app.command("serve")(serve_cli.serve)
+app.command("eval")(evaluate_cli.evaluate)
+app.command("ensemble")(ensemble_cli.ensemble)
+app.command("leaderboard")(ensemble_cli.leaderboard)
+app.command("report")(ensemble_cli.report)
 
 
 @app.command()

@@ -13,6 +13,10 @@ Files:
   card.md           the model card (data, metrics, intended use)
   knowledge.json    optional: knowledge cards and rules snapshot
   detector.onnx, detector.json   optional: a box detector run before the classifier
+
+`snapid export --format torchscript` writes the same folder with model.pt (a TorchScript archive) in
+place of model.onnx and format "snapid-torchscript": a hand-off to torch users, verified the same way,
+but not servable; load_bundle refuses it unless asked for that format.
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from snapid.errors import SnapidError
 
 FORMAT = "snapid-bundle"
 FORMAT_VERSION = 1
+TORCHSCRIPT_FORMAT = "snapid-torchscript"
 REQUIRED = ("model.onnx", "labels.json", "preprocess.json", "calibration.json", "card.md")
+FORMATS = {FORMAT: REQUIRED, TORCHSCRIPT_FORMAT: ("model.pt", *REQUIRED[1:])}  # format → required files
 OPTIONAL = ("knowledge.json", "detector.onnx", "detector.json")
 MANIFEST = "manifest.json"
 MAX_FILE_BYTES = 2 << 30      # one model file
@@ -88,13 +94,14 @@ def _fsync_write(path: Path, data: bytes) -> None:
         os.fsync(fh.fileno())
 
 
-def write_bundle(out: Path, files: dict[str, bytes], *, info: dict) -> Bundle:
+def write_bundle(out: Path, files: dict[str, bytes], *, info: dict, fmt: str = FORMAT) -> Bundle:
     """Write a complete bundle folder at ``out``, atomically: it is built beside ``out`` and swapped in,
     so a server watching ``out`` never sees half a bundle. ``info`` (name, version, run, metrics...)
-    goes into manifest.json."""
+    goes into manifest.json; ``fmt`` is FORMAT (servable ONNX) or TORCHSCRIPT_FORMAT."""
     out = Path(out)
-    missing = [n for n in REQUIRED if n not in files]
-    unknown = [n for n in files if n not in REQUIRED + OPTIONAL]
+    required = FORMATS[fmt]
+    missing = [n for n in required if n not in files]
+    unknown = [n for n in files if n not in required + OPTIONAL]
     if missing or unknown:
         raise BundleError(f"bundle {out}: missing {missing}, unknown {unknown}")
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +109,7 @@ def write_bundle(out: Path, files: dict[str, bytes], *, info: dict) -> Bundle:
     try:
         for name, data in files.items():
             _fsync_write(staging / name, data)
-        manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "snapid_version": __version__,
+        manifest = {"format": fmt, "format_version": FORMAT_VERSION, "snapid_version": __version__,
                     "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info,
                     "files": {n: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in sorted(files.items())}}
         _fsync_write(staging / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode())
@@ -111,7 +118,7 @@ def write_bundle(out: Path, files: dict[str, bytes], *, info: dict) -> Bundle:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return load_bundle(out)
+    return load_bundle(out, formats=(fmt,))
 
 
 def _swap_in(staging: Path, out: Path) -> None:
@@ -128,7 +135,7 @@ def _swap_in(staging: Path, out: Path) -> None:
 
 def zip_bundle(folder: Path, out_file: Path) -> Path:
     """One `.snapid` file (a zip of the verified folder), written atomically."""
-    bundle = load_bundle(folder)
+    bundle = load_bundle(folder, formats=tuple(FORMATS))
     out_file = Path(out_file)
     fd, tmp = tempfile.mkstemp(prefix=f".{out_file.name}.", dir=out_file.parent)
     os.close(fd)
@@ -146,7 +153,7 @@ def zip_bundle(folder: Path, out_file: Path) -> Path:
 
 def _unzip(path: Path, into: Path | None) -> Path:
     """Unpack a `.snapid` file: flat names from the allowed list only, sizes bounded."""
-    allowed = set(REQUIRED + OPTIONAL + (MANIFEST,))
+    allowed = {name for required in FORMATS.values() for name in required} | set(OPTIONAL) | {MANIFEST}
     target = Path(tempfile.mkdtemp(prefix="snapid-bundle-", dir=into))
     try:
         with zipfile.ZipFile(path) as zf:
@@ -175,33 +182,48 @@ def _read_json(path: Path, limit: int = MAX_JSON_BYTES):
         raise BundleError(f"{path}: not valid JSON ({exc})") from None
 
 
-def load_bundle(path: Path | str, *, unpack_to: Path | None = None) -> Bundle:
+def load_bundle(path: Path | str, *, unpack_to: Path | None = None, formats: tuple[str, ...] = (FORMAT,)) -> Bundle:
     """Open and verify a bundle folder or `.snapid` file. Every listed file must exist with its size
-    and sha256; no unlisted file may be present; otherwise BundleError and nothing is used."""
+    and sha256; no unlisted file may be present; otherwise BundleError and nothing is used.
+    ``formats``: the manifest formats accepted (default: the servable ONNX bundle only)."""
     path = Path(path)
     if not path.exists():
         raise BundleError(f"{path}: no such bundle", code="not_found", status=404)
-    if path.is_file():
-        path = _unzip(path, unpack_to)
+    if not path.is_file():
+        return _verified(path, formats)
+    unpacked = _unzip(path, unpack_to)
+    try:
+        return _verified(unpacked, formats)
+    except BaseException:  # a refused .snapid leaves no unpacked copy behind
+        shutil.rmtree(unpacked, ignore_errors=True)
+        raise
+
+
+def _verified(path: Path, formats: tuple[str, ...]) -> Bundle:
     manifest_file = path / MANIFEST
     if not manifest_file.is_file():
         raise BundleError(f"{path}: no {MANIFEST}; not a snapid bundle (make one with `snapid export`)")
     manifest_bytes = manifest_file.read_bytes()
     manifest = _read_json(manifest_file)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    if not isinstance(manifest, dict) or manifest.get("format") not in FORMATS:
         raise BundleError(f"{manifest_file}: not a snapid bundle manifest")
+    if manifest["format"] not in formats:
+        raise BundleError(f"{path}: a {manifest['format']} export, not a {' or '.join(formats)} bundle"
+                          + ("; the server runs ONNX bundles only: export again without --format torchscript"
+                             if manifest["format"] == TORCHSCRIPT_FORMAT else ""))
+    required = FORMATS[manifest["format"]]
     if manifest.get("format_version") != FORMAT_VERSION:
         raise BundleError(f"{manifest_file}: bundle format {manifest.get('format_version')} is not supported "
                           f"by snapid {__version__} (expects {FORMAT_VERSION})")
     listed = manifest.get("files") or {}
-    for name in REQUIRED:
+    for name in required:
         if name not in listed:
             raise BundleError(f"{path}: the manifest does not list {name}")
     present = {p.name for p in path.iterdir() if not p.name.startswith(".")} - {MANIFEST}
     if present - set(listed):
         raise BundleError(f"{path}: files not in the manifest: {sorted(present - set(listed))}")
     for name, facts in listed.items():
-        if name not in REQUIRED + OPTIONAL:
+        if name not in required + OPTIONAL:
             raise BundleError(f"{path}: the manifest lists an unexpected file {name!r}")
         file = path / name
         if not file.is_file() or file.is_symlink():

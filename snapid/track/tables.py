@@ -84,6 +84,8 @@ class RunRow(Base):
     """One training run. Status: queued, running, completed, failed, stopped."""
 
     __tablename__ = "runs"
+    # The dashboard lists runs newest first, optionally within one dataset (snapid.track.queries).
+    __table_args__ = (Index("ix_runs_created_at", "created_at"), Index("ix_runs_dataset_created_at", "dataset", "created_at"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     dataset: Mapped[str] = mapped_column(String(200), index=True)
@@ -135,3 +137,80 @@ class ArtifactRow(Base):
     sha256: Mapped[str] = mapped_column(String(64), default="")
     meta: Mapped[dict] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PredictionRow(Base):
+    """One answered prediction, kept so feedback can refer to it later. No photo is stored here."""
+
+    __tablename__ = "predictions"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a server-made UUID
+    model_name: Mapped[str] = mapped_column(String(200), default="")
+    model_version: Mapped[str] = mapped_column(String(100), default="")
+    model_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    top: Mapped[list] = mapped_column(JSON, default=list)  # [{"id", "score"}], best first
+    unknown: Mapped[bool] = mapped_column(default=False)
+    n_photos: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+# --- knowledge (snapid.knowledge; data access in snapid.track.knowledge) ---------------------
+class KnowledgeVersionRow(Base):
+    """One import of knowledge cards or rules for a dataset; versions count across both kinds."""
+
+    __tablename__ = "knowledge_versions"
+    __table_args__ = (UniqueConstraint("dataset_id", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10))          # cards, rules
+    source: Mapped[str] = mapped_column(Text, default="")  # the imported file's name
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    n_items: Mapped[int] = mapped_column(Integer, default=0)
+    notes: Mapped[list] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KnowledgeCardRow(Base):
+    __tablename__ = "knowledge_cards"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("knowledge_versions.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    class_id: Mapped[str] = mapped_column(String(200))
+    card: Mapped[dict] = mapped_column(JSON, default=dict)  # snapid.knowledge.cards.Card.as_dict()
+
+
+class KnowledgeRuleRow(Base):
+    __tablename__ = "knowledge_rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("knowledge_versions.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    classes: Mapped[list] = mapped_column(JSON, default=list)
+    severity: Mapped[str] = mapped_column(String(40))
+    message: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class WikiCacheRow(Base):
+    """One Wikipedia summary lookup (language, title): ok, missing, error or invalid, and when."""
+
+    __tablename__ = "wiki_cache"
+    __table_args__ = (UniqueConstraint("lang", "title"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    lang: Mapped[str] = mapped_column(String(20))
+    title: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(10))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    error: Mapped[str] = mapped_column(Text, default="")
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class KnowledgeEnrichmentRow(Base):
+    """The Wikipedia summary shown on one class's card in one language (possibly a fallback language)."""
+
+    __tablename__ = "knowledge_enrichment"
+    __table_args__ = (UniqueConstraint("dataset_id", "class_id", "lang"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
+    class_id: Mapped[str] = mapped_column(String(200))
+    lang: Mapped[str] = mapped_column(String(20))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,71 @@
+"""`snapid eval RUN`: metrics, calibration and the open-set threshold of a run on one split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from snapid.cli.common import console, emit_json, engine, progress_bar, workspace
+from snapid.workspace import atomic_write_text
+
+
+def evaluate(
+    run: str = typer.Argument(..., help="Run (or ensemble) name."),
+    split: str = typer.Option("test", help="Split to evaluate: test, val or train."),
+    tta: bool = typer.Option(False, "--tta", help="Average each image with its horizontal mirror."),
+    target_accuracy: Optional[float] = typer.Option(
+        None, "--target-accuracy", help="Rejection threshold for this accuracy of the accepted answers (default 0.95)."),
+    target_coverage: Optional[float] = typer.Option(
+        None, "--target-coverage", help="Rejection threshold that accepts this share of photos instead."),
+    recalibrate: bool = typer.Option(False, "--recalibrate", help="Fit temperature and threshold again on the val split."),
+    json_out: Optional[str] = typer.Option(None, "--json", help="Write the full result as JSON to this file ('-': stdout)."),
+    html_out: Optional[Path] = typer.Option(None, "--html", help="Write an HTML report to this file."),
+) -> None:
+    """Evaluate a run: top-k, macro top-k, per-class P/R/F1, confusion, calibration (ECE before and
+    after temperature scaling), the long tail, the accuracy-coverage curve and the hardest mistakes.
+
+    Calibrates the run on its validation split first if it has not been calibrated; the results are
+    stored with the run (eval-SPLIT.json in its folder and in the database)."""
+    import json
+
+    from snapid.evaluate.evaluation import evaluate_run
+
+    ws, db = workspace(), engine()
+    with progress_bar(f"evaluating {run} on {split}", quiet=json_out == "-") as update:
+        result = evaluate_run(run, workspace=ws, engine=db, split=split, tta=tta, recalibrate=recalibrate,
+                              target_accuracy=target_accuracy, target_coverage=target_coverage, progress=update)
+    if json_out == "-":
+        emit_json(result)
+    else:
+        console.print(headline_table(result))
+        if json_out:
+            atomic_write_text(Path(json_out), json.dumps(result, ensure_ascii=False, indent=1))
+            console.print(f"results written to {json_out}", markup=False, highlight=False)
+    if html_out:
+        from snapid.evaluate.report import write_report
+
+        write_report([run], html_out, workspace=ws, engine=db, split=split)
+        console.print(f"report written to {html_out}", markup=False, highlight=False)
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "-" if value is None else (f"{value:.{digits}f}" if isinstance(value, float) else str(value))
+
+
+def headline_table(result: dict) -> Table:
+    table = Table(title=f"{result['run']} on {result['split']} ({result['n']} photos{', TTA' if result['tta'] else ''})")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("top1", "top5", "macro_top1", "macro_top5", "macro_f1", "balanced_accuracy"):
+        table.add_row(key, _fmt(result.get(key)))
+    table.add_row("ECE (before → after calibration)", f"{_fmt(result.get('ece_uncalibrated'))} → {_fmt(result.get('ece'))}")
+    table.add_row("temperature", _fmt(result.get("temperature"), 3))
+    coverage, accuracy = result.get("coverage_at_threshold"), result.get("accuracy_at_threshold")
+    table.add_row("rejection threshold", _fmt(result.get("threshold"), 3))
+    table.add_row("  coverage / accuracy of accepted", f"{_fmt(coverage, 3)} / {_fmt(accuracy, 3)}")
+    table.add_row("latency (1 image, CPU)", f"{_fmt(result.get('latency_ms'), 1)} ms")
+    table.add_row("parameters", f"{result.get('parameters', 0):,}")
+    return table

@@ -1,0 +1,67 @@
+"""`snapid serve [BUNDLE|RUN]`: the web service (API + dashboard) on uvicorn."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import typer
+
+from snapid.cli import common
+from snapid.config import Settings
+from snapid.errors import NotFound, SnapidError
+
+
+def resolve_bundle(target: str | None, settings: Settings) -> Path | None:
+    """A bundle folder or .snapid file as given, else a run name: its bundle in the workspace,
+    exported first when there is none (export needs torch; serving afterwards does not)."""
+    if not target:
+        return None
+    path = Path(target).expanduser()
+    if path.exists():
+        return path.resolve()
+    if os.sep in target or target.endswith(".snapid"):
+        raise NotFound(f"{target}: no such bundle folder or .snapid file")
+    workspace = common.workspace()
+    existing = workspace.bundles / target
+    if (existing / "manifest.json").is_file():
+        return existing
+    try:
+        from snapid.export.export import export_run
+    except ImportError as exc:
+        raise SnapidError(f"{target!r} is not a bundle, and exporting the run needs snapid[train] ({exc})",
+                          code="export_unavailable") from None
+    common.console.print(f"exporting run {target!r} to {existing} …")
+    return Path(export_run(target, workspace=workspace, engine=common.engine()).path)
+
+
+def serve(
+    target: str = typer.Argument(None, help="Bundle folder, .snapid file or run name; none: dashboard only."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
+    workers: int = typer.Option(1, min=1, max=64, help="Worker processes (one model copy each)."),
+    reload: bool = typer.Option(True, "--reload/--no-reload", help="Load a new bundle version when its folder changes."),
+) -> None:
+    """Serve a model bundle: prediction API, dashboard, health and metrics."""
+    import uvicorn
+
+    settings = common.settings()
+    bundle = resolve_bundle(target, settings)
+    # Workers are separate processes: they read the bundle and options from the environment.
+    if bundle is not None:
+        os.environ["SNAPID_BUNDLE"] = str(bundle)
+    else:
+        os.environ.pop("SNAPID_BUNDLE", None)
+    if not reload:
+        os.environ["SNAPID_RELOAD_POLL_S"] = "0"
+    uvicorn.run(
+        "snapid.serve.app:factory", factory=True, host=host, port=port, workers=workers,
+        timeout_graceful_shutdown=math.ceil(settings.graceful_timeout_s),
+        # above our own queue, so overload is answered by the app's JSON 503 with Retry-After
+        limit_concurrency=max(128, settings.queue_size * 4),
+        timeout_keep_alive=5,
+        h11_max_incomplete_event_size=64 * 1024,  # request line + headers
+        proxy_headers=True, forwarded_allow_ips="127.0.0.1",
+        log_level="info",
+    )

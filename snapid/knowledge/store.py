@@ -1,0 +1,136 @@
+"""Knowledge services over the database: import cards and rules (a new version each time), the snapshot.
+
+The snapshot is what `snapid export` copies into a bundle as knowledge.json and what serving
+reads: {"dataset", "version", "cards_version", "rules_version", "languages",
+"cards": {class_id: card}, "rules": [rule]}, where a card is Card.as_dict() plus "name" (the
+dataset's class name) and "wikipedia" {lang: summary} from `snapid knowledge enrich`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from snapid.errors import NotFound
+from snapid.knowledge.cards import NO_LANGUAGE, Card, check_classes, parse_cards
+from snapid.knowledge.rules import parse_rules
+from snapid.track import knowledge as tk
+from snapid.track.db import transaction
+
+
+@dataclass
+class ImportResult:
+    dataset: str
+    version: int
+    kind: str                                         # cards or rules
+    source: str
+    items: int                                        # cards or rules stored
+    unknown: list[str] = field(default_factory=list)  # ids in the file the dataset lacks (skipped)
+    missing: list[str] = field(default_factory=list)  # dataset classes without a card
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def import_cards(path: Path, *, dataset: str, engine: Engine, allow_unknown: bool = False) -> ImportResult:
+    """Parse ``path`` and store its cards as the next knowledge version of ``dataset``, in one transaction.
+
+    Cards for classes the dataset lacks: KnowledgeError listing them, or (allow_unknown) skipped
+    and listed. Dataset classes without a card are listed in ``missing``; that is not an error.
+    """
+    path = Path(path)
+    cards = parse_cards(path)  # parse first: a bad file never opens a transaction
+    sha256 = _digest(path)
+    with transaction(engine) as session:
+        known = [c["class_id"] for c in tk.dataset_classes(session, dataset=dataset)]
+        unknown = check_classes([c.class_id for c in cards], set(known), what=f"{path.name}: cards",
+                                allow_unknown=allow_unknown)
+        kept = [c for c in cards if c.class_id not in unknown]
+        missing = sorted(set(known) - {c.class_id for c in kept})
+        notes = _notes(unknown, "cards for classes the dataset does not have were skipped")
+        notes += _notes(missing, "dataset classes have no card")
+        version = tk.add_knowledge_version(session, dataset=dataset, kind="cards", source=path.name, sha256=sha256,
+                                           items=[c.as_dict() for c in kept], notes=notes)
+    return ImportResult(dataset, version, "cards", path.name, len(kept), unknown, missing, notes)
+
+
+def import_rules(path: Path, *, dataset: str, engine: Engine, allow_unknown: bool = False) -> ImportResult:
+    """Parse ``path`` and store its rules as the next knowledge version of ``dataset``, in one transaction."""
+    path = Path(path)
+    rules = parse_rules(path)
+    sha256 = _digest(path)
+    with transaction(engine) as session:
+        known = {c["class_id"] for c in tk.dataset_classes(session, dataset=dataset)}
+        unknown = check_classes([c for r in rules for c in r.classes], known, what=f"{path.name}: rules",
+                                allow_unknown=allow_unknown)
+        kept = [r for r in rules if not set(r.classes) & set(unknown)]
+        notes = _notes(unknown, "classes the dataset does not have: their rules were skipped")
+        version = tk.add_knowledge_version(session, dataset=dataset, kind="rules", source=path.name, sha256=sha256,
+                                           items=[r.as_dict() for r in kept], notes=notes)
+    return ImportResult(dataset, version, "rules", path.name, len(kept), unknown, [], notes)
+
+
+def _notes(ids: list[str], what: str) -> list[str]:
+    if not ids:
+        return []
+    shown = ", ".join(ids[:10]) + (" …" if len(ids) > 10 else "")
+    return [f"{len(ids)} {what}: {shown}"]
+
+
+def snapshot(dataset: str, *, engine: Engine) -> dict | None:
+    """The latest cards, rules and enrichment of ``dataset`` as one JSON-able dict; None when it has none."""
+    with transaction(engine) as session:
+        classes = tk.dataset_classes(session, dataset=dataset)
+        versions = tk.knowledge_versions(session, dataset=dataset)
+        cards_info, cards = tk.latest_cards(session, dataset=dataset)
+        rules_info, rules = tk.latest_rules(session, dataset=dataset)
+        wiki = tk.enrichment(session, dataset=dataset)
+    if not cards and not rules and not wiki:
+        return None
+    by_id = {c["class_id"]: c for c in classes}
+    given = {c["class_id"]: c for c in cards}
+    order = [c["class_id"] for c in classes] + [i for i in list(given) + list(wiki) if i not in by_id]
+    out_cards = {}
+    for class_id in dict.fromkeys(order):
+        if class_id not in given and class_id not in wiki:
+            continue
+        card = given.get(class_id) or _bare_card(by_id.get(class_id), class_id)
+        name = by_id[class_id]["name"] if class_id in by_id else class_id
+        out_cards[class_id] = {**card, "name": name, "wikipedia": wiki.get(class_id, {})}
+    languages = sorted({lang for card in out_cards.values() for key in ("names", "descriptions", "wikipedia")
+                        for lang in card[key] if lang != NO_LANGUAGE})
+    return {"dataset": dataset, "version": versions[-1]["version"] if versions else 0,
+            "cards_version": cards_info["version"] if cards_info else None,
+            "rules_version": rules_info["version"] if rules_info else None,
+            "languages": languages, "cards": out_cards, "rules": rules}
+
+
+def _bare_card(cls: dict | None, class_id: str) -> dict:
+    """A card for a class that has Wikipedia info but no row in the cards file."""
+    return Card(class_id=class_id, names=dict((cls or {}).get("display_names") or {})).as_dict()
+
+
+def show(dataset: str, *, engine: Engine, class_id: str | None = None) -> dict:
+    """The snapshot (or one class's card from it); NotFound when there is nothing to show."""
+    snap = snapshot(dataset, engine=engine)
+    if snap is None:
+        raise NotFound(f"dataset {dataset!r} has no knowledge yet; add it with `snapid knowledge import`")
+    if class_id is None:
+        return snap
+    if class_id not in snap["cards"]:
+        raise NotFound(f"dataset {dataset!r} has no card for class {class_id!r}")
+    return snap["cards"][class_id]
+
+
+def versions(dataset: str, *, engine: Engine) -> list[dict]:
+    """Every knowledge import of ``dataset`` (cards and rules), oldest first."""
+    with transaction(engine) as session:
+        return tk.knowledge_versions(session, dataset=dataset)

@@ -1,0 +1,1 @@
+"""The web service: `create_app(settings, bundle=)` serves a model bundle (ONNX Runtime, no torch)."""

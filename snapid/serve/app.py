@@ -1,0 +1,171 @@
+"""The FastAPI app: `create_app(settings, bundle=)`; `factory()` for `uvicorn --factory` workers.
+
+The bundle is loaded once, in the lifespan. Nothing on this import path imports torch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import asynccontextmanager
+from functools import lru_cache
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from snapid import images
+from snapid.config import Settings
+from snapid.errors import SnapidError
+from snapid.serve.middleware import SecurityHeadersAndMetrics
+from snapid.serve.routes import admin, health, metrics as metrics_route, model as model_route, predict
+from snapid.serve.services.metrics import Metrics
+from snapid.serve.services.prediction_log import PredictionLog
+from snapid.serve.services.predictor import Predictor
+from snapid.serve.services.reloader import Reloader
+from snapid.serve.services.uploads import BodyLimitMiddleware
+
+log = logging.getLogger("snapid.serve")
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(settings: Settings | None = None, *, bundle: Path | None = None) -> FastAPI:
+    settings = settings or Settings()
+    bundle = Path(bundle) if bundle is not None else settings.bundle
+    app = FastAPI(title="snapid", version=_version(), lifespan=_lifespan,
+                  description="Identify objects in photos with a model trained by snapid.")
+    metrics = Metrics()
+    app.state.settings, app.state.metrics, app.state.bundle_path = settings, metrics, bundle
+    app.state.draining = False
+    app.state.db_engine = _lazy_engine(settings.resolved_db_url())
+    app.state.predictor = Predictor(
+        max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
+        decode_threads=settings.decode_threads, metrics=metrics,
+        limits=images.DecodeLimits(max_pixels=settings.max_pixels, min_side=settings.min_side,
+                                   max_bytes=settings.max_body_bytes))
+    app.state.reloader = Reloader(app.state.predictor, bundle, threads=settings.inference_threads,
+                                  poll_s=settings.reload_poll_s) if bundle is not None else None
+    app.state.prediction_log = PredictionLog(app.state.db_engine)
+    for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router):
+        app.include_router(router)
+    _include_dashboard(app)
+    _add_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, deadline_s=settings.body_deadline_s)
+    app.add_middleware(SecurityHeadersAndMetrics, metrics=metrics)  # outermost: sees every response
+    return app
+
+
+def factory() -> FastAPI:
+    """For `uvicorn --factory snapid.serve.app:factory` (and --workers): settings and SNAPID_BUNDLE from the environment."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
+    return create_app(Settings())
+
+
+def _version() -> str:
+    from snapid import __version__
+    return __version__
+
+
+def _lazy_engine(url: str):
+    @lru_cache(maxsize=1)
+    def engine():
+        from snapid.track.db import get_engine  # opened on first use: startup does not wait for the database
+        return get_engine(url)
+    return engine
+
+
+def _include_dashboard(app: FastAPI) -> None:
+    """The runs dashboard (another module), when present: it may use SQLAlchemy, never torch."""
+    try:
+        from snapid.serve.routes import runs
+    except ModuleNotFoundError as exc:
+        if exc.name != "snapid.serve.routes.runs":
+            raise
+        return
+    app.include_router(runs.router)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI):
+    state = app.state
+    await state.predictor.start()
+    state.prediction_log.start()
+    watcher = None
+    if state.reloader is not None:
+        await state.reloader.load_initial()
+        watcher = asyncio.create_task(state.reloader.watch(), name="snapid-bundle-watch")
+    restore = _drain_on_sigterm(app)
+    try:
+        yield
+    finally:
+        restore()
+        if watcher:
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+        await state.predictor.stop()
+        state.prediction_log.stop()
+
+
+def _drain_on_sigterm(app: FastAPI):
+    """On SIGTERM, readiness turns 503 at once; the server's own shutdown (stop listening, let in-flight
+    requests finish) starts ``drain_s`` later, so a load balancer stops sending first."""
+    try:
+        previous = signal.getsignal(signal.SIGTERM)
+    except ValueError:
+        return lambda: None
+    if not callable(previous):  # no server handler to hand over to (tests, embedded use)
+        return lambda: None
+    loop = asyncio.get_running_loop()
+    delay = app.state.settings.drain_s
+
+    def on_sigterm(sig, frame):
+        app.state.draining = True
+        log.info("SIGTERM: readiness is 503; shutting down in %.1f s", delay)
+        loop.call_soon_threadsafe(loop.call_later, delay, previous, sig, frame)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # not the main thread: leave signals alone
+        return lambda: None
+
+    def restore():
+        if signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
+    return restore
+
+
+def _error(status: int, code: str, message: str, headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": code, "message": message}, status_code=status, headers=headers)
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(SnapidError)
+    async def snapid_error(request: Request, exc: SnapidError):
+        retry = getattr(exc, "retry_after", None) or (1 if exc.status == 503 else None)
+        if exc.status >= 500 and exc.code not in ("overloaded",):
+            log.warning("%s %s: %s", request.method, request.url.path, exc.message)
+        return _error(exc.status, exc.code, exc.message, {"Retry-After": str(retry)} if retry else None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+                             for e in exc.errors()[:5])
+        return _error(422, "invalid_request", problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException):
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no route {request.url.path!r}; see /docs for the API"
+        return _error(exc.status_code, codes.get(exc.status_code, "http_error"), message, exc.headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception):  # a bug: logged with its traceback, answered in JSON
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, "internal_error", "unexpected server error; it has been logged")

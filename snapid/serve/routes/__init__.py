@@ -1,0 +1,22 @@
+"""API routers: each route is a few lines over a service."""
+
+from __future__ import annotations
+
+from snapid.serve.schemas import ErrorBody
+
+
+def error_responses(*statuses: int) -> dict:
+    """OpenAPI entries for error statuses; every error body is {"error", "message"}."""
+    return {s: {"model": ErrorBody, "description": DESCRIPTIONS.get(s, "Error")} for s in statuses}
+
+
+DESCRIPTIONS = {
+    400: "Bad input: empty, corrupt, truncated or too small photo; malformed multipart.",
+    401: "Missing or wrong admin token.",
+    403: "Not allowed from this address, or admin disabled.",
+    408: "The request body did not arrive within the deadline.",
+    413: "Body, file count or pixel count above the limit.",
+    415: "Not a JPEG, PNG, WebP, GIF or BMP image.",
+    422: "Invalid request: missing field or invalid parameter, or a bundle that failed verification.",
+    503: "No model loaded, shutting down, or overloaded (see Retry-After).",
+}

@@ -1,0 +1,42 @@
+"""POST /api/v1/admin/reload: load the bundle again now (loopback only, with the admin token)."""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+
+from fastapi import APIRouter, Header, Request
+
+from snapid.errors import SnapidError
+from snapid.serve.routes import error_responses
+from snapid.serve.schemas import ReloadResponse
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+
+
+def _is_loopback(host: str | None) -> bool:
+    try:
+        return host is not None and ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_admin(request: Request, token: str | None) -> None:
+    expected = request.app.state.settings.admin_token
+    if not expected:
+        raise SnapidError("admin endpoints are disabled; set SNAPID_ADMIN_TOKEN", code="admin_disabled", status=403)
+    if not _is_loopback(request.client.host if request.client else None):
+        raise SnapidError("admin endpoints answer on the loopback address only", code="forbidden", status=403)
+    if not hmac.compare_digest((token or "").encode(), expected.encode()):
+        raise SnapidError("missing or wrong X-Admin-Token", code="unauthorized", status=401)
+
+
+@router.post("/reload", response_model=ReloadResponse, responses=error_responses(401, 403, 404, 422, 503))
+async def reload(request: Request, x_admin_token: str | None = Header(None, max_length=512)) -> ReloadResponse:
+    """Verify and load the bundle again; if it fails, the old model keeps serving and the error is returned."""
+    check_admin(request, x_admin_token)
+    reloader = request.app.state.reloader
+    if reloader is None:
+        raise SnapidError("no bundle path is configured; start with snapid serve BUNDLE", code="no_model", status=503)
+    model = await reloader.reload()
+    return ReloadResponse(reloaded=True, model=model.info)

@@ -1,0 +1,32 @@
+"""Liveness and readiness (both /healthz/... and /health/... paths)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from snapid.errors import SnapidError
+from snapid.serve.routes import error_responses
+from snapid.serve.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz/live", response_model=Health)
+@router.get("/health/live", response_model=Health, include_in_schema=False)
+def live() -> Health:
+    """The process answers (it does not need a model)."""
+    return Health(status="alive")
+
+
+@router.get("/healthz/ready", response_model=Health, responses=error_responses(503))
+@router.get("/health/ready", response_model=Health, include_in_schema=False)
+def ready(request: Request) -> Health:
+    """200 while a model is loaded and the server is not shutting down, else 503."""
+    state = request.app.state
+    if state.draining:
+        raise SnapidError("the server is shutting down", code="shutting_down", status=503)
+    model = state.predictor.model
+    if model is None or not state.predictor.ready:
+        detail = state.reloader.last_error if state.reloader and state.reloader.last_error else "no bundle is served"
+        raise SnapidError(f"no model is loaded: {detail}", code="not_ready", status=503)
+    return Health(status="ready", model=model.info)

@@ -1,0 +1,1 @@
+"""Serving services: model loading, preprocessing, micro-batched inference, uploads, metrics, reload."""

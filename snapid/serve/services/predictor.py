@@ -1,0 +1,228 @@
+"""Micro-batched inference with a bounded queue.
+
+A request is admitted only while fewer than ``queue_size`` prediction requests are in flight;
+otherwise it gets 503 with Retry-After at once, so memory stays flat under overload. Admitted photos
+are decoded in a small thread pool (never on the event loop), then queued for one batcher task that
+gathers up to ``max_batch`` photos and runs them together in ONNX Runtime on its own thread. The
+batcher waits up to ``wait_ms`` for more photos only while other admitted photos are still being
+decoded, so a lone client never pays the wait.
+
+Several photos of one object are combined by averaging their calibrated probabilities (a mixture):
+one poor photo cannot veto the others (a product of probabilities would), and the combined score
+keeps the meaning the threshold was calibrated for.
+
+Hot swap: the served model is one reference (`Predictor.model`). A request takes it once, and its
+photos are preprocessed and run with that model even if a new one is swapped in meanwhile, so every
+answer is internally consistent and the version in responses changes in one step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+
+from snapid import images
+from snapid.errors import SnapidError
+from snapid.serve.services.metrics import Metrics
+from snapid.serve.services.model import LoadedModel
+from snapid.serve.services.preprocess import prepare_photo
+
+log = logging.getLogger("snapid.serve")
+
+
+class Overloaded(SnapidError):
+    code = "overloaded"
+    status = 503
+    retry_after = 1  # seconds; sent as the Retry-After header
+
+
+class NoModel(SnapidError):
+    code = "no_model"
+    status = 503
+    retry_after = 5
+
+
+@dataclass
+class _Job:
+    model: LoadedModel
+    x: np.ndarray                 # 3 x S x S float32
+    future: asyncio.Future
+
+
+@dataclass
+class Answer:
+    model: LoadedModel
+    probs: np.ndarray             # C combined calibrated probabilities
+    decode_ms: float
+    inference_ms: float           # queue wait + model run
+    photos: int
+
+
+class Predictor:
+    def __init__(self, *, max_batch: int, wait_ms: float, queue_size: int, decode_threads: int,
+                 limits: images.DecodeLimits, metrics: Metrics | None = None):
+        self.model: LoadedModel | None = None
+        self.max_batch, self.wait_s, self.queue_size, self.limits = max(1, max_batch), wait_ms / 1000, queue_size, limits
+        self.metrics = metrics or Metrics()
+        self.decode_threads = max(1, decode_threads)
+        self._decode_pool: ThreadPoolExecutor | None = None
+        self._infer_pool: ThreadPoolExecutor | None = None
+        self._admitted = 0
+        self._decoding = 0        # photos admitted but not queued yet: the batcher waits for them
+        self._queue: asyncio.Queue[_Job] | None = None
+        self._task: asyncio.Task | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Start the pools and the batcher (again after a stop: an app's lifespan can run twice)."""
+        self._decode_pool = ThreadPoolExecutor(self.decode_threads, thread_name_prefix="snapid-decode")
+        self._infer_pool = ThreadPoolExecutor(1, thread_name_prefix="snapid-infer")
+        self._queue = asyncio.Queue()  # bounded by admission: at most queue_size x max files jobs
+        self._task = asyncio.create_task(self._batcher(), name="snapid-batcher")
+        self.metrics.gauges["snapid_queue_depth"] = lambda: self._queue.qsize() if self._queue else 0
+        self.metrics.gauges["snapid_requests_in_flight"] = lambda: self._admitted
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        while self._queue and not self._queue.empty():
+            job = self._queue.get_nowait()
+            if not job.future.done():
+                job.future.set_exception(NoModel("the server is shutting down; try again"))
+        if self._decode_pool and self._infer_pool:
+            self._decode_pool.shutdown(wait=False, cancel_futures=True)
+            self._infer_pool.shutdown(wait=True)
+        self._task = None
+
+    def swap(self, model: LoadedModel | None) -> None:
+        """Serve ``model`` from the next request on: one reference assignment."""
+        self.model = model
+
+    @property
+    def ready(self) -> bool:
+        return self.model is not None and self._task is not None and not self._task.done()
+
+    # --- requests -------------------------------------------------------------------------
+    @contextmanager
+    def _admit(self):
+        if self._admitted >= self.queue_size:
+            self.metrics.observe_rejected()
+            raise Overloaded(f"the server is busy ({self._admitted} predictions in progress); retry in a second")
+        self._admitted += 1
+        try:
+            yield
+        finally:
+            self._admitted -= 1
+
+    async def predict(self, photos: list[tuple[str, bytes]]) -> Answer:
+        model = self.model
+        if model is None or not self.ready:
+            raise NoModel("no model is loaded; serve a bundle (snapid serve BUNDLE) or check the log")
+        with self._admit():
+            start = time.perf_counter()
+            arrays = await self._decode_all(model, photos)
+            decoded = time.perf_counter()
+            probs = await self._infer_all(model, arrays)
+            done = time.perf_counter()
+        return Answer(model=model, probs=probs.mean(axis=0), decode_ms=(decoded - start) * 1000,
+                      inference_ms=(done - decoded) * 1000, photos=len(photos))
+
+    async def _decode_all(self, model: LoadedModel, photos: list[tuple[str, bytes]]) -> list[np.ndarray]:
+        loop = asyncio.get_running_loop()
+        self._decoding += len(photos)
+        try:
+            results = await asyncio.gather(
+                *(loop.run_in_executor(self._decode_pool, prepare_photo, data, model.spec, self.limits, name)
+                  for name, data in photos), return_exceptions=True)
+        finally:
+            self._decoding -= len(photos)
+        for result in results:  # the first bad photo answers for the request
+            if isinstance(result, BaseException):
+                raise result
+        return results  # type: ignore[return-value]
+
+    async def _infer_all(self, model: LoadedModel, arrays: list[np.ndarray]) -> np.ndarray:
+        loop = asyncio.get_running_loop()
+        assert self._queue is not None
+        futures = []
+        for x in arrays:
+            job = _Job(model, x, loop.create_future())
+            self._queue.put_nowait(job)
+            futures.append(job.future)
+        return np.stack(await asyncio.gather(*futures))
+
+    # --- the batcher ----------------------------------------------------------------------
+    async def _batcher(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            await self._fill(batch)
+            self.metrics.observe_batch(len(batch))
+            try:
+                outputs = await loop.run_in_executor(self._infer_pool, _run_batch, batch)
+            except Exception as exc:  # a model failure fails this batch's requests, not the server
+                log.exception("inference failed for a batch of %d", len(batch))
+                error = SnapidError(f"inference failed ({type(exc).__name__}); try again", code="inference_failed", status=503)
+                outputs = [error] * len(batch)
+            for job, out in zip(batch, outputs):
+                if job.future.done():  # the client went away
+                    continue
+                if isinstance(out, BaseException):
+                    job.future.set_exception(out)
+                else:
+                    job.future.set_result(out)
+
+    async def _fill(self, batch: list[_Job]) -> None:
+        """Add queued photos up to max_batch; wait (briefly) only while more are being decoded."""
+        assert self._queue is not None
+        deadline = time.monotonic() + self.wait_s
+        while len(batch) < self.max_batch:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            remaining = deadline - time.monotonic()
+            if self._decoding == 0 or remaining <= 0:
+                return
+            getter = asyncio.ensure_future(self._queue.get())
+            done, _ = await asyncio.wait({getter}, timeout=remaining)
+            if not done:
+                getter.cancel()
+                await asyncio.wait({getter})  # it may have got an item just before the cancel
+                if getter.cancelled():
+                    return
+            batch.append(getter.result())
+
+
+def _run_batch(batch: list[_Job]) -> list[np.ndarray]:
+    """Runs on the inference thread: one model run per model present in the batch (normally one)."""
+    outputs: list[np.ndarray | None] = [None] * len(batch)
+    groups: dict[int, list[int]] = {}
+    for i, job in enumerate(batch):
+        groups.setdefault(id(job.model), []).append(i)
+    for rows in groups.values():
+        model = batch[rows[0]].model
+        probs = model.probabilities(np.stack([batch[i].x for i in rows]))
+        for i, p in zip(rows, probs):
+            outputs[i] = p
+    return outputs  # type: ignore[return-value]
+
+
+def top_k(model: LoadedModel, probs: np.ndarray, k: int, lang: str | None) -> list[dict]:
+    """The k best classes, best first, with the display name in ``lang`` when the bundle has one."""
+    k = max(1, min(k, len(probs)))
+    order = np.argsort(-probs, kind="stable")[:k]
+    out = []
+    for i in order:
+        label = model.labels[int(i)]
+        display = label["display_names"].get(lang or "", "") or label["name"]
+        out.append({"index": int(i), "id": label["id"], "name": label["name"], "display_name": display,
+                    "score": round(float(probs[i]), 6)})
+    return out
