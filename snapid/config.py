@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     body_deadline_s: float = Field(30.0, description="Whole request body must arrive within this time (slow clients).")
     bundle: Path | None = Field(None, description="The bundle folder or .snapid file to serve (snapid serve sets it).")
 
+    # --- saved photos and feedback (snapid.feedback) ---
+    review_token: str = Field("", description="Bearer token for the review queue (/review and /api/v1/review; empty: review disabled).")
+    keep_days: float = Field(30.0, description="Photos kept with consent are deleted this many days after upload (0: no time limit).")
+    sweep_interval_s: float = Field(3600.0, description="How often the server deletes photos past keep_days (0: only at startup).")
+
     # --- knowledge (snapid knowledge enrich) ---
     wiki_base_url: str = Field("https://{lang}.wikipedia.org", description="Wikipedia site; {lang} becomes the language code (tests point it at 127.0.0.1).")
     wiki_contact: str = Field("contact: set SNAPID_WIKI_CONTACT", description="URL or e-mail put in the User-Agent, as Wikimedia asks.")

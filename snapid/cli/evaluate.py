@@ -41,6 +41,8 @@ def evaluate(
         emit_json(result)
     else:
         console.print(headline_table(result))
+        for line in calibration_notes(result["calibration"]):
+            console.print(f"note: {line}", markup=False, highlight=False)
         if json_out:
             atomic_write_text(Path(json_out), json.dumps(result, ensure_ascii=False, indent=1))
             console.print(f"results written to {json_out}", markup=False, highlight=False)
@@ -69,3 +71,11 @@ def headline_table(result: dict) -> Table:
     table.add_row("latency (1 image, CPU)", f"{_fmt(result.get('latency_ms'), 1)} ms")
     table.add_row("parameters", f"{result.get('parameters', 0):,}")
     return table
+
+
+def calibration_notes(calibration: dict) -> list[str]:
+    notes = [calibration["note"]] if calibration.get("note") else []
+    if calibration.get("target_met") is False:
+        notes.append(f"no threshold reaches {calibration['target_accuracy']:.0%} accuracy on the validation split, so "
+                     "nearly every photo would be answered \"unknown\"; lower --target-accuracy or use --target-coverage")
+    return notes

@@ -57,7 +57,7 @@ class _Steps:
                             transient=True)
         self.task = None
 
-    def __enter__(self) -> "_Steps":
+    def __enter__(self) -> _Steps:
         if self.live:
             self.bar.start()
             self.task = self.bar.add_task("starting", total=None)

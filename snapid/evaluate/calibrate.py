@@ -75,7 +75,7 @@ def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *, target_ac
     """Temperature, threshold and the validation figures behind them (pure; see ``calibrate_run``)."""
     if target_accuracy is None and target_coverage is None:
         target_accuracy = DEFAULT_TARGET_ACCURACY
-    _check_targets(target_accuracy, target_coverage)
+    check_targets(target_accuracy, target_coverage)
     temperature = fit_temperature(logits, labels)
     before, after = metrics.softmax(logits), metrics.softmax(logits, temperature)
     confidence, correct = after.max(axis=1), after.argmax(axis=1) == labels
@@ -93,7 +93,7 @@ def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *, target_ac
             "val_n": int(len(labels))}
 
 
-def _check_targets(target_accuracy: float | None, target_coverage: float | None) -> None:
+def check_targets(target_accuracy: float | None, target_coverage: float | None) -> None:
     if target_accuracy is not None and target_coverage is not None:
         raise SnapidError("give --target-accuracy or --target-coverage, not both", code="usage", status=422)
     for flag, value in (("--target-accuracy", target_accuracy), ("--target-coverage", target_coverage)):
@@ -126,7 +126,7 @@ def calibrate_run(name: str, *, workspace: Workspace, engine: Engine, target_acc
     """Fit the temperature and the rejection threshold on the validation split (target accuracy of
     the accepted answers, 0.95 unless a target is given) and store them with the run: a
     ``calibration.json`` in the run folder and the artifact "calibration". Returns the stored dict."""
-    _check_targets(target_accuracy, target_coverage)
+    check_targets(target_accuracy, target_coverage)
     logits, labels, _ = logits_for(name, "val", workspace=workspace, engine=engine, tta=tta)
     if len(labels) == 0:
         raise NoValidationSplit(f"run {name!r}: its dataset has no validation photos to calibrate on; "

@@ -87,7 +87,7 @@ def member_probabilities(members: list[TrainedRun], temperatures: list[float], s
                          engine: Engine, tta: bool = False) -> tuple[np.ndarray, np.ndarray, CachedDataset]:
     """(probs M x N x C, labels N, first member's dataset): each member's calibrated softmax on ``split``."""
     stacked, labels, first = [], None, None
-    for member, temperature in zip(members, temperatures):
+    for member, temperature in zip(members, temperatures, strict=True):
         dataset = split_dataset(member, split, workspace=workspace, engine=engine)
         logits, member_labels = predict_logits(member.model, dataset, member.preprocess, tta=tta)
         if labels is None:

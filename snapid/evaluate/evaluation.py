@@ -42,6 +42,7 @@ def evaluate_run(name: str, *, workspace: Workspace, engine: Engine, split: str 
     tail, accuracy-coverage curve and the hardest mistakes with thumbnails."""
     if split not in SPLITS:
         raise SnapidError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}", code="usage", status=422)
+    calibrate.check_targets(target_accuracy, target_coverage)
     step = progress or (lambda done, total: None)
     step(0, 4)
     calibration = ensure_calibration(name, workspace=workspace, engine=engine, recalibrate=recalibrate,
@@ -58,7 +59,7 @@ def evaluate_run(name: str, *, workspace: Workspace, engine: Engine, split: str 
     step(3, 4)
     result = {"run": name, "split": split, "tta": tta, "n": int(len(labels)),
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **result,
-              "calibration": {k: calibration.get(k) for k in calibrate.DEFAULTS},
+              "calibration": {k: calibration.get(k) for k in (*calibrate.DEFAULTS, "val_coverage", "target_met", "note")},
               "latency_ms": sum(single_image_latency_ms(m, dataset) for m in members),
               "parameters": sum(sum(p.numel() for p in m.model.parameters()) for m in members)}
     result["mistakes"] = mistakes_gallery(dataset, arrays, members[0].classes)
@@ -71,12 +72,15 @@ def evaluate_run(name: str, *, workspace: Workspace, engine: Engine, split: str 
 def ensure_calibration(name: str, *, workspace: Workspace, engine: Engine, recalibrate: bool = False,
                        target_accuracy: float | None = None, target_coverage: float | None = None) -> dict:
     """The run's calibration, fitted now if it has none, if asked, or if a different target is asked
-    for. Without a validation split the identity calibration is used (and said so)."""
+    for (a refit without a target keeps the stored one). Always fitted without TTA: it is what
+    serving uses. Without a validation split the identity calibration is used (and said so)."""
     stored = calibrate.stored_calibration(name, engine=engine)
     changed = ((target_accuracy is not None and stored["target_accuracy"] != target_accuracy)
                or (target_coverage is not None and stored["target_coverage"] != target_coverage))
     if not (recalibrate or changed or not calibrate.has_calibration(name, engine=engine)):
         return stored
+    if target_accuracy is None and target_coverage is None:
+        target_accuracy, target_coverage = stored["target_accuracy"], stored["target_coverage"]
     try:
         return calibrate.calibrate_run(name, workspace=workspace, engine=engine, target_accuracy=target_accuracy,
                                        target_coverage=target_coverage)

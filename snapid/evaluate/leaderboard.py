@@ -31,7 +31,7 @@ def paired_bootstrap(correct_a, correct_b, *, rounds: int = 2000, seed: int = 0,
 
     Items are resampled in pairs. The difference per item is +1, 0 or -1, so one resample of n items is
     exactly a multinomial draw of how many +1 and -1 it holds: O(rounds) work and memory whatever n is.
-    ``p_value`` is the two-sided bootstrap p-value (twice the smaller tail beyond 0, at most 1).
+    ``p_value`` is the two-sided bootstrap p-value (twice the smaller tail beyond 0, between 1/rounds and 1).
     """
     a, b = _as_correct(correct_a, "correct_a"), _as_correct(correct_b, "correct_b")
     if a.shape != b.shape:
@@ -46,7 +46,8 @@ def paired_bootstrap(correct_a, correct_b, *, rounds: int = 2000, seed: int = 0,
     draws = np.random.default_rng(seed).multinomial(n, [gains / n, losses / n, 1 - (gains + losses) / n], size=rounds)
     diffs = (draws[:, 0] - draws[:, 1]) / n
     tail = (1 - level) / 2
-    p_value = min(1.0, 2 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0))))
+    # a bootstrap cannot resolve p below 1/rounds: report that bound, never a misleading 0
+    p_value = min(1.0, max(1 / rounds, 2 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0)))))
     return {"diff": (gains - losses) / n, "low": float(np.quantile(diffs, tail)), "high": float(np.quantile(diffs, 1 - tail)),
             "p_value": p_value, "level": level, "n": n, "rounds": rounds, "a_only": gains, "b_only": losses}
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import io
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import onnxruntime as ort
@@ -26,7 +26,14 @@ from snapid.data.cached_dataset import CachedDataset
 from snapid.errors import SnapidError
 from snapid.evaluate.loaded import TrainedRun, load_trained, split_dataset
 from snapid.export import onnx as onnx_export
-from snapid.export.bundle import FORMAT, MAX_JSON_BYTES, TORCHSCRIPT_FORMAT, Bundle, write_bundle, zip_bundle
+from snapid.export.bundle import (
+    FORMAT,
+    MAX_JSON_BYTES,
+    TORCHSCRIPT_FORMAT,
+    Bundle,
+    write_bundle,
+    zip_bundle,
+)
 from snapid.export.card import model_card
 from snapid.export.quantize import MAX_DROP_POINTS, int8_model
 from snapid.track import runs as track

@@ -163,4 +163,4 @@ def check_parity(run_graph, inputs: np.ndarray, reference: np.ndarray, *, tolera
         raise ParityError(f"{where}: the export does not match torch: max |probability difference| {worst:.3g} "
                           f"(on parity image {image} of {len(inputs)}) > tolerance {tolerance:g}; nothing was written")
     agreement = float((probs.argmax(1) == reference.argmax(1)).mean())
-    return {"images": int(len(inputs)), "max_abs_diff": worst, "tolerance": tolerance, "argmax_agreement": agreement}
+    return {"images": len(inputs), "max_abs_diff": worst, "tolerance": tolerance, "argmax_agreement": agreement}

@@ -13,15 +13,28 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
-from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
+from onnxruntime.quantization import (
+    CalibrationDataReader,
+    CalibrationMethod,
+    QuantFormat,
+    QuantType,
+    quantize_static,
+)
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 from snapid.data.cached_dataset import CachedDataset
-from snapid.export.onnx import INPUT, RUN_BATCH, ExportError, make_session, normalized, run_logits
+from snapid.export.onnx import (
+    INPUT,
+    RUN_BATCH,
+    ExportError,
+    make_session,
+    normalized,
+    run_logits,
+)
 
 MAX_DROP_POINTS = 1.0       # top-1, in percentage points, on the validation split
 CALIBRATION_IMAGES = 300

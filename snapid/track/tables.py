@@ -214,3 +214,58 @@ class KnowledgeEnrichmentRow(Base):
     lang: Mapped[str] = mapped_column(String(20))
     data: Mapped[dict] = mapped_column(JSON, default=dict)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+# --- saved photos, feedback, promotions (snapid.feedback; data access in snapid.track.feedback) ----------
+class UploadRow(Base):
+    """One photo kept with the user's consent. The file is content-addressed (sha256 of the stored JPEG),
+    so two rows may share a file; the row's id is the only handle clients ever see."""
+
+    __tablename__ = "uploads"
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a server-made UUID
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    prediction_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    kept_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True, index=True)
+
+
+class FeedbackRow(Base):
+    """A user's answer to one prediction: a class id, or "not in the list" with a short text.
+    Status: pending → approved or rejected by a reviewer; merged_* once it became a dataset sample."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (UniqueConstraint("prediction_id", "client_key"), Index("ix_feedback_status_created", "status", "created_at"))
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    prediction_id: Mapped[str] = mapped_column(String(36), index=True)
+    client_key: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    not_in_list: Mapped[bool] = mapped_column(default=False)
+    free_text: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(10), default="pending")
+    reviewer_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    merged_dataset: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    merged_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PromotionRow(Base):
+    """One champion/challenger decision: promoted or refused, with the figures behind it."""
+
+    __tablename__ = "promotions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dataset: Mapped[str] = mapped_column(String(200), index=True)
+    candidate: Mapped[str] = mapped_column(String(200))
+    current: Mapped[str] = mapped_column(String(200))
+    split: Mapped[str] = mapped_column(String(8))
+    candidate_top1: Mapped[float] = mapped_column()
+    current_top1: Mapped[float] = mapped_column()
+    margin: Mapped[float] = mapped_column()
+    promoted: Mapped[bool] = mapped_column(default=False)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    details: Mapped[dict] = mapped_column(JSON, default=dict)  # bootstrap interval, n, bundle version...
+    bundle_path: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)

@@ -95,6 +95,8 @@ def test_evaluate_again_reuses_calibration_until_the_target_changes(evaluated, h
     assert val["coverage_at_threshold"] >= 0.5  # the threshold was chosen on this very split
     assert {"eval_test", "eval_val", "calibration"} <= set(artifacts(engine, "e"))
     assert (run_dir(engine, "e") / "eval-val.json").exists()
+    refit = evaluation.evaluate_run("e", workspace=home, engine=engine, recalibrate=True)
+    assert refit["calibration"]["target_coverage"] == 0.5  # a refit without a target keeps the stored one
 
 
 def test_bad_split_and_unknown_run(home, engine, make_run):

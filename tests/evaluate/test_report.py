@@ -118,6 +118,7 @@ def test_pdf_is_printed_by_headless_chromium(make_run, home, engine, tmp_path):
 
 def test_a_missing_chromium_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("SNAPID_CHROMIUM", raising=False)
     monkeypatch.setattr("snapid.evaluate.report.CHROMIUM_CANDIDATES", ("chromium",))
     with pytest.raises(ReportError, match="headless Chromium"):
         find_chromium(str(tmp_path / "no-such-browser"))

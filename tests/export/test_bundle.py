@@ -113,9 +113,14 @@ def test_an_archive_with_a_path_member_is_refused(exported, tmp_path, member):
 
 
 def test_a_new_export_replaces_the_old_bundle_but_never_a_foreign_folder(exported, home, engine, tmp_path):
+    from snapid.evaluate.calibrate import calibrate_run
+
     before = load_bundle(exported)
+    calibrate_run("a", workspace=home, engine=engine)  # something real changed since the first export
     after = export_run("a", exported, workspace=home, engine=engine)
     assert after.path == exported and load_bundle(exported).sha256 == after.sha256 != before.sha256
+    assert after.calibration["calibrated"] and not before.calibration["calibrated"]
+    assert not [p.name for p in exported.parent.iterdir() if p.name.startswith(".good")]  # no staging folders left
     foreign = tmp_path / "photos"
     foreign.mkdir()
     (foreign / "holiday.jpg").write_bytes(b"mine")

@@ -16,7 +16,13 @@ from snapid.export import export as export_mod
 from snapid.export import onnx as onnx_export
 from snapid.export.bundle import TORCHSCRIPT_FORMAT, BundleError, load_bundle
 from snapid.export.export import export_run
-from snapid.export.onnx import PARITY_TOLERANCE, ParityError, check_parity, make_session, normalized
+from snapid.export.onnx import (
+    PARITY_TOLERANCE,
+    ParityError,
+    check_parity,
+    make_session,
+    normalized,
+)
 from snapid.track import runs as track
 from snapid.track.db import transaction
 
@@ -154,7 +160,10 @@ def test_an_ensemble_exports_as_one_graph_matching_ensemble_logits(make_run, hom
 def test_ensemble_members_with_another_mean_and_std_are_restandardised_in_the_graph():
     torch.manual_seed(0)
     a, b = torch.nn.Conv2d(3, 4, 1), torch.nn.Conv2d(3, 4, 1)
-    pool = lambda conv: torch.nn.Sequential(conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(1))  # noqa: E731
+
+    def pool(conv):
+        return torch.nn.Sequential(conv, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(1))
+
     first = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}
     other = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
     net = export_mod.EnsembleNet([pool(a), pool(b)], [0.25, 0.75], [1.0, 2.0], [first, other]).eval()

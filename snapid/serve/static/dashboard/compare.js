@@ -69,9 +69,12 @@ function renderLeaderboards(boards) {
 }
 
 async function loadCurves(comparison) {
+  for (const run of comparison.runs) curves.set(run.id, { run: { ...run }, epochs: new Map() });  // legend in the asked order
   await Promise.all(comparison.runs.map(async (run) => {
     const page = await fetchEpochs(run.id);
-    curves.set(run.id, { run: { ...run, status: page.status }, epochs: new Map(page.epochs.map((e) => [e.epoch, e])) });
+    const entry = curves.get(run.id);
+    entry.run.status = page.status;
+    for (const e of page.epochs) entry.epochs.set(e.epoch, e);
   }));
   renderCurves();
 }
