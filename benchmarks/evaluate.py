@@ -87,7 +87,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2, help="import/prepare/train workers (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
-    parser.add_argument("--repeats", type=int, default=3, help="snapid passes over the test split; best counts")
+    parser.add_argument("--repeats", type=int, default=2, help="snapid passes over the test split; best counts")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args()
     if not FLOWERS.is_dir():

@@ -12,6 +12,7 @@ from snapid.cli import demo as demo_cli
 from snapid.cli import ensemble as ensemble_cli
 from snapid.cli import evaluate as evaluate_cli
 from snapid.cli import export as export_cli
+from snapid.cli import feedback as feedback_cli
 from snapid.cli import knowledge as knowledge_cli
 from snapid.cli import train as train_cli
 from snapid.cli import serve as serve_cli
@@ -42,6 +43,9 @@ app.command("eval")(evaluate_cli.evaluate)
 app.command("ensemble")(ensemble_cli.ensemble)
 app.command("leaderboard")(ensemble_cli.leaderboard)
 app.command("report")(ensemble_cli.report)
+app.add_typer(feedback_cli.app, name="feedback")
+data_cli.app.command("merge-feedback")(feedback_cli.merge_feedback)
+app.command("promote")(feedback_cli.promote)
 
 
 @app.command()

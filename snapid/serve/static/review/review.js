@@ -1,0 +1,97 @@
+// The review queue. Every value from the server is set with textContent (never innerHTML), and the
+// token stays in this tab's sessionStorage; thumbnails are fetched with it and shown as blob: URLs.
+const $ = (id) => document.getElementById(id);
+const state = { token: sessionStorage.getItem("snapid-review-token") || "", classes: [] };
+
+function say(text, isError = false) {
+  $("message").textContent = text;
+  $("message").className = isError ? "error" : "muted";
+}
+
+async function api(path, options = {}) {
+  const headers = { Authorization: `Bearer ${state.token}`, ...(options.headers || {}) };
+  const response = await fetch(path, { ...options, headers });
+  if (!response.ok) {
+    let message = `${response.status}`;
+    try { message = (await response.json()).message || message; } catch { /* not JSON */ }
+    throw new Error(message);
+  }
+  return response;
+}
+
+function answerText(answer) {
+  if (!answer.length) return "unknown (prediction not recorded)";
+  return answer.map((a) => `${a.name} (${Math.round(a.score * 100)}%)`).join(", ");
+}
+
+function userText(item) {
+  if (item.not_in_list) return "not in the list";
+  const relabel = item.reviewer_label ? ` → relabelled ${item.reviewer_label}` : "";
+  return `${item.label}${relabel}`;
+}
+
+async function showThumb(container, uploadId) {
+  const img = document.createElement("img");
+  img.alt = "Photo sent with the feedback";
+  container.append(img);
+  try {
+    const blob = await (await api(`/api/v1/uploads/${encodeURIComponent(uploadId)}/thumb`)).blob();
+    img.src = URL.createObjectURL(blob);
+  } catch (error) {
+    img.replaceWith(Object.assign(document.createElement("span"), { textContent: `photo unavailable (${error.message})` }));
+  }
+}
+
+function renderItem(item) {
+  const node = $("item").content.firstElementChild.cloneNode(true);
+  node.querySelector(".answer").textContent = answerText(item.model_answer);
+  node.querySelector(".user").textContent = userText(item);
+  node.querySelector(".note").textContent = item.text || "—";
+  node.querySelector(".state").textContent = item.merged_version ? `${item.status}, merged into v${item.merged_version}` : item.status;
+  const photos = node.querySelector(".photos");
+  if (!item.uploads.length) photos.textContent = "no photo kept";
+  item.uploads.forEach((id) => showThumb(photos, id));
+  const select = node.querySelector(".relabel");
+  for (const c of state.classes) {
+    select.append(Object.assign(document.createElement("option"), { value: c.id, textContent: `${c.name} (${c.id})` }));
+  }
+  if (item.label) select.value = item.label;
+  node.querySelectorAll("button[data-action]").forEach((button) => {
+    button.addEventListener("click", () => act(item.id, button.dataset.action, select.value, node));
+  });
+  return node;
+}
+
+async function act(id, action, label, node) {
+  const body = action === "relabel" ? { action, label } : { action };
+  try {
+    await api(`/api/v1/review/${encodeURIComponent(id)}`, {
+      method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+    node.remove();
+    say(`${action}: done`);
+  } catch (error) {
+    say(`${action} failed: ${error.message}`, true);
+  }
+}
+
+async function load() {
+  const status = $("status").value;
+  say("loading…");
+  try {
+    const page = await (await api(`/api/v1/review?status=${encodeURIComponent(status)}&limit=50`)).json();
+    state.classes = page.classes;
+    $("queue").replaceChildren(...page.items.map(renderItem));
+    say(`${page.items.length} of ${page.total} ${status}`);
+  } catch (error) {
+    $("queue").replaceChildren();
+    say(`could not load the queue: ${error.message}`, true);
+  }
+}
+
+$("login").addEventListener("submit", (event) => {
+  event.preventDefault();
+  state.token = $("token").value;
+  sessionStorage.setItem("snapid-review-token", state.token);
+  load();
+});
+if (state.token) { $("token").value = state.token; load(); }

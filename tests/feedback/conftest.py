@@ -1,0 +1,50 @@
+"""Feedback fixtures: the serving app (tests/serve's tiny colour bundle) with the feedback and review
+routers, a review token, and a helper that predicts and keeps the photos as a consenting user."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from snapid.config import Settings
+from snapid.serve.app import create_app
+from snapid.serve.routes import feedback as feedback_routes
+from snapid.serve.routes import review as review_routes
+from snapid.serve.services.photos import photo_store
+from tests.serve.conftest import bundle, files  # noqa: F401  (fixture re-exported)
+
+TOKEN = "r3view-t0ken"
+
+
+def feedback_app(settings: Settings, bundle_path):
+    """create_app, plus the feedback and review routers when create_app does not include them yet."""
+    app = create_app(settings, bundle=bundle_path)
+    paths = {getattr(route, "path", "") for route in app.routes}
+    for router, path in ((feedback_routes.router, "/api/v1/feedback"), (review_routes.router, "/review")):
+        if path not in paths:
+            app.include_router(router)
+    return app
+
+
+@pytest.fixture
+def settings(home) -> Settings:
+    return Settings(home=home.home, reload_poll_s=0, review_token=TOKEN, drain_s=0.2)
+
+
+@pytest.fixture
+def client(settings, bundle):
+    with TestClient(feedback_app(settings, bundle), raise_server_exceptions=False) as c:
+        yield c
+
+
+def predict_and_keep(client, *photos: bytes, name: str = "photo.jpg") -> tuple[str, list[str]]:
+    """Predict, then keep the photos as the predict route does for a consenting user."""
+    r = client.post("/api/v1/predict", files=files(*photos, name=name))
+    assert r.status_code == 200, r.text
+    prediction_id = r.json()["prediction_id"]
+    kept = photo_store(client.app).save_all(list(photos), consent=True, prediction_id=prediction_id)
+    return prediction_id, kept
+
+
+def auth(token: str = TOKEN) -> dict:
+    return {"Authorization": f"Bearer {token}"}
