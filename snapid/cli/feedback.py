@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from snapid.cli.common import console, emit_json, engine, settings, workspace
@@ -13,9 +11,9 @@ app = typer.Typer(help="Saved photos and user feedback.", no_args_is_help=True)
 
 @app.command()
 def sweep(
-    keep_days: Optional[float] = typer.Option(None, "--keep-days", min=0,
-                                              help="Delete saved photos older than this many days "
-                                                   "(default SNAPID_KEEP_DAYS; 0: only those past their own limit)."),
+    keep_days: float | None = typer.Option(None, "--keep-days", min=0,
+                                           help="Delete saved photos older than this many days "
+                                                "(default SNAPID_KEEP_DAYS; 0: only those past their own limit)."),
     as_json: bool = typer.Option(False, "--json", help="Print the counts as JSON."),
 ) -> None:
     """Delete saved photos past the retention limit, orphan files and rows whose photo is gone."""

@@ -90,7 +90,7 @@ def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *, target_ac
             "val_coverage": float(accepted.mean()),
             "val_accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else None,
             "target_met": bool(target_accuracy is None or (accepted.any() and correct[accepted].mean() >= target_accuracy)),
-            "val_n": int(len(labels))}
+            "val_n": len(labels)}
 
 
 def check_targets(target_accuracy: float | None, target_coverage: float | None) -> None:

@@ -10,9 +10,9 @@ import io
 import json
 import math
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sqlalchemy.engine import Engine
@@ -57,7 +57,7 @@ def evaluate_run(name: str, *, workspace: Workspace, engine: Engine, split: str 
     result, arrays = score_split(logits, labels, classes=members[0].classes, train_counts=train_counts,
                                  temperature=calibration["temperature"], threshold=calibration["threshold"])
     step(3, 4)
-    result = {"run": name, "split": split, "tta": tta, "n": int(len(labels)),
+    result = {"run": name, "split": split, "tta": tta, "n": len(labels),
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **result,
               "calibration": {k: calibration.get(k) for k in (*calibrate.DEFAULTS, "val_coverage", "target_met", "note")},
               "latency_ms": sum(single_image_latency_ms(m, dataset) for m in members),

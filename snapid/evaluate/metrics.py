@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 
@@ -158,7 +160,7 @@ def long_tail_buckets(class_top1: np.ndarray, train_counts: np.ndarray, edges: t
     counts = np.asarray(train_counts)
     bounds = (0,) + tuple(edges) + (np.iinfo(np.int64).max,)
     out = []
-    for lo, hi in zip(bounds[:-1], bounds[1:]):
+    for lo, hi in itertools.pairwise(bounds):
         inside = (counts >= lo) & (counts < hi)
         if not inside.any():
             continue

@@ -90,7 +90,7 @@ def _sample(store: PhotoStore, folder: Path, item: dict, upload: dict, limits: i
 
 
 def merge_feedback(dataset: str, *, workspace: Workspace, engine: Engine,
-                   limits: images.DecodeLimits = images.DecodeLimits()) -> dict:
+                   limits: images.DecodeLimits = images.DEFAULT_LIMITS) -> dict:
     """Add approved feedback photos to ``dataset`` as a new version (train split only). Returns
     {dataset, from_version, version (None when nothing new), added, feedback, skipped}."""
     store = PhotoStore(workspace.uploads, engine)

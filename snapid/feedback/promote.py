@@ -15,8 +15,8 @@ row in the `promotions` table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from sqlalchemy import Engine

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 import uuid
-from typing import Callable
+from collections.abc import Callable
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError

@@ -68,7 +68,7 @@ def _jpeg(im: Image.Image, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def render(data: bytes, limits: images.DecodeLimits = images.DecodeLimits()) -> Rendered:
+def render(data: bytes, limits: images.DecodeLimits = images.DEFAULT_LIMITS) -> Rendered:
     """Decode (typed errors for bad bytes), turn upright, shrink and re-encode without metadata."""
     im = images.decode(data, limits=limits, name="uploaded photo")
     im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
@@ -87,7 +87,7 @@ class PhotoStore:
     """Saved photos of one workspace: ``root`` is ``workspace.uploads``, rows live in ``engine``."""
 
     def __init__(self, root: Path, engine: Engine, *, keep_days: float = 30.0,
-                 limits: images.DecodeLimits = images.DecodeLimits()):
+                 limits: images.DecodeLimits = images.DEFAULT_LIMITS):
         self.root, self.engine, self.keep_days, self.limits = Path(root), engine, keep_days, limits
 
     # --- paths (only ever built from a sha256 read back from the database) ---

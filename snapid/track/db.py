@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +26,9 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+_CREATE_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=8)
 def get_engine(url: str) -> Engine:
     """One engine per URL per process; tables created on first use."""
@@ -41,7 +45,8 @@ def get_engine(url: str) -> Engine:
         engine = create_engine(url, pool_pre_ping=True)
     try:
         try:
-            Base.metadata.create_all(engine)
+            with _CREATE_LOCK:  # threads of one process opening the same database at once (server startup)
+                Base.metadata.create_all(engine)
         except OperationalError:  # another process created the tables at the same moment
             Base.metadata.create_all(engine)
     except Exception as exc:

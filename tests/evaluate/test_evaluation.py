@@ -116,7 +116,7 @@ def test_many_classes_keep_the_json_bounded():
     logits = rng.normal(size=(n, c)).astype(np.float32)
     logits[np.arange(n), labels] += 2.5
     classes = [{"id": f"c{i}", "name": f"class {i}"} for i in range(c)]
-    result, arrays = evaluation.score_split(logits, labels, classes=classes, train_counts=rng.integers(1, 400, c))
+    result, _ = evaluation.score_split(logits, labels, classes=classes, train_counts=rng.integers(1, 400, c))
     assert result["confusion"]["format"] == "top_pairs" and "counts" not in result["confusion"]
     assert len(result["confusion"]["pairs"]) == evaluation.MAX_PAIRS
     assert len(result["coverage"]) <= 101 and len(result["reliability"]) == 15
@@ -177,5 +177,5 @@ def test_ensemble_is_evaluated_like_a_run(make_run, home, engine):
     assert result["parameters"] == sum(m["parameters"] for m in members)
     assert result["n"] == members[0]["n"]
     assert "eval_test" in artifacts(engine, "duo") and "calibration" in artifacts(engine, "duo")
-    logits, labels, _ = calibrate.logits_for("duo", "test", workspace=home, engine=engine)
+    logits, _, _ = calibrate.logits_for("duo", "test", workspace=home, engine=engine)
     np.testing.assert_allclose(np.exp(logits).sum(axis=1), 1.0, rtol=1e-5)  # log of averaged probabilities

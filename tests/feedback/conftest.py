@@ -11,7 +11,7 @@ from snapid.serve.app import create_app
 from snapid.serve.routes import feedback as feedback_routes
 from snapid.serve.routes import review as review_routes
 from snapid.serve.services.photos import photo_store
-from tests.serve.conftest import bundle, files  # noqa: F401  (fixture re-exported)
+from tests.serve.conftest import files, make_bundle
 
 TOKEN = "r3view-t0ken"
 
@@ -24,6 +24,11 @@ def feedback_app(settings: Settings, bundle_path):
         if path not in paths:
             app.include_router(router)
     return app
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    return make_bundle(tmp_path / "bundles" / "colours")
 
 
 @pytest.fixture

@@ -19,8 +19,14 @@ MAX_BODY = 16 * 1024
 UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 
+# Exactly one of: a label, or not_in_list=true (documented in the schema, checked in the service).
+ONE_ANSWER = {"oneOf": [
+    {"required": ["label"], "properties": {"label": {"type": "string"}, "not_in_list": {"const": False}}},
+    {"required": ["not_in_list"], "properties": {"not_in_list": {"const": True}, "label": {"type": "null"}}}]}
+
+
 class FeedbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_ANSWER)
     prediction_id: str = Field(pattern=UUID, description="The prediction_id a predict answer gave.")
     client_key: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
                             description="A random key per client: the same (prediction_id, client_key) is stored once.")

@@ -10,7 +10,8 @@ import hmac
 from pathlib import Path
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Path as PathParam, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
