@@ -23,6 +23,7 @@ from snapid.config import Settings
 from snapid.errors import SnapidError
 from snapid.serve.middleware import SecurityHeadersAndMetrics
 from snapid.serve.routes import admin, health, metrics as metrics_route, model as model_route, predict
+from snapid.serve.routes import feedback as feedback_route, review as review_route
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.prediction_log import PredictionLog
 from snapid.serve.services.predictor import Predictor
@@ -50,7 +51,8 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     app.state.reloader = Reloader(app.state.predictor, bundle, threads=settings.inference_threads,
                                   poll_s=settings.reload_poll_s) if bundle is not None else None
     app.state.prediction_log = PredictionLog(app.state.db_engine)
-    for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router):
+    for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router,
+                   feedback_route.router, review_route.router):
         app.include_router(router)
     _include_dashboard(app)
     _add_error_handlers(app)

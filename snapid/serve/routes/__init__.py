@@ -18,5 +18,7 @@ DESCRIPTIONS = {
     413: "Body, file count or pixel count above the limit.",
     415: "Not a JPEG, PNG, WebP, GIF or BMP image.",
     422: "Invalid request: missing field or invalid parameter, or a bundle that failed verification.",
+    409: "Conflict: the feedback was already merged into a dataset.",
     503: "No model loaded, shutting down, or overloaded (see Retry-After).",
+    507: "The server's disk is full: the photo was not kept (storage_full).",
 }

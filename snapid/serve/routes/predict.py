@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 
 from snapid.serve.routes import error_responses
 from snapid.serve.schemas import PredictResponse
+from snapid.serve.services.photos import keep_photos
 from snapid.serve.services.predictor import top_k
 from snapid.serve.services.uploads import FIELD, read_photos
 
@@ -22,11 +23,13 @@ MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=MULTIPART_BODY,
-             responses=error_responses(400, 408, 413, 415, 422, 503))
+             responses=error_responses(400, 408, 413, 415, 422, 503, 507))
 async def predict(request: Request,
                   k: int | None = Query(None, ge=1, le=50, description="How many classes to return (default SNAPID_TOP_K)."),
                   lang: str | None = Query(None, max_length=16, pattern=r"^[A-Za-z_-]+$",
-                                           description="Language of display_name, e.g. en, ko.")) -> PredictResponse:
+                                           description="Language of display_name, e.g. en, ko."),
+                  consent: bool = Query(False, description="Keep the photos (upright, EXIF stripped) for review and "
+                                                           "retraining. Off by default: nothing is stored.")) -> PredictResponse:
     """Identify one object from 1 to 5 photos; their calibrated probabilities are averaged."""
     start = time.perf_counter()
     state = request.app.state
@@ -35,6 +38,7 @@ async def predict(request: Request,
     best = top_k(answer.model, answer.probs, k or state.settings.top_k, lang)
     unknown = best[0]["score"] < answer.model.threshold
     prediction_id = str(uuid.uuid4())
+    await keep_photos(request, [data for _, data in photos], consent=consent, prediction_id=prediction_id)
     state.prediction_log.add({"id": prediction_id, **_model_fields(answer.model.info), "unknown": unknown,
                               "top": [{"id": p["id"], "score": p["score"]} for p in best], "n_photos": answer.photos})
     return PredictResponse(prediction_id=prediction_id, predictions=best, unknown=unknown,
