@@ -50,7 +50,7 @@ from snapid.workspace import Workspace  # noqa: E402
 SIZE = 224
 THREADS = 2
 BATCHES = (1, 32)
-ROUNDS = 3
+ROUNDS = 5
 TARGET_ORT_VS_EAGER = 3.0
 TARGET_INT8_VS_FP32 = 1.8
 TARGET_INT8_DROP = 1.0
@@ -80,18 +80,21 @@ def model_gflops(model: torch.nn.Module) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def ms_per_image(run, batch: int) -> float:
-    """Best of ROUNDS rounds (a shared machine's noise only ever adds time), after a warm-up call."""
+def ms_per_image(runners: dict, batch: int) -> dict[str, float]:
+    """Best of ROUNDS rounds per runner (a shared machine's noise only ever adds time), the runners
+    taking turns within each round so a busy moment hits them all alike; one warm-up call each."""
     x = np.random.default_rng(0).standard_normal((batch, 3, SIZE, SIZE)).astype(np.float32)
-    run(x)
+    for run in runners.values():
+        run(x)
     calls = max(3, 48 // batch)
-    best = float("inf")
+    best = {kind: float("inf") for kind in runners}
     for _ in range(ROUNDS):
-        started = time.perf_counter()
-        for _ in range(calls):
-            run(x)
-        best = min(best, (time.perf_counter() - started) / calls / batch)
-    return 1000 * best
+        for kind, run in runners.items():
+            started = time.perf_counter()
+            for _ in range(calls):
+                run(x)
+            best[kind] = min(best[kind], (time.perf_counter() - started) / calls / batch)
+    return {kind: 1000 * seconds for kind, seconds in best.items()}
 
 
 def torch_runner(module: torch.nn.Module, channels_last: bool = False):
@@ -133,8 +136,7 @@ def time_model(name: str, model: torch.nn.Module, train_set: CachedDataset, prep
                "ORT fp32": ort_runner(fp32), "ORT int8": ort_runner(int8)}
     rows = []
     for batch in BATCHES:
-        for kind, run in runners.items():
-            ms = ms_per_image(run, batch)
+        for kind, ms in ms_per_image(runners, batch).items():
             rows.append({"model": name, "runtime": kind, "batch": batch, "ms_per_image": round(ms, 3),
                          "gflops_per_s": round(gflops / ms * 1000, 1)})
             print(f"  {kind:<16} batch {batch:>2}: {ms:7.2f} ms/image  {rows[-1]['gflops_per_s']:6.1f} GFLOP/s", flush=True)

@@ -44,6 +44,13 @@ class Settings(BaseSettings):
     keep_days: float = Field(30.0, description="Photos kept with consent are deleted this many days after upload (0: no time limit).")
     sweep_interval_s: float = Field(3600.0, description="How often the server deletes photos past keep_days (0: only at startup).")
 
+    # --- QR phone hand-off (snapid.serve.services.sessions) ---
+    session_secret: str = Field("", description="HMAC key of phone tokens (empty: generated once into $SNAPID_HOME/session_secret, mode 0600).")
+    public_url: str = Field("", description="Base URL phones use to reach this server, e.g. http://192.168.1.20:8000 (empty: the LAN address is detected).")
+    session_ttl_s: float = Field(600.0, description="How long a hand-off session (and its phone token) lives.")
+    session_max_uploads: int = Field(10, description="Photos one hand-off session accepts; more get 429.")
+    sessions_per_minute: int = Field(10, description="Hand-off sessions one client address may open per minute; more get 429.")
+
     # --- knowledge (snapid knowledge enrich) ---
     wiki_base_url: str = Field("https://{lang}.wikipedia.org", description="Wikipedia site; {lang} becomes the language code (tests point it at 127.0.0.1).")
     wiki_contact: str = Field("contact: set SNAPID_WIKI_CONTACT", description="URL or e-mail put in the User-Agent, as Wikimedia asks.")

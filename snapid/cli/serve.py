@@ -42,6 +42,8 @@ def serve(
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     workers: int = typer.Option(1, min=1, max=64, help="Worker processes (one model copy each)."),
     reload: bool = typer.Option(True, "--reload/--no-reload", help="Load a new bundle version when its folder changes."),
+    public_url: str = typer.Option("", "--public-url", help="Base URL phones use for the QR hand-off, e.g. "
+                                   "http://192.168.1.20:8000 (default: the detected LAN address)."),
 ) -> None:
     """Serve a model bundle: prediction API, dashboard, health and metrics."""
     import uvicorn
@@ -55,6 +57,10 @@ def serve(
         os.environ.pop("SNAPID_BUNDLE", None)
     if not reload:
         os.environ["SNAPID_RELOAD_POLL_S"] = "0"
+    if public_url:
+        if not public_url.startswith(("http://", "https://")):
+            raise SnapidError(f"--public-url {public_url!r} must start with http:// or https://", code="usage", status=422)
+        os.environ["SNAPID_PUBLIC_URL"] = public_url
     uvicorn.run(
         "snapid.serve.app:factory", factory=True, host=host, port=port, workers=workers,
         timeout_graceful_shutdown=math.ceil(settings.graceful_timeout_s),

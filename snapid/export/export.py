@@ -78,7 +78,7 @@ class EnsembleNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         terms = []
-        for member, temperature, rescale in zip(self.members, self.temperatures, self.rescale):
+        for member, temperature, rescale in zip(self.members, self.temperatures, self.rescale, strict=True):
             inputs = x if rescale is None else x * rescale[0] + rescale[1]
             terms.append(torch.log_softmax(member(inputs) / temperature, dim=1))
         return torch.logsumexp(torch.stack(terms) + self.log_weights, dim=0)
@@ -139,7 +139,7 @@ def _ensemble_source(name: str, run: dict, *, workspace: Workspace, engine: Engi
     log_probs, _, dataset = ensemble_logits(name, split, workspace=workspace, engine=engine)
     inputs = onnx_export.normalized(onnx_export.first_images(dataset), first.preprocess)
     members = [{"name": m.name, "model": m.run["model"], "weight": w, "temperature": t}
-               for m, w, t in zip(ens.members, ens.weights, ens.temperatures)]
+               for m, w, t in zip(ens.members, ens.weights, ens.temperatures, strict=True)]
     return Source(name=name, run=run, module=module.eval(), classes=ens.classes, preprocess=first.preprocess,
                   datasets=datasets, parity_split=split, parity_inputs=inputs,
                   parity_reference=np.exp(log_probs[:len(inputs)].astype(np.float64)), members=members)
@@ -216,17 +216,8 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
     out = Path(out) if out is not None else workspace.bundles / name
     say(f"loading {name}")
     source = load_source(name, workspace=workspace, engine=engine)
-    size = source.preprocess["size"]
     say(f"exporting {fmt} and checking it against torch on {len(source.parity_inputs)} {source.parity_split} images")
-    if fmt == "torchscript":
-        model_file, model_bytes = "model.pt", onnx_export.to_torchscript(source.module, size)
-        parity = onnx_export.check_parity(_torchscript_runner(model_bytes), source.parity_inputs,
-                                          source.parity_reference, where=f"{name} (TorchScript)")
-    else:
-        model_file, model_bytes = "model.onnx", onnx_export.to_onnx(source.module, size, where=name)
-        parity = onnx_export.check_parity(onnx_export.make_session(model_bytes), source.parity_inputs,
-                                          source.parity_reference, where=name)
-    parity["split"] = source.parity_split
+    model_file, model_bytes, parity = _checked_model(source, fmt)
     int8_report = None
     if int8:
         say("int8: calibrating on the training cache")
@@ -239,6 +230,19 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
     archive = zip_bundle(out, out.with_name(out.name + ".snapid")) if zip_ else None
     _record(source.name, bundle, out, archive, engine=engine)
     return bundle
+
+
+def _checked_model(source: Source, fmt: str) -> tuple[str, bytes, dict]:
+    """(file name, model bytes, parity report) for the bundle; ParityError when the export drifts from torch."""
+    size = source.preprocess["size"]
+    if fmt == "torchscript":
+        model_file, model_bytes = "model.pt", onnx_export.to_torchscript(source.module, size)
+        run, where = _torchscript_runner(model_bytes), f"{source.name} (TorchScript)"
+    else:
+        model_file, model_bytes = "model.onnx", onnx_export.to_onnx(source.module, size, where=source.name)
+        run, where = onnx_export.make_session(model_bytes), source.name
+    parity = onnx_export.check_parity(run, source.parity_inputs, source.parity_reference, where=where)
+    return model_file, model_bytes, {**parity, "split": source.parity_split}
 
 
 def _torchscript_runner(model_bytes: bytes) -> Callable[[np.ndarray], np.ndarray]:

@@ -24,6 +24,7 @@ from snapid.errors import SnapidError
 from snapid.serve.middleware import SecurityHeadersAndMetrics
 from snapid.serve.routes import admin, health, metrics as metrics_route, model as model_route, predict
 from snapid.serve.routes import feedback as feedback_route, review as review_route
+from snapid.serve.routes import page as page_route, sessions as sessions_route
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.prediction_log import PredictionLog
 from snapid.serve.services.predictor import Predictor
@@ -52,7 +53,7 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
                                   poll_s=settings.reload_poll_s) if bundle is not None else None
     app.state.prediction_log = PredictionLog(app.state.db_engine)
     for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router,
-                   feedback_route.router, review_route.router):
+                   feedback_route.router, review_route.router, sessions_route.router, page_route.router):
         app.include_router(router)
     _include_dashboard(app)
     _add_error_handlers(app)

@@ -30,14 +30,69 @@ class Timings(BaseModel):
     total: float = Field(description="The whole request inside the server, ms.")
 
 
+class CardLink(BaseModel):
+    label: str
+    url: str = Field(description="An http(s) URL (checked at import).")
+
+
+class CardField(BaseModel):
+    name: str
+    value: str
+
+
+class WikipediaSummary(BaseModel):
+    lang: str = Field(description="Language of this summary; differs from the asked one when fallback is true.")
+    title: str
+    extract: str
+    description: str
+    url: str
+    thumbnail: str
+    fallback: bool
+
+
+class KnowledgeCard(BaseModel):
+    class_id: str
+    display_name: str = Field(description="Name in the requested language, else the best available.")
+    names: dict[str, str] = Field(description="Display names by language (und: no language given).")
+    scientific_name: str
+    description: str = Field(description="In the requested language, else English, else any.")
+    descriptions: dict[str, str] = Field(default_factory=dict, description="Every language of the description.")
+    image: str = Field(description="URL of a picture as given in the cards file; may be on another site.")
+    links: list[CardLink]
+    fields: list[CardField] = Field(description="Free fields (ingredient, maker, price...), in file order.")
+    wikipedia: WikipediaSummary | None = None
+
+
+class RuleWarning(BaseModel):
+    classes: list[str] = Field(description="The class ids the rule names, all among the recognised objects.")
+    names: list[str] = Field(description="Their display names in the requested language.")
+    severity: str = Field(description="contraindicated, danger, warning, caution, info or another word.")
+    message: str = Field(description="In the requested language, else English, else any.")
+    messages: dict[str, str] = Field(description="Every language of the message.")
+    objects: list[int] = Field(description="Which objects (photo numbers from 0) the rule concerns.")
+
+
+class ObjectAnswer(BaseModel):
+    photo: int = Field(description="Position of the photo in the request, from 0.")
+    prediction_id: str = Field(description="Refer to it when sending feedback about this object.")
+    predictions: list[Prediction]
+    unknown: bool
+    card: KnowledgeCard | None = None
+
+
 class PredictResponse(BaseModel):
     prediction_id: str = Field(description="Server-made UUID; refer to it when sending feedback.")
-    predictions: list[Prediction] = Field(description="Best first.")
+    predictions: list[Prediction] = Field(description="Best first (mode=each: the first photo's).")
     unknown: bool = Field(description="True when the best score is under the bundle's threshold.")
     threshold: float
-    photos: int = Field(description="How many photos were combined (their probabilities averaged).")
+    photos: int = Field(description="How many photos were sent (mode=same: combined, their probabilities averaged).")
     model: ModelRef
     timings_ms: Timings
+    mode: str = Field("same", description="same: one object in every photo; each: one object per photo.")
+    card: KnowledgeCard | None = Field(None, description="Knowledge card of the best match; null when unknown or none.")
+    warnings: list[RuleWarning] = Field(default_factory=list, description="Rules matched by the recognised objects "
+                                        "(mode=each), most severe first.")
+    objects: list[ObjectAnswer] | None = Field(None, description="mode=each: one answer per photo.")
 
 
 class ModelInfo(BaseModel):
@@ -75,3 +130,46 @@ class Health(BaseModel):
 class ReloadResponse(BaseModel):
     reloaded: bool
     model: ModelRef
+
+
+# --- QR phone hand-off (routes/sessions.py) ----------------------------------------------------------
+class SessionCreated(BaseModel):
+    session_id: str
+    desktop_key: str = Field(description="Shown once: send it as X-Snapid-Key (or key=) to read this session.")
+    phone_url: str = Field(description="The phone upload page, with the signed token; the QR code encodes it.")
+    qr_svg: str = Field(description="The QR code of phone_url as an SVG document (made on the server).")
+    expires_at: str
+    expires_in_s: float
+    max_uploads: int
+    single_use: bool = Field(description="True: the phone link takes one photo, then answers 409.")
+    note: str = Field("", description="A hint when phones may not reach phone_url (loopback-only server, no network).")
+
+
+class SessionItem(BaseModel):
+    position: int = Field(description="1, 2, ... in arrival order.")
+    received_at: str
+    thumbnail: str = Field(description="data:image/jpeg;base64,... (the photo itself is not kept).")
+    prediction_id: str
+    predictions: list[Prediction]
+    unknown: bool
+    card: KnowledgeCard | None = None
+
+
+class SessionResults(BaseModel):
+    session_id: str
+    expires_at: str
+    expired: bool
+    received: int = Field(description="Photos received so far.")
+    max_uploads: int
+    uploads: list[SessionItem] = Field(description="Those after the asked position, oldest first (at most 50).")
+    warnings: list[RuleWarning] = Field(description="Rules matched across every photo of the session.")
+
+
+class SessionUpload(BaseModel):
+    position: int
+    remaining: int = Field(description="Photos this session still accepts.")
+    prediction_id: str
+    predictions: list[Prediction]
+    unknown: bool
+    card: KnowledgeCard | None = None
+    warnings: list[RuleWarning] = Field(description="Rules matched across every photo of the session so far.")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -269,3 +269,32 @@ class PromotionRow(Base):
     details: Mapped[dict] = mapped_column(JSON, default=dict)  # bootstrap interval, n, bundle version...
     bundle_path: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+
+# --- QR phone hand-off (snapid.serve.services.sessions; data access in snapid.track.sessions) ----------
+class HandoffSessionRow(Base):
+    """A desktop page waiting for photos from a phone. Only digests of its secrets are stored; the row and
+    its uploads (thumbnails and answers, never full photos) are deleted once it has expired."""
+
+    __tablename__ = "handoff_sessions"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)       # uuid4 hex
+    nonce: Mapped[str] = mapped_column(String(32))                      # signed into the phone token
+    desktop_sha256: Mapped[str] = mapped_column(String(64))             # sha256 of the desktop key
+    max_uploads: Mapped[int] = mapped_column(Integer)
+    n_uploads: Mapped[int] = mapped_column(Integer, default=0)          # slots taken; raised atomically
+    single_use: Mapped[bool] = mapped_column(default=False)
+    lang: Mapped[str] = mapped_column(String(16), default="")
+    client: Mapped[str] = mapped_column(String(64), default="")         # the creating client's address
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class HandoffUploadRow(Base):
+    __tablename__ = "handoff_uploads"
+    __table_args__ = (UniqueConstraint("session_id", "position"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[str] = mapped_column(ForeignKey("handoff_sessions.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)                      # 1, 2, ... in arrival order
+    thumbnail: Mapped[bytes] = mapped_column(LargeBinary)               # small JPEG, no metadata
+    result: Mapped[dict] = mapped_column(JSON, default=dict)            # the prediction answer
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,16 +1,19 @@
-"""POST /api/v1/predict: 1 to 5 photos of one object → one combined, calibrated answer."""
+"""POST /api/v1/predict: 1 to 5 photos of one object → one combined, calibrated answer with its knowledge card;
+or (mode=each) one answer per photo, with warnings when the objects must not go together."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 
 from snapid.serve.routes import error_responses
 from snapid.serve.schemas import PredictResponse
 from snapid.serve.services.photos import keep_photos
-from snapid.serve.services.predictor import top_k
+from snapid.serve.services import answers
 from snapid.serve.services.uploads import FIELD, read_photos
 
 router = APIRouter(prefix="/api/v1", tags=["predict"])
@@ -27,24 +30,60 @@ MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
 async def predict(request: Request,
                   k: int | None = Query(None, ge=1, le=50, description="How many classes to return (default SNAPID_TOP_K)."),
                   lang: str | None = Query(None, max_length=16, pattern=r"^[A-Za-z_-]+$",
-                                           description="Language of display_name, e.g. en, ko."),
+                                           description="Language of display names, cards and warnings, e.g. en, ko."),
                   consent: bool = Query(False, description="Keep the photos (upright, EXIF stripped) for review and "
-                                                           "retraining. Off by default: nothing is stored.")) -> PredictResponse:
-    """Identify one object from 1 to 5 photos; their calibrated probabilities are averaged."""
+                                                           "retraining. Off by default: nothing is stored."),
+                  mode: Literal["same", "each"] = Query("same", description="same: the photos show one object and are "
+                                                        "combined; each: every photo is its own object, and rules "
+                                                        "are checked across them.")) -> PredictResponse:
+    """Identify one object from 1 to 5 photos (their calibrated probabilities are averaged), or with
+    mode=each one object per photo, with warnings when the objects must not go together."""
     start = time.perf_counter()
     state = request.app.state
     photos = await read_photos(request, max_files=state.settings.max_files)
-    answer = await state.predictor.predict(photos)
-    best = top_k(answer.model, answer.probs, k or state.settings.top_k, lang)
-    unknown = best[0]["score"] < answer.model.threshold
+    k = k or state.settings.top_k
+    if mode == "each":
+        return await _predict_each(request, photos, k=k, lang=lang, consent=consent, start=start)
+    result = await state.predictor.predict(photos)
+    body = answers.answer(result.model, result.probs, k=k, lang=lang)
+    prediction_id = await _keep_and_log(request, result, body, [data for _, data in photos], consent=consent)
+    return PredictResponse(prediction_id=prediction_id, **body, threshold=result.model.threshold, photos=result.photos,
+                           model=result.model.info, timings_ms=_timings(result, result, start), mode="same")
+
+
+async def _predict_each(request: Request, photos: list[tuple[str, bytes]], *, k: int, lang: str | None, consent: bool,
+                        start: float) -> PredictResponse:
+    predictor = request.app.state.predictor
+    results = await asyncio.gather(*(predictor.predict([photo]) for photo in photos))
+    model = results[0].model  # a hot swap between photos is possible; the first photo's model answers the rules
+    objects = []
+    for n, (result, (_, data)) in enumerate(zip(results, photos)):
+        body = answers.answer(result.model, result.probs, k=k, lang=lang)
+        prediction_id = await _keep_and_log(request, result, body, [data], consent=consent)
+        objects.append({"photo": n, "prediction_id": prediction_id, **body})
+    recognised = [(o["photo"], o["predictions"][0]["id"]) for o in objects if not o["unknown"]]
+    first = objects[0]
+    return PredictResponse(prediction_id=first["prediction_id"], predictions=first["predictions"],
+                           unknown=first["unknown"], card=first["card"], threshold=model.threshold, photos=len(photos),
+                           model=model.info, mode="each", objects=objects,
+                           warnings=answers.warnings_for(model, recognised, lang),
+                           timings_ms=_timings(max(results, key=lambda r: r.decode_ms),
+                                               max(results, key=lambda r: r.inference_ms), start))
+
+
+async def _keep_and_log(request: Request, result, body: dict, photos: list[bytes], *, consent: bool) -> str:
+    """Keep the photos (with consent) and log the answer for feedback; returns its prediction id."""
     prediction_id = str(uuid.uuid4())
-    await keep_photos(request, [data for _, data in photos], consent=consent, prediction_id=prediction_id)
-    state.prediction_log.add({"id": prediction_id, **_model_fields(answer.model.info), "unknown": unknown,
-                              "top": [{"id": p["id"], "score": p["score"]} for p in best], "n_photos": answer.photos})
-    return PredictResponse(prediction_id=prediction_id, predictions=best, unknown=unknown,
-                           threshold=answer.model.threshold, photos=answer.photos, model=answer.model.info,
-                           timings_ms={"decode": round(answer.decode_ms, 2), "inference": round(answer.inference_ms, 2),
-                                       "total": round((time.perf_counter() - start) * 1000, 2)})
+    await keep_photos(request, photos, consent=consent, prediction_id=prediction_id)
+    request.app.state.prediction_log.add({
+        "id": prediction_id, **_model_fields(result.model.info), "unknown": body["unknown"],
+        "top": [{"id": p["id"], "score": p["score"]} for p in body["predictions"]], "n_photos": result.photos})
+    return prediction_id
+
+
+def _timings(decode, inference, start: float) -> dict:
+    return {"decode": round(decode.decode_ms, 2), "inference": round(inference.inference_ms, 2),
+            "total": round((time.perf_counter() - start) * 1000, 2)}
 
 
 def _model_fields(info: dict) -> dict:

@@ -1,0 +1,124 @@
+"""What a prediction answer says besides scores: the knowledge card of the best match in the asked
+language, and the rule warnings when one query holds several recognised objects.
+
+Everything comes from the served bundle's knowledge.json (read once per loaded model); a missing or
+malformed knowledge.json gives no card and no warnings, never an error. Text is returned as stored:
+the page escapes it on output."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import numpy as np
+
+from snapid.knowledge.rules import Rule, match_rules
+from snapid.serve.services.model import LoadedModel
+from snapid.serve.services.predictor import top_k
+
+log = logging.getLogger("snapid.serve")
+FALLBACK_LANGUAGES = ("en", "und")
+_KNOWLEDGE: "weakref.WeakKeyDictionary[LoadedModel, tuple[dict, list[Rule]]]" = weakref.WeakKeyDictionary()
+
+
+def pick_text(texts: dict | None, lang: str | None) -> str:
+    """The text in ``lang`` (or its base language: ko-KR → ko), else English, else untagged, else any."""
+    if not isinstance(texts, dict) or not texts:
+        return ""
+    wanted = [lang, lang.split("-")[0].split("_")[0]] if lang else []
+    for key in [*wanted, *FALLBACK_LANGUAGES]:
+        if key and isinstance(texts.get(key), str) and texts[key]:
+            return texts[key]
+    return next((str(v) for v in texts.values() if isinstance(v, str) and v), "")
+
+
+def knowledge(model: LoadedModel) -> tuple[dict, list[Rule]]:
+    """The bundle's cards (by class id) and parsed rules, checked once per loaded model."""
+    cached = _KNOWLEDGE.get(model)
+    if cached is None:
+        cached = _parse(model.bundle.knowledge, where=str(model.bundle.path))
+        _KNOWLEDGE[model] = cached
+    return cached
+
+
+def _parse(data, *, where: str) -> tuple[dict, list[Rule]]:
+    if not isinstance(data, dict):
+        return {}, []
+    cards = data.get("cards") if isinstance(data.get("cards"), dict) else {}
+    cards = {str(k): v for k, v in cards.items() if isinstance(v, dict)}
+    rules = []
+    for i, item in enumerate(data.get("rules") if isinstance(data.get("rules"), list) else []):
+        try:
+            rules.append(Rule.from_dict(item))
+        except (KeyError, TypeError, AttributeError, ValueError):
+            log.warning("%s: knowledge.json rule %d is malformed; ignored", where, i)
+    return cards, rules
+
+
+def display_name(model: LoadedModel, class_id: str, lang: str | None) -> str:
+    """The class's name in ``lang``: the card's names, then labels.json's display names, then its name."""
+    cards, _ = knowledge(model)
+    card = cards.get(class_id) or {}
+    label = next((c for c in model.labels if c["id"] == class_id), None)
+    names = {**(label["display_names"] if label else {}), **(card.get("names") if isinstance(card.get("names"), dict) else {})}
+    wanted = [lang, lang.split("-")[0]] if lang else []
+    for key in wanted:
+        if key and names.get(key):
+            return str(names[key])
+    return (label["name"] if label else "") or str(card.get("name") or "") or pick_text(names, lang) or class_id
+
+
+def card_for(model: LoadedModel, class_id: str, lang: str | None) -> dict | None:
+    """The knowledge card of ``class_id`` in ``lang``, shaped for the page; None when there is none."""
+    cards, _ = knowledge(model)
+    card = cards.get(class_id)
+    if card is None:
+        return None
+    names = card.get("names") if isinstance(card.get("names"), dict) else {}
+    fields = card.get("fields") if isinstance(card.get("fields"), dict) else {}
+    links = [{"label": str(link.get("label") or ""), "url": str(link["url"])}
+             for link in card.get("links") or [] if isinstance(link, dict) and isinstance(link.get("url"), str)]
+    return {"class_id": class_id, "display_name": display_name(model, class_id, lang),
+            "names": _texts(names),
+            "scientific_name": str(card.get("scientific_name") or ""),
+            "description": pick_text(card.get("descriptions"), lang), "descriptions": _texts(card.get("descriptions")),
+            "image": str(card.get("image") or ""),
+            "links": links, "fields": [{"name": str(k), "value": str(v)} for k, v in fields.items()],
+            "wikipedia": _wikipedia(card.get("wikipedia"), lang)}
+
+
+def _texts(texts) -> dict[str, str]:
+    return {str(k): str(v) for k, v in texts.items() if isinstance(v, str)} if isinstance(texts, dict) else {}
+
+
+def _wikipedia(pages, lang: str | None) -> dict | None:
+    if not isinstance(pages, dict) or not pages:
+        return None
+    keys = [k for k in (lang, (lang or "").split("-")[0], *FALLBACK_LANGUAGES) if k] + list(pages)
+    page = next((pages[k] for k in keys if isinstance(pages.get(k), dict)), None)
+    if page is None:
+        return None
+    keep = ("lang", "title", "extract", "description", "url", "thumbnail")
+    return {**{k: str(page.get(k) or "") for k in keep}, "fallback": bool(page.get("fallback"))}
+
+
+def answer(model: LoadedModel, probs: np.ndarray, *, k: int, lang: str | None) -> dict:
+    """Top-k predictions (display names from the cards), the unknown flag and the best match's card."""
+    best = top_k(model, probs, k, lang)
+    for p in best:
+        p["display_name"] = display_name(model, p["id"], lang)
+    unknown = best[0]["score"] < model.threshold
+    return {"predictions": best, "unknown": unknown, "card": None if unknown else card_for(model, best[0]["id"], lang)}
+
+
+def warnings_for(model: LoadedModel, objects: list[tuple[int, str]], lang: str | None) -> list[dict]:
+    """Rule warnings for recognised objects [(object number, class id)], most severe first."""
+    _, rules = knowledge(model)
+    if not rules or len(objects) < 2:
+        return []
+    out = []
+    for hit in match_rules(rules, [class_id for _, class_id in objects]):
+        out.append({"classes": hit["classes"], "names": [display_name(model, c, lang) for c in hit["classes"]],
+                    "severity": hit["severity"], "message": pick_text(hit["message"], lang),
+                    "messages": hit["message"], "objects": [n for n, c in objects if c in hit["classes"]]})
+    return out

@@ -1,0 +1,82 @@
+"""Web-app fixtures: the tiny colour model of tests/serve with knowledge cards and a rule, and a real
+uvicorn server on 127.0.0.1 in a thread."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from snapid.config import Settings
+from snapid.export.bundle import write_bundle
+from snapid.serve.app import create_app
+from tests.serve.conftest import CLASSES, bundle_files
+
+RULE_MESSAGE = {"en": "red and green must not be taken together", "ko": "빨강과 초록은 함께 복용하면 안 됩니다"}
+KNOWLEDGE = {
+    "dataset": "colours", "version": 2, "cards_version": 1, "rules_version": 2, "languages": ["en", "ko"],
+    "cards": {
+        "red": {"class_id": "red", "name": "Red thing", "names": {"ko": "빨간 알약", "en": "Red pill"},
+                "scientific_name": "Rubrum testum", "descriptions": {"ko": "빨간 가상의 알약", "en": "A fictional red pill"},
+                "image": "https://example.org/red.png", "links": [{"label": "maker", "url": "https://example.org/red"}],
+                "fields": {"ingredient": "redamol 10 mg", "maker": "Demo Pharm", "price": "1,000 원"},
+                "wikipedia": {"en": {"lang": "en", "title": "Red", "extract": "Red is a colour.", "description": "colour",
+                                     "thumbnail": "", "url": "https://en.wikipedia.org/wiki/Red", "fallback": False,
+                                     "translated": False}}},
+        "green": {"class_id": "green", "name": "Green thing", "names": {"ko": "초록 알약", "en": "Green pill"},
+                  "scientific_name": "", "descriptions": {"en": "A fictional green pill"}, "image": "",
+                  "links": [], "fields": {}, "wikipedia": {}},
+    },
+    "rules": [{"classes": ["green", "red"], "severity": "contraindicated", "message": RULE_MESSAGE}],
+}
+
+
+def knowledge_bundle(path: Path, knowledge: dict | None = KNOWLEDGE, *, classes: list[dict] | None = None, **kw) -> Path:
+    files = bundle_files(**kw)
+    if classes is not None:
+        files["labels.json"] = json.dumps({"classes": classes}).encode()
+    if knowledge is not None:
+        files["knowledge.json"] = json.dumps(knowledge, ensure_ascii=False).encode()
+    write_bundle(path, files, info={"name": "colours", "version": "1"})
+    return path
+
+
+@pytest.fixture
+def kbundle(tmp_path) -> Path:
+    return knowledge_bundle(tmp_path / "bundles" / "colours")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(settings: Settings, bundle: Path | None, *, port: int | None = None):
+    """A real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
+    import uvicorn
+
+    port = port or free_port()
+    config = uvicorn.Config(create_app(settings, bundle=bundle), host="127.0.0.1", port=port, log_level="warning",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+__all__ = ["CLASSES", "KNOWLEDGE", "RULE_MESSAGE", "knowledge_bundle", "live_server", "free_port"]
