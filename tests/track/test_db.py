@@ -89,7 +89,8 @@ def test_training_is_tracked_in_postgresql(pg_engine, tmp_path, monkeypatch):
     from snapid.train.config import TrainConfig
     from snapid.train.fit import train
     from snapid.workspace import Workspace
-    from tests.train.test_fit import TINY, shapes_dataset
+    from tests.helpers import shapes_dataset
+    from tests.train.test_fit import TINY
 
     import_dataset(shapes_dataset(tmp_path / "shapes"), name="shapes", engine=pg_engine)
     ws = Workspace.at(tmp_path / "home")
