@@ -46,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import (FLOWERS, DEFAULT_CACHE, PHOTO_SIZE, _source_files, link_or_copy, make_photos, machine_info,  # noqa: E402
                     print_machine, print_table, snapid_commit, write_json)
 
+import kornia.augmentation  # noqa: E402,F401  (libraries load outside both clocks, as torchvision does for the naive side)
 from snapid.data.cache import PrepareParams, prepare  # noqa: E402
 from snapid.data.importer import import_dataset  # noqa: E402
 from snapid.models import registry  # noqa: E402

@@ -347,6 +347,7 @@
     $("wrong-search").value = "";
     $("wrong-text").value = "";
     $("wrong-not-listed").checked = false;
+    $("wrong-list").hidden = false;  // unticking above fires no change event
     try { await loadClasses(); } catch (err) { status.textContent = t("error.generic", { why: err.message }); return; }
     fillChoices();
     $("wrong").showModal();
