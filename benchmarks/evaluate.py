@@ -44,7 +44,6 @@ from snapid.train.fit import train  # noqa: E402
 from snapid.workspace import Workspace  # noqa: E402
 
 SIZE = 224
-TARGET_RATIO = 3.0
 
 
 def setup(tmp: Path, workers: int):
@@ -115,7 +114,7 @@ def main() -> int:
     figures = {"benchmark": "evaluate", "machine": info, "n_test": len(test), "snapid_images_per_s": round(fast, 1),
                "naive_images_per_s": round(naive, 1), "ratio": round(fast / naive, 2), "tta_images_per_s": round(tta, 1),
                "evaluate_run_images_per_s": round(whole, 1), "top1_agreement": agree, "max_logit_gap": gap,
-               "test_top1": result["top1"], "latency_ms": result["latency_ms"], "target_ratio": TARGET_RATIO}
+               "test_top1": result["top1"], "latency_ms": result["latency_ms"]}
     print(f"\nflowers12 test split ({len(test)} photos, {SIZE} px, mobilenet_v2), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)")
     print_machine(info)
@@ -123,7 +122,7 @@ def main() -> int:
     print_table([
         {"figure": "evaluation throughput (predict_logits, prepared cache)", "value": f"{fast:.1f} images/s",
          "baseline": f"{naive:.1f} images/s (per-image eager loop)", "ratio": f"{fast / naive:.2f}x",
-         "target": f">= {TARGET_RATIO:g}x", "met": fast / naive >= TARGET_RATIO},
+         "target": "informational (issue 4 sets none)", "met": None},
         {"figure": "with --tta (image + mirror)", "value": f"{tta:.1f} images/s", "baseline": "-", "ratio": "-",
          "target": "informational", "met": None},
         {"figure": "whole evaluate_run (calibrate, predict, report, store)", "value": f"{whole:.1f} test images/s",
