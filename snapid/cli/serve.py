@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import Optional
 
 import typer
 
@@ -44,6 +45,9 @@ def serve(
     reload: bool = typer.Option(True, "--reload/--no-reload", help="Load a new bundle version when its folder changes."),
     public_url: str = typer.Option("", "--public-url", help="Base URL phones use for the QR hand-off, e.g. "
                                    "http://192.168.1.20:8000 (default: the detected LAN address)."),
+    keep_days: Optional[float] = typer.Option(None, "--keep-days", min=0,
+                                              help="Delete photos kept with consent this many days after upload "
+                                                   "(0: keep; default SNAPID_KEEP_DAYS, 30)."),
 ) -> None:
     """Serve a model bundle: prediction API, dashboard, health and metrics."""
     import uvicorn
@@ -57,6 +61,8 @@ def serve(
         os.environ.pop("SNAPID_BUNDLE", None)
     if not reload:
         os.environ["SNAPID_RELOAD_POLL_S"] = "0"
+    if keep_days is not None:
+        os.environ["SNAPID_KEEP_DAYS"] = str(keep_days)
     if public_url:
         if not public_url.startswith(("http://", "https://")):
             raise SnapidError(f"--public-url {public_url!r} must start with http:// or https://", code="usage", status=422)
