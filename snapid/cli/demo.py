@@ -28,7 +28,7 @@ def demo(
     """The whole pipeline on generated pill photos: generate, import (with drug cards and interaction rules),
     inspect, prepare, train, evaluate, export, then serve the identification page."""
     from snapid.data.cache import PrepareParams, prepare
-    from snapid.data.demo import generate_demo
+    from snapid.data.demo import generate_demo, write_try_photos
     from snapid.data.importer import import_dataset
     from snapid.data.inspect import inspect_manifest, problems
     from snapid.data.report import write_report
@@ -90,14 +90,24 @@ def demo(
     console.print(f"7/9 evaluated {run_name}: test top-1 {result['top1']:.3f}, macro-F1 {result['macro_f1']:.3f}, "
                   f"temperature {result['temperature']:.2f}, rejection threshold {result['threshold']:.2f}", markup=False)
 
+    tries = write_try_photos(manifest, root / "try", _pairs(info.interactions_csv), pad=config.pad)
     bundle = export_run(run_name, workspace=ws, engine=engine())
     console.print(f"8/9 exported {bundle.path} (version {bundle.version}, knowledge "
                   f"{'included' if bundle.knowledge else 'missing'})", markup=False)
+    console.print(f"    {len(tries)} single-pill test photos of interacting pairs to try: {root / 'try'}", markup=False)
     if not serve:
         console.print(f"[green]demo done[/]: serve it with `snapid serve {bundle.path}`")
         return
     _print_urls(host, port, public_url)
     serve_cli.serve(target=str(bundle.path), host=host, port=port, workers=1, reload=True, public_url=public_url)
+
+
+def _pairs(interactions_csv: Path) -> list[tuple[str, str]]:
+    """(a, b) class pairs of the demo's interaction table."""
+    import csv
+
+    with open(interactions_csv, newline="", encoding="utf-8") as fh:
+        return [(row["a"], row["b"]) for row in csv.DictReader(fh)]
 
 
 def _print_urls(host: str, port: int, public_url: str) -> None:
@@ -111,5 +121,5 @@ def _print_urls(host: str, port: int, public_url: str) -> None:
     console.print(f"    QR hand-off: press \"Use my phone\" on the page; the phone opens {phone}/m/<token>", markup=False)
     if note:
         console.print(f"    note: {note}", markup=False)
-    console.print("    try: tick \"Different items\" and give two single-pill photos of an interacting pair "
-                  "(e.g. 7342 and 4730) to see the warning", markup=False)
+    console.print("    try: tick \"Different items\" and give the two photos of one pair from demo-data/try/ "
+                  "(e.g. 7342+4730_*.jpg) to see the warning", markup=False)

@@ -275,3 +275,30 @@ def generate_demo(out: Path, *, seed: int = 0, per_class: int = 40, multi: int =
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return info
+
+
+def write_try_photos(manifest, out: Path, pairs: list[tuple[str, str]], *, pad: float) -> list[Path]:
+    """Single-pill test photos cut to their pill (as training cut them) for each interacting pair:
+    something to give the page while it has no detector to find the pills itself. Returns the
+    files written, ``<a>+<b>_<class>.jpg``."""
+    from snapid import images
+    from snapid.data.cache import padded_box
+
+    firsts: dict[str, object] = {}
+    for sample in manifest.samples:
+        if sample.split == "test" and len(sample.boxes) == 1:
+            label = sample.boxes[0].label or sample.label
+            firsts.setdefault(label, sample)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for a, b in pairs:
+        for label in (a, b):
+            sample = firsts.get(label)
+            if sample is None:
+                continue
+            im = images.decode_file(Path(manifest.root) / sample.path)
+            box = padded_box(sample.boxes[0], pad, im.width, im.height)
+            target = out / f"{a}+{b}_{label}.jpg"
+            im.crop(tuple(round(v) for v in box)).save(target, "JPEG", quality=92)
+            written.append(target)
+    return written
