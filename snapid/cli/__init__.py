@@ -9,6 +9,7 @@ import typer
 from snapid import __version__
 from snapid.cli import data as data_cli
 from snapid.cli import demo as demo_cli
+from snapid.cli import detect as detect_cli
 from snapid.cli import ensemble as ensemble_cli
 from snapid.cli import evaluate as evaluate_cli
 from snapid.cli import export as export_cli
@@ -44,6 +45,7 @@ app.command("ensemble")(ensemble_cli.ensemble)
 app.command("leaderboard")(ensemble_cli.leaderboard)
 app.command("report")(ensemble_cli.report)
 app.add_typer(feedback_cli.app, name="feedback")
+app.add_typer(detect_cli.app, name="detect")
 data_cli.app.command("merge-feedback")(feedback_cli.merge_feedback)
 app.command("promote")(feedback_cli.promote)
 

@@ -21,6 +21,8 @@ def export(
                             "the server refuses it)."),
     zip_: bool = typer.Option(False, "--zip", help="Also write the bundle as one OUT.snapid file."),
     as_json: bool = typer.Option(False, "--json", help="Print the bundle's manifest as JSON on stdout."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="A detector run (`snapid detect train`) of the same "
+                                           "dataset: the bundle then detects, crops and identifies every object."),
 ) -> None:
     """Export a run (or an ensemble) as a bundle: the model, labels, preprocessing, calibration, model card
     and a manifest with the sha256 of every file. The ONNX graph must match torch on real validation
@@ -29,7 +31,7 @@ def export(
 
     with _Steps(quiet=as_json) as steps:
         bundle = export_run(run, out, workspace=workspace(), engine=engine(), int8=int8, force=force, fmt=fmt,
-                            zip_=zip_, progress=steps.show)
+                            zip_=zip_, progress=steps.show, detector=detector)
     manifest = bundle.manifest
     if as_json:
         emit_json({"path": str(bundle.path), "sha256": bundle.sha256, **manifest})
@@ -38,6 +40,12 @@ def export(
     console.print(f"[green]bundle[/] {bundle.path}  version {bundle.version}  sha256 {bundle.sha256[:12]}", highlight=False)
     console.print(f"  parity: max |p_export - p_torch| {parity['max_abs_diff']:.2g} on {parity['images']} "
                   f"{parity['split']} images", highlight=False)
+    found = manifest.get("detector")
+    if found:
+        check = found["parity"]
+        console.print(f"  detector: {found['run']} at {found['size']} px, score >= {found['score_threshold']}, crop pad "
+                      f"{found['pad']}; parity: boxes within {check['max_box_diff']:.2g} px, scores within "
+                      f"{check['max_score_diff']:.2g} on {check['images']} photos", highlight=False)
     report = manifest.get("int8_report")
     if report:
         console.print(f"  int8: top-1 {100 * report['top1_int8']:.2f} % (fp32 {100 * report['top1_fp32']:.2f} %, "

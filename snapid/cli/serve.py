@@ -52,6 +52,8 @@ def serve(
     """Serve a model bundle: prediction API, dashboard, health and metrics."""
     import uvicorn
 
+    from snapid.serve.protocol import HeaderTimeoutH11Protocol
+
     settings = common.settings()
     bundle = resolve_bundle(target, settings)
     # Workers are separate processes: they read the bundle and options from the environment.
@@ -73,6 +75,7 @@ def serve(
         # above our own queue, so overload is answered by the app's JSON 503 with Retry-After
         limit_concurrency=max(128, settings.queue_size * 4),
         timeout_keep_alive=5,
+        http=HeaderTimeoutH11Protocol,  # slow request headers are cut off (slowloris)
         h11_max_incomplete_event_size=64 * 1024,  # request line + headers
         proxy_headers=True, forwarded_allow_ips="127.0.0.1",
         log_level="info",

@@ -99,17 +99,31 @@ def plan_items(manifest: Manifest, params: PrepareParams) -> tuple[list[Item], l
 
 def render_item(path: Path, item: Item, params: PrepareParams, limits: images.DecodeLimits) -> np.ndarray:
     """Decode (fast path), crop to the box, resize: one S x S x 3 uint8 array."""
-    region_w = item.width if item.box is None else max(1.0, item.box[2] - item.box[0])
-    region_h = item.height if item.box is None else max(1.0, item.box[3] - item.box[1])
+    picture = images.decode_file(path, limits=limits, min_size=decode_size(item.width, item.height, item.box, params))
+    return cut_and_fit(picture, item.width, item.height, item.box, params, where=str(path))
+
+
+def decode_size(width: int, height: int, box: tuple[float, float, float, float] | None,
+                params: PrepareParams) -> tuple[int, int]:
+    """The smallest upright size to decode a width x height photo at so ``box`` (or the whole photo)
+    still covers the target; serving's detect → crop stage uses it too, so its crops equal these."""
+    region_w = width if box is None else max(1.0, box[2] - box[0])
+    region_h = height if box is None else max(1.0, box[3] - box[1])
     needed = min(region_w, region_h) if params.resize == "crop" else max(region_w, region_h)
     scale = min(1.0, params.size / needed)
-    picture = images.decode_file(path, limits=limits, min_size=(max(1, int(item.width * scale)), max(1, int(item.height * scale))))
-    sx, sy = picture.size[0] / item.width, picture.size[1] / item.height
+    return max(1, int(width * scale)), max(1, int(height * scale))
+
+
+def cut_and_fit(picture, width: int, height: int, box: tuple[float, float, float, float] | None,
+                params: PrepareParams, *, where: str) -> np.ndarray:
+    """Crop a decoded (maybe draft-scaled) picture of a width x height photo to ``box`` (original pixels)
+    and fit it to S x S uint8."""
+    sx, sy = picture.size[0] / width, picture.size[1] / height
     if abs(sx - sy) > 0.02 or sx > 1.0:  # the draft scale is uniform and never enlarges
-        raise ImageError(f"{path}: the file changed since import ({picture.size[0]}x{picture.size[1]}, "
-                         f"imported as {item.width}x{item.height}); import it again")
-    if item.box is not None:
-        x1, y1, x2, y2 = item.box
+        raise ImageError(f"{where}: the file changed since import ({picture.size[0]}x{picture.size[1]}, "
+                         f"imported as {width}x{height}); import it again")
+    if box is not None:
+        x1, y1, x2, y2 = box
         picture = picture.crop((round(x1 * sx), round(y1 * sy), max(round(x2 * sx), round(x1 * sx) + 1), max(round(y2 * sy), round(y1 * sy) + 1)))
     return np.asarray(images.fit(picture, params.size, params.resize), dtype=np.uint8)
 

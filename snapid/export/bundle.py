@@ -216,6 +216,8 @@ def _verified(path: Path, formats: tuple[str, ...]) -> Bundle:
         raise BundleError(f"{manifest_file}: bundle format {manifest.get('format_version')} is not supported "
                           f"by snapid {__version__} (expects {FORMAT_VERSION})")
     listed = manifest.get("files") or {}
+    if not isinstance(listed, dict) or not all(isinstance(f, dict) for f in listed.values()):
+        raise BundleError(f"{manifest_file}: 'files' must map each file name to its sha256 and size")
     for name in required:
         if name not in listed:
             raise BundleError(f"{path}: the manifest does not list {name}")
@@ -230,10 +232,15 @@ def _verified(path: Path, formats: tuple[str, ...]) -> Bundle:
             raise BundleError(f"{file}: missing from the bundle")
         if file.stat().st_size != facts.get("bytes") or _sha_file(file) != facts.get("sha256"):
             raise BundleError(f"{file}: does not match the sha256 in {MANIFEST}; the bundle is damaged or was modified")
-    labels = _read_json(path / "labels.json").get("classes")
+    labels_doc = _read_json(path / "labels.json")
+    labels = labels_doc.get("classes") if isinstance(labels_doc, dict) else None
     if not isinstance(labels, list) or not labels:
         raise BundleError(f"{path / 'labels.json'}: no classes")
     knowledge = _read_json(path / "knowledge.json") if "knowledge.json" in listed else None
-    return Bundle(path=path, manifest=manifest, labels=labels, preprocess=_read_json(path / "preprocess.json"),
-                  calibration=_read_json(path / "calibration.json"), knowledge=knowledge,
+    preprocess, calibration = _read_json(path / "preprocess.json"), _read_json(path / "calibration.json")
+    for name, doc in (("preprocess.json", preprocess), ("calibration.json", calibration)):
+        if not isinstance(doc, dict):
+            raise BundleError(f"{path / name}: expected a JSON object")
+    return Bundle(path=path, manifest=manifest, labels=labels, preprocess=preprocess,
+                  calibration=calibration, knowledge=knowledge,
                   sha256=hashlib.sha256(manifest_bytes).hexdigest())

@@ -204,9 +204,10 @@ def _json(obj) -> bytes:
 # --- export ------------------------------------------------------------------------------------------
 def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engine: Engine, int8: bool = False,
                force: bool = False, fmt: str = "onnx", zip_: bool = False, progress: Progress | None = None,
-               max_int8_drop: float = MAX_DROP_POINTS) -> Bundle:
+               max_int8_drop: float = MAX_DROP_POINTS, detector: str | None = None) -> Bundle:
     """Export run or ensemble ``name`` to a bundle folder at ``out`` (default: workspace.bundles/name), plus
-    ``<out>.snapid`` with ``zip_``. Raises ParityError / Int8Refused / ExportError, writing nothing."""
+    ``<out>.snapid`` with ``zip_``; with ``detector`` (a detect run of the same dataset) the bundle also holds
+    detector.onnx and detector.json. Raises ParityError / Int8Refused / ExportError, writing nothing."""
     say = progress or (lambda step: None)
     if fmt not in FORMATS:
         raise SnapidError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}", code="usage", status=422)
@@ -225,8 +226,10 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
             model_bytes, train_set=source.datasets["train"], val_set=source.datasets["val"], preprocess=source.preprocess,
             where=name, max_drop_points=max_int8_drop, force=force,
             on_batch=lambda done, total: say(f"int8: calibration batch {done}/{total}"))
+    extra = _detector_files(detector, source, workspace=workspace, engine=engine, say=say) if detector else {}
     say("writing the bundle")
-    bundle = _write(source, out, model_file, model_bytes, fmt=fmt, parity=parity, int8_report=int8_report, engine=engine)
+    bundle = _write(source, out, model_file, model_bytes, fmt=fmt, parity=parity, int8_report=int8_report, engine=engine,
+                    extra=extra)
     archive = zip_bundle(out, out.with_name(out.name + ".snapid")) if zip_ else None
     _record(source.name, bundle, out, archive, engine=engine)
     return bundle
@@ -245,6 +248,21 @@ def _checked_model(source: Source, fmt: str) -> tuple[str, bytes, dict]:
     return model_file, model_bytes, {**parity, "split": source.parity_split}
 
 
+def _detector_files(detector: str, source: Source, *, workspace: Workspace, engine: Engine, say: Progress) -> dict:
+    """detector.onnx + detector.json for ``detector``, refused unless it is a detect run on the classifier's
+    dataset; the crop padding comes from the classifier's preprocess, so serving crops as prepare did."""
+    from snapid.export.detector import export_detector
+
+    with transaction(engine) as s:
+        run = track.get_run(s, name=detector)
+    if run["kind"] != "detect" or run["dataset"] != source.run["dataset"]:
+        raise onnx_export.ExportError(f"--detector {detector!r}: a {run['kind']} run on dataset {run['dataset']!r}; expected a "
+                                      f"detect run on {source.run['dataset']!r}, the dataset of {source.name!r}")
+    say(f"exporting detector {detector} and checking it against torch")
+    onnx_bytes, spec = export_detector(detector, workspace=workspace, engine=engine, pad=float(source.preprocess["pad"]))
+    return {"detector.onnx": onnx_bytes, "detector.json": _json(spec)}
+
+
 def _torchscript_runner(model_bytes: bytes) -> Callable[[np.ndarray], np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit.load is deprecated in torch 2.15
@@ -258,7 +276,7 @@ def _torchscript_runner(model_bytes: bytes) -> Callable[[np.ndarray], np.ndarray
 
 
 def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fmt: str, parity: dict,
-           int8_report: dict | None, engine: Engine) -> Bundle:
+           int8_report: dict | None, engine: Engine, extra: dict | None = None) -> Bundle:
     run, name = source.run, source.name
     version = f"{name}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
     calibration = calibration_json(name, engine=engine)
@@ -274,10 +292,12 @@ def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fm
     knowledge = knowledge_snapshot(run["dataset"], engine=engine)
     if knowledge is not None:
         files["knowledge.json"] = knowledge
+    files.update(extra or {})
     info = {"name": name, "version": version, "run": name, "kind": run["kind"], "dataset": run["dataset"],
             "dataset_version": run["dataset_version"], "model": run["model"], "classes": len(source.classes),
             "metrics": metrics, "int8": int8_report is not None, "int8_report": int8_report, "parity": parity,
             "opset": onnx_export.OPSET if fmt == "onnx" else None, "members": source.members,
+            "detector": json.loads((extra or {}).get("detector.json", b"null")),
             "exported_with": {"torch": torch.__version__, "onnxruntime": ort.__version__}}
     return write_bundle(out, files, info=info, fmt=FORMATS[fmt])
 

@@ -70,7 +70,9 @@ def _jpeg(im: Image.Image, quality: int) -> bytes:
 
 def render(data: bytes, limits: images.DecodeLimits = images.DEFAULT_LIMITS) -> Rendered:
     """Decode (typed errors for bad bytes), turn upright, shrink and re-encode without metadata."""
-    im = images.decode(data, limits=limits, name="uploaded photo")
+    # a JPEG is decoded at the smallest DCT scale still >= MAX_SIDE: a 40 MP photo never becomes
+    # 40 MP of pixels here (other formats decode whole; the callers bound how many run at once)
+    im = images.decode(data, limits=limits, min_size=(MAX_SIDE, MAX_SIDE), name="uploaded photo")
     im.thumbnail((MAX_SIDE, MAX_SIDE), Image.Resampling.LANCZOS)
     thumb = im.copy()
     thumb.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.LANCZOS)
@@ -108,8 +110,11 @@ class PhotoStore:
         created: list[Path] = []
         try:
             for path, blob in ((self.photo_path(sha), rendered.photo), (self.thumb_path(sha), rendered.thumb)):
-                if not path.exists():  # same content already stored: share the file
-                    atomic_write_bytes(path, blob)
+                existed = path.exists()  # same content already stored: the file is shared
+                # written even when present (same bytes, atomic replace): a sweep may be deleting the
+                # other row's copy right now, and this row must never point at nothing
+                atomic_write_bytes(path, blob)
+                if not existed:
                     created.append(path)
             upload_id = str(uuid.uuid4())
             kept_until = utcnow() + timedelta(days=self.keep_days) if self.keep_days > 0 else None

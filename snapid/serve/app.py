@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     app.state.reloader = Reloader(app.state.predictor, bundle, threads=settings.inference_threads,
                                   poll_s=settings.reload_poll_s) if bundle is not None else None
     app.state.prediction_log = PredictionLog(app.state.db_engine)
+    # predictions the log could not record (queue full, database down): answers never wait for it
+    metrics.gauges["snapid_prediction_log_dropped"] = lambda: app.state.prediction_log.dropped
     for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router,
                    feedback_route.router, review_route.router, sessions_route.router, page_route.router):
         app.include_router(router)

@@ -20,6 +20,9 @@ SECURITY_HEADERS = [
 _NAMES = {name for name, _ in SECURITY_HEADERS}
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class SecurityHeadersAndMetrics:
     def __init__(self, app: ASGIApp, *, metrics: Metrics):
         self.app, self.metrics = app, metrics
@@ -43,4 +46,6 @@ class SecurityHeadersAndMetrics:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"  # bounded label values
-            self.metrics.observe_request(scope.get("method", ""), template, status["code"], time.perf_counter() - start)
+            method = scope.get("method", "")
+            method = method if method in KNOWN_METHODS else "OTHER"  # a client must not grow the series
+            self.metrics.observe_request(method, template, status["code"], time.perf_counter() - start)

@@ -25,7 +25,8 @@ class Prediction(BaseModel):
 
 
 class Timings(BaseModel):
-    decode: float = Field(description="Decoding and preprocessing the photos, ms.")
+    decode: float = Field(description="Decoding and preprocessing the photos, ms (mode=detect: with detecting and "
+                          "cropping the objects).")
     inference: float = Field(description="Waiting for a batch and running the model, ms.")
     total: float = Field(description="The whole request inside the server, ms.")
 
@@ -69,7 +70,8 @@ class RuleWarning(BaseModel):
     severity: str = Field(description="contraindicated, danger, warning, caution, info or another word.")
     message: str = Field(description="In the requested language, else English, else any.")
     messages: dict[str, str] = Field(description="Every language of the message.")
-    objects: list[int] = Field(description="Which objects (photo numbers from 0) the rule concerns.")
+    objects: list[int] = Field(description="Which objects the rule concerns: photo numbers from 0 (mode=each), "
+                               "positions in objects from 0 (mode=detect).")
 
 
 class ObjectAnswer(BaseModel):
@@ -78,6 +80,9 @@ class ObjectAnswer(BaseModel):
     predictions: list[Prediction]
     unknown: bool
     card: KnowledgeCard | None = None
+    box: list[float] | None = Field(None, min_length=4, max_length=4, description="mode=detect: the detected box "
+                                    "[x1, y1, x2, y2] in pixels of the upright original photo.")
+    detector_score: float | None = Field(None, ge=0, le=1, description="mode=detect: the detector's score for the box.")
 
 
 class PredictResponse(BaseModel):
@@ -88,11 +93,16 @@ class PredictResponse(BaseModel):
     photos: int = Field(description="How many photos were sent (mode=same: combined, their probabilities averaged).")
     model: ModelRef
     timings_ms: Timings
-    mode: str = Field("same", description="same: one object in every photo; each: one object per photo.")
+    mode: str = Field("same", description="same: one object in every photo; each: one object per photo; detect: the "
+                      "bundle has a detector, and every object found in the photos is cropped and identified.")
     card: KnowledgeCard | None = Field(None, description="Knowledge card of the best match; null when unknown or none.")
     warnings: list[RuleWarning] = Field(default_factory=list, description="Rules matched by the recognised objects "
                                         "(mode=each), most severe first.")
-    objects: list[ObjectAnswer] | None = Field(None, description="mode=each: one answer per photo.")
+    objects: list[ObjectAnswer] | None = Field(None, description="mode=each: one answer per photo; mode=detect: one "
+                                               "per detected object, photo by photo, best detector score first "
+                                               "(empty on fallback).")
+    fallback: str | None = Field(None, description="mode=detect: \"no_object_detected\" when the detector found "
+                                 "nothing, so the whole photo was identified instead (predictions, card); else null.")
 
 
 class ModelInfo(BaseModel):

@@ -1,5 +1,6 @@
 """POST /api/v1/predict: 1 to 5 photos of one object → one combined, calibrated answer with its knowledge card;
-or (mode=each) one answer per photo, with warnings when the objects must not go together."""
+or (mode=each) one answer per photo, with warnings when the objects must not go together; or, when the
+bundle has a detector (mode=detect), one answer per object found in the photos, rules checked across them."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 import uuid
 from typing import Literal
 
+import numpy as np
 from fastapi import APIRouter, Query, Request
 
 from snapid.serve.routes import error_responses
@@ -35,13 +37,16 @@ async def predict(request: Request,
                                                            "retraining. Off by default: nothing is stored."),
                   mode: Literal["same", "each"] = Query("same", description="same: the photos show one object and are "
                                                         "combined; each: every photo is its own object, and rules "
-                                                        "are checked across them.")) -> PredictResponse:
+                                                        "are checked across them. A bundle with a detector always "
+                                                        "answers mode=detect: one answer per object found.")) -> PredictResponse:
     """Identify one object from 1 to 5 photos (their calibrated probabilities are averaged), or with
     mode=each one object per photo, with warnings when the objects must not go together."""
     start = time.perf_counter()
     state = request.app.state
     photos = await read_photos(request, max_files=state.settings.max_files)
     k = k or state.settings.top_k
+    if getattr(state.predictor.model, "detector", None) is not None:
+        return await _predict_detect(request, photos, k=k, lang=lang, consent=consent, start=start)
     if mode == "each":
         return await _predict_each(request, photos, k=k, lang=lang, consent=consent, start=start)
     result = await state.predictor.predict(photos)
@@ -69,6 +74,33 @@ async def _predict_each(request: Request, photos: list[tuple[str, bytes]], *, k:
                            warnings=answers.warnings_for(model, recognised, lang),
                            timings_ms=_timings(max(results, key=lambda r: r.decode_ms),
                                                max(results, key=lambda r: r.inference_ms), start))
+
+
+async def _predict_detect(request: Request, photos: list[tuple[str, bytes]], *, k: int, lang: str | None,
+                          consent: bool, start: float) -> PredictResponse:
+    """A bundle with a detector: one answer per detected object, rules across all of them; with nothing
+    detected, the photos are identified whole (combined as in mode=same) and the answer says so."""
+    result = await request.app.state.predictor.predict_objects(photos)
+    model, datas = result.model, [data for _, data in photos]
+    if result.fallback:
+        body = answers.answer(model, np.concatenate(result.probs).mean(axis=0), k=k, lang=lang)
+        prediction_id = await _keep_and_log(request, result, body, datas, consent=consent)
+        return PredictResponse(prediction_id=prediction_id, **body, threshold=model.threshold, photos=result.photos,
+                               model=model.info, mode="detect", objects=[], fallback="no_object_detected",
+                               timings_ms=_timings(result, result, start))
+    objects = []
+    for photo, (found, probs) in enumerate(zip(result.found, result.probs)):
+        for detection, row in zip(found.detections, probs):
+            body = answers.answer(model, row, k=k, lang=lang)
+            kept = datas if not objects else []  # the photos are kept once, with the first object's answer
+            objects.append({"photo": photo, "prediction_id": await _keep_and_log(request, result, body, kept, consent=consent),
+                            **body, "box": list(detection.box), "detector_score": round(min(1.0, max(0.0, detection.score)), 6)})
+    recognised = [(n, o["predictions"][0]["id"]) for n, o in enumerate(objects) if not o["unknown"]]
+    first = objects[0]
+    return PredictResponse(prediction_id=first["prediction_id"], predictions=first["predictions"], unknown=first["unknown"],
+                           card=first["card"], threshold=model.threshold, photos=result.photos, model=model.info,
+                           mode="detect", objects=objects, warnings=answers.warnings_for(model, recognised, lang),
+                           timings_ms=_timings(result, result, start))
 
 
 async def _keep_and_log(request: Request, result, body: dict, photos: list[bytes], *, consent: bool) -> str:

@@ -22,6 +22,7 @@ from snapid.serve.routes import error_responses
 from snapid.serve.schemas import SessionCreated, SessionResults, SessionUpload
 from snapid.serve.services import answers, sessions as tokens
 from snapid.serve.services.handoff import handoff, render
+from snapid.serve.services.photos import decode_slots
 from snapid.serve.services.uploads import read_photos
 
 STREAM_MAX_S = 60.0     # one event stream lasts at most this long; EventSource reconnects with Last-Event-ID
@@ -151,7 +152,8 @@ async def session_upload(request: Request, session_id: str = SESSION_ID,
     row = await run_in_threadpool(service.authorize_phone, session_id, x_snapid_token or token)
     photos = await read_photos(request, max_files=1)
     result = await state.predictor.predict(photos)
-    thumb = await run_in_threadpool(tokens.thumbnail, photos[0][1], state.predictor.limits)
+    async with decode_slots(request.app):
+        thumb = await run_in_threadpool(tokens.thumbnail, photos[0][1], state.predictor.limits)
     body = answers.answer(result.model, result.probs, k=state.settings.top_k, lang=row["lang"] or None)
     stored = {"prediction_id": str(uuid.uuid4()), "unknown": body["unknown"],
               "predictions": [{k: p[k] for k in ("index", "id", "name", "score")} for p in body["predictions"]]}

@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 
 from snapid.export.bundle import Bundle, BundleError, load_bundle
+from snapid.serve.services.detector import LoadedDetector, load_detector
 from snapid.serve.services.preprocess import PreprocessSpec
 
 log = logging.getLogger("snapid.serve")
@@ -31,6 +32,7 @@ class LoadedModel:
     temperature: float
     threshold: float
     labels: list[dict] = field(repr=False)
+    detector: LoadedDetector | None = None   # detector.onnx: detect → crop → classify (services/detector.py)
 
     @property
     def info(self) -> dict:
@@ -110,9 +112,10 @@ def load_model(path: Path, *, threads: int = 0) -> LoadedModel:
         labels = _check_labels(bundle)
         session = _session(bundle.file("model.onnx"), threads)
         _check_graph(session, spec, len(labels), bundle.file("model.onnx"))
+        detector = load_detector(bundle, lambda file: _session(file, threads))
     finally:
         if path.is_file():  # a .snapid was unpacked to a temporary folder: the session holds the model now
             shutil.rmtree(bundle.path, ignore_errors=True)
     log.info("model %s version %s (sha256 %s) loaded from %s", bundle.name, bundle.version, bundle.sha256[:12], path)
     return LoadedModel(bundle=bundle, session=session, spec=spec, temperature=temperature, threshold=threshold,
-                       labels=labels)
+                       labels=labels, detector=detector)

@@ -40,7 +40,18 @@ async def keep_photos(request: Request, photos: list[bytes], *, consent: bool, p
     if not consent:
         return []
     store = photo_store(request.app)
-    return await run_in_threadpool(store.save_all, photos, consent=True, prediction_id=prediction_id)
+    async with decode_slots(request.app):
+        return await run_in_threadpool(store.save_all, photos, consent=True, prediction_id=prediction_id)
+
+
+def decode_slots(app: FastAPI) -> asyncio.Semaphore:
+    """Full-size decodes outside the predictor (kept photos, hand-off thumbnails) take one of
+    ``decode_threads`` slots: a 40 MP photo costs hundreds of MB while it is decoded, so they must
+    not run 40 at a time in the default thread pool."""
+    slots = getattr(app.state, "decode_slots", None)
+    if slots is None:
+        slots = app.state.decode_slots = asyncio.Semaphore(max(1, app.state.settings.decode_threads))
+    return slots
 
 
 async def read_json(request: Request, *, limit: int):

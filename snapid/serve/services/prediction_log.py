@@ -55,7 +55,10 @@ class PredictionLog:
     def flush(self, timeout: float = 10.0) -> None:
         """Block until everything added so far is written (tests, shutdown)."""
         done = threading.Event()
-        self._queue.put(done)
+        try:
+            self._queue.put(done, timeout=timeout)
+        except queue.Full:
+            return
         done.wait(timeout)
 
     def _run(self) -> None:
@@ -84,4 +87,5 @@ class PredictionLog:
             with transaction(self._engine()) as session:
                 self.written += record_predictions(session, rows=rows)
         except Exception:  # the database being down must not stop predictions
+            self.dropped += len(rows)
             log.exception("could not record %d predictions", len(rows))

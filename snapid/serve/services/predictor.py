@@ -30,6 +30,7 @@ import numpy as np
 from snapid import images
 from snapid.errors import SnapidError
 from snapid.serve.services.metrics import Metrics
+from snapid.serve.services.detector import PhotoObjects, detect_and_crop
 from snapid.serve.services.model import LoadedModel
 from snapid.serve.services.preprocess import prepare_photo
 
@@ -62,6 +63,22 @@ class Answer:
     decode_ms: float
     inference_ms: float           # queue wait + model run
     photos: int
+
+
+@dataclass
+class ObjectsAnswer:
+    """detect → crop → classify: every photo's detections and one probability row per detection (or per
+    photo, for photos where nothing was detected)."""
+    model: LoadedModel
+    found: list[PhotoObjects]
+    probs: list[np.ndarray]       # per photo: N x C, aligned with found[i].inputs
+    decode_ms: float              # decoding, detecting and cropping (detect_ms of that is in found)
+    inference_ms: float
+    photos: int
+
+    @property
+    def fallback(self) -> bool:
+        return all(f.fallback for f in self.found)
 
 
 class Predictor:
@@ -134,12 +151,31 @@ class Predictor:
         return Answer(model=model, probs=probs.mean(axis=0), decode_ms=(decoded - start) * 1000,
                       inference_ms=(done - decoded) * 1000, photos=len(photos))
 
-    async def _decode_all(self, model: LoadedModel, photos: list[tuple[str, bytes]]) -> list[np.ndarray]:
+    async def predict_objects(self, photos: list[tuple[str, bytes]]) -> ObjectsAnswer:
+        """A bundle with a detector: detect and crop on the decode threads, then classify every crop of
+        every photo through the batcher (one batch, up to max_batch)."""
+        model = self.model
+        if model is None or not self.ready:
+            raise NoModel("no model is loaded; serve a bundle (snapid serve BUNDLE) or check the log")
+        with self._admit():
+            start = time.perf_counter()
+            found = await self._decode_all(model, photos, work=lambda data, name: detect_and_crop(
+                data, model.detector, model.spec, self.limits, name))
+            decoded = time.perf_counter()
+            rows = await self._infer_all(model, [x for photo in found for x in photo.inputs])
+            done = time.perf_counter()
+        bounds = np.cumsum([0] + [len(photo.inputs) for photo in found])
+        return ObjectsAnswer(model=model, found=found, probs=[rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
+                             decode_ms=(decoded - start) * 1000, inference_ms=(done - decoded) * 1000, photos=len(photos))
+
+    async def _decode_all(self, model: LoadedModel, photos: list[tuple[str, bytes]], *, work=None) -> list:
+        """``work(data, name)`` for every photo on the decode threads (default: prepare_photo for ``model``)."""
         loop = asyncio.get_running_loop()
+        work = work or (lambda data, name: prepare_photo(data, model.spec, self.limits, name))
         self._decoding += len(photos)
         try:
             results = await asyncio.gather(
-                *(loop.run_in_executor(self._decode_pool, prepare_photo, data, model.spec, self.limits, name)
+                *(loop.run_in_executor(self._decode_pool, work, data, name)
                   for name, data in photos), return_exceptions=True)
         finally:
             self._decoding -= len(photos)

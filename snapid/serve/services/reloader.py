@@ -51,13 +51,16 @@ class Reloader:
             try:
                 model = await asyncio.get_running_loop().run_in_executor(
                     None, lambda: load_model(self.path, threads=self.threads))
-            except SnapidError as exc:
-                self._seen, self.last_error = seen, exc.message
+            except Exception as exc:  # a typed refusal, or a bundle malformed in a way nobody foresaw
+                message = exc.message if isinstance(exc, SnapidError) else f"{type(exc).__name__}: {exc}"
+                self._seen, self.last_error = seen, message
                 current = self.predictor.model
-                log.error("bundle refused: %s; %s", exc.message,
+                log.error("bundle refused: %s; %s", message,
                           f"still serving {current.info['name']} version {current.info['version']}" if current
                           else "no model is served (readiness 503)")
-                raise
+                if isinstance(exc, SnapidError):
+                    raise
+                raise SnapidError(f"bundle refused: {message}", code="bad_bundle", status=422) from exc
             self._seen, self.last_error = seen, None
             self.predictor.swap(model)
             return model
@@ -81,5 +84,5 @@ class Reloader:
             log.info("bundle %s changed; loading it", self.path)
             try:
                 await self.reload()
-            except SnapidError:
-                pass  # logged in reload(); the old model keeps serving
+            except Exception:  # logged in reload(); the old model keeps serving and the watch goes on
+                pass

@@ -207,7 +207,10 @@
         title: t("result.photo", { n: item.position }) }));
     }
     const data = last.data;
-    if (data.objects) {
+    if (data.mode === "detect" && data.objects && data.objects.length) {
+      return data.objects.map((o, n) => ({ ...o, images: [], title: t("result.object", { n: n + 1 }), number: n + 1 }));
+    }
+    if (data.objects && data.mode !== "detect") {
       return data.objects.map((o) => ({ ...o, images: [state.thumbs[o.photo]], title: t("result.photo", { n: o.photo + 1 }) }));
     }
     return [{ ...data, images: state.thumbs, title: null }];
@@ -223,6 +226,7 @@
     const answeredIn = last.kind === "session" ? SnapidI18n.lang : last.lang;
     const list = last.kind === "session" ? last.phone.warnings : last.data.warnings || [];
     for (const w of list) warnings.append(renderWarning(w, answeredIn));
+    if (last.kind === "predict" && last.data.mode === "detect") answers.append(renderDetections(last.data, answeredIn));
     for (const object of objectsOf(last)) answers.append(renderObject(object, answeredIn));
     if (last.kind === "predict") answers.append(el("p", { class: "hint", text: t("result.model", last.data.model) }));
   }
@@ -241,6 +245,39 @@
       el("span", { class: "severity", text: t("warn.severity", { severity: severityName(w.severity) }) }),
       el("p", { text: message }),
       el("p", { class: "hint", text: t("warn.items", { names: names.join(" + ") }) }));
+  }
+
+  // mode=detect: each photo with its numbered boxes drawn over it. Boxes are in the photo's upright
+  // pixels, placed in percent of the image's natural size once it has loaded (CSSOM, so the CSP holds).
+  function renderDetections(data, answeredIn) {
+    const section = el("section", { class: "detections", "aria-label": t("result.detections") });
+    if (data.fallback) section.append(el("p", { class: "hint fallback", role: "status", text: t("result.fallback") }));
+    state.thumbs.forEach((src, photo) => {
+      const objects = (data.objects || []).map((o, n) => ({ ...o, n: n + 1 })).filter((o) => o.photo === photo);
+      if (!objects.length) return;
+      const img = el("img", { src, alt: t("result.boxes_alt", { n: objects.length }) });
+      const frame = el("div", { class: "boxed" }, img);
+      const boxes = objects.map((o) => {
+        const best = o.predictions[0];
+        const name = o.unknown ? t("result.unknown") : nameFor(best.id, best, o.card, answeredIn);
+        return el("div", { class: "box", dataset: { unknown: String(o.unknown) } },
+          el("span", { class: "box-label", text: `${o.n} ${name}` }));
+      });
+      const place = () => {
+        const w = img.naturalWidth, h = img.naturalHeight;
+        if (!w || !h) return;
+        objects.forEach((o, i) => {
+          const [x1, y1, x2, y2] = o.box;
+          Object.assign(boxes[i].style, { left: `${(100 * x1) / w}%`, top: `${(100 * y1) / h}%`,
+            width: `${(100 * (x2 - x1)) / w}%`, height: `${(100 * (y2 - y1)) / h}%` });
+        });
+      };
+      img.addEventListener("load", place);
+      if (img.complete) place();
+      frame.append(...boxes);
+      section.append(frame);
+    });
+    return section;
   }
 
   function renderObject(o, answeredIn) {
