@@ -36,7 +36,7 @@ def train(
     size: int = typer.Option(320, help="Input side: photos are letterboxed to SIZE x SIZE."),
     epochs: int = typer.Option(12, help="Most epochs (early stopping may end sooner)."),
     batch_size: int = typer.Option(4, "--batch-size", help="Photos per step."),
-    lr: float = typer.Option(0.01, help="Peak SGD learning rate."),
+    lr: float = typer.Option(0.02, help="Peak SGD learning rate (warm-up, then cosine)."),
     patience: int = typer.Option(4, help="Stop after this many epochs without a better val mAP@0.5."),
     augment: str = typer.Option("light", help="none, light or medium (flip, scale, colour)."),
     pad: float = typer.Option(0.1, help="Crop padding of the paired classifier (`snapid data prepare --pad`)."),

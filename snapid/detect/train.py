@@ -49,7 +49,7 @@ class DetectState:
 
 
 def train_detector(dataset: str, *, workspace: Workspace, engine: Engine, arch: str = "fasterrcnn_mobilenet_v2",
-                   size: int = 320, epochs: int = 12, batch_size: int = 4, lr: float = 0.01,
+                   size: int = 320, epochs: int = 12, batch_size: int = 4, lr: float = 0.02,
                    class_agnostic: bool = True, patience: int = 4, name: str | None = None,
                    resume: str | None = None, reporter: Reporter | None = None, augment: str = "light",
                    pretrained: bool = True, pad: float = 0.1, seed: int = 0, version: int | None = None) -> dict:

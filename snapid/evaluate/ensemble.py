@@ -79,7 +79,9 @@ def load_ensemble(name: str, *, engine: Engine) -> Ensemble:
     if len(names) < 2 or len(weights) != len(names):
         raise EnsembleError(f"ensemble {name!r} has a broken config (members {names}, weights {weights}); create it again")
     members = [load_trained(member, engine=engine) for member in names]
-    temperatures = [float(stored_calibration(member, engine=engine)["temperature"]) for member in names]
+    frozen = config.get("temperatures")
+    temperatures = ([float(t) for t in frozen] if frozen and len(frozen) == len(names) else  # older rows: the live ones
+                    [float(stored_calibration(member, engine=engine)["temperature"]) for member in names])
     return Ensemble(name=name, run=run, members=members, weights=[float(w) for w in weights], temperatures=temperatures)
 
 
@@ -164,7 +166,7 @@ def create_ensemble(members: list[str], *, name: str, method: str = "soft", work
         weights = equal_weights(len(members))
     parameters = sum(int(r["summary"].get("parameters") or 0) for r in runs)
     _create_row(name, runs[0], members=members, method=method, weights=weights, parameters=parameters,
-                workspace=workspace, engine=engine)
+                workspace=workspace, engine=engine, temperatures=temperatures)
     result = evaluate_run(name, workspace=workspace, engine=engine, split="test")  # calibrates the ensemble first
     return {"name": name, "members": members, "method": method, "weights": weights, "temperatures": temperatures,
             "temperature": result["temperature"], "threshold": result["threshold"],
@@ -219,10 +221,11 @@ def _check_classes(trained: list[TrainedRun]) -> None:
 
 
 def _create_row(name: str, first: dict, *, members: list[str], method: str, weights: list[float], parameters: int,
-                workspace: Workspace, engine: Engine) -> None:
-    """The ensemble's runs row, completed in one transaction (it has nothing to train)."""
+                workspace: Workspace, engine: Engine, temperatures: list[float]) -> None:
+    """The ensemble's runs row, completed in one transaction (it has nothing to train). The members'
+    temperatures are frozen into it: recalibrating a member later must not change this ensemble."""
     folder = workspace.runs / name
-    config = {"members": members, "method": method, "weights": weights}
+    config = {"members": members, "method": method, "weights": weights, "temperatures": temperatures}
     with transaction(engine) as s:
         track.create_run(s, name=name, dataset=first["dataset"], dataset_version=first["dataset_version"],
                          model="ensemble", config=config, run_dir=str(folder), monitor="val_top1", kind="ensemble")

@@ -44,10 +44,25 @@ def test_compare_end_to_end(pills, home, engine):
                                split="train", score_threshold=0.0)
     s, m = result["single"], result["multi"]
     assert s["photos"] + m["photos"] == len(result["photos"]) > 20
-    assert s["fallback"] == 0          # with threshold 0 the detector always offers a box
+    singles = [p for p in result["photos"] if len(set(p["labels"])) == 1]
+    assert s["photos"] == len(singles) and s["fallback"] == sum(not p["crops"] for p in singles)
+    assert all(len(p["gt_crops"]) == len(p["labels"]) for p in result["photos"])
     for value in (s["whole_top1"], s["crop_top1"], s["gt_crop_top1"], m["whole_top1"], m["crop_top1"]):
         assert 0.0 <= value <= 1.0
     stored = json.loads((Path(home.runs) / "det" / "compare-cls-train.json").read_text())
     assert stored["single"] == s
     with pytest.raises(SnapidError, match="not a detector"):
         compare_two_stage(pills, classifier="cls", detector="cls", workspace=home, engine=engine)
+
+
+def test_cli_reports_errors_in_one_line(home, engine, make_run):
+    """`snapid detect` is registered; a classifier given as --detector fails with the reason."""
+    from typer.testing import CliRunner
+
+    from snapid.cli import app
+
+    make_run("cls")
+    runner = CliRunner()
+    assert "compare" in runner.invoke(app, ["detect", "--help"]).output
+    result = runner.invoke(app, ["detect", "eval", "cls"])
+    assert result.exit_code != 0 and "not a detector" in str(result.exception)

@@ -34,7 +34,8 @@ def test_an_ensemble_of_two_runs_is_created_evaluated_and_listed(make_run, home,
         run = track.get_run(s, name="ab")
     assert (run["kind"], run["model"], run["status"]) == ("ensemble", "ensemble", "completed")
     assert (run["dataset"], run["dataset_version"]) == ("shapes", 1)
-    assert run["config"] == {"members": ["a", "b"], "method": "soft", "weights": [0.5, 0.5]}
+    assert run["config"] == {"members": ["a", "b"], "method": "soft", "weights": [0.5, 0.5],
+                             "temperatures": result["temperatures"]}
     assert Path(run["run_dir"]) == home.runs / "ab"
     for name in ("a", "b", "ab"):    # members calibrated on the way, the ensemble too
         assert "calibration" in _artifacts(engine, name)
@@ -148,3 +149,18 @@ def test_loading_a_single_run_as_an_ensemble_is_refused(make_run, engine):
     make_run("a", probe_epochs=1)
     with pytest.raises(EnsembleError, match="not an ensemble"):
         load_ensemble("a", engine=engine)
+
+
+def test_recalibrating_a_member_later_does_not_change_the_ensemble(make_run, engine, home):
+    from snapid.evaluate.calibrate import stored_calibration
+    from snapid.evaluate.ensemble import create_ensemble, load_ensemble
+    from snapid.track import runs as track
+    from snapid.track.db import transaction
+
+    make_run("a")
+    make_run("b", seed=1)
+    made = create_ensemble(["a", "b"], name="pair", workspace=home, engine=engine)
+    with transaction(engine) as s:  # the member gets another temperature afterwards
+        track.record_artifact(s, name="a", kind="calibration", path="", meta={"temperature": 9.0, "threshold": 0.0})
+    assert stored_calibration("a", engine=engine)["temperature"] == 9.0
+    assert load_ensemble("pair", engine=engine).temperatures == made["temperatures"] != [9.0, made["temperatures"][1]]

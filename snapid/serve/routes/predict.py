@@ -43,6 +43,7 @@ async def predict(request: Request,
     mode=each one object per photo, with warnings when the objects must not go together."""
     start = time.perf_counter()
     state = request.app.state
+    state.predictor.check_capacity()
     photos = await read_photos(request, max_files=state.settings.max_files)
     k = k or state.settings.top_k
     if getattr(state.predictor.model, "detector", None) is not None:

@@ -150,6 +150,7 @@ async def session_upload(request: Request, session_id: str = SESSION_ID,
     """The phone sends one photo: it is identified, and its thumbnail and answer go to the desktop page."""
     state, service = request.app.state, handoff(request.app)
     row = await run_in_threadpool(service.authorize_phone, session_id, x_snapid_token or token)
+    state.predictor.check_capacity()
     photos = await read_photos(request, max_files=1)
     result = await state.predictor.predict(photos)
     async with decode_slots(request.app):

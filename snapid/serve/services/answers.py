@@ -107,7 +107,7 @@ def answer(model: LoadedModel, probs: np.ndarray, *, k: int, lang: str | None) -
     best = top_k(model, probs, k, lang)
     for p in best:
         p["display_name"] = display_name(model, p["id"], lang)
-    unknown = best[0]["score"] < model.threshold
+    unknown = float(np.max(probs)) < model.threshold  # the unrounded score, as calibration compared it
     return {"predictions": best, "unknown": unknown, "card": None if unknown else card_for(model, best[0]["id"], lang)}
 
 

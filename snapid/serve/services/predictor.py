@@ -127,6 +127,13 @@ class Predictor:
         return self.model is not None and self._task is not None and not self._task.done()
 
     # --- requests -------------------------------------------------------------------------
+    def check_capacity(self) -> None:
+        """Refuse at once when the queue is full: called before a request's body is read, so refused
+        uploads are never held in memory (admission proper happens in predict)."""
+        if self._admitted >= self.queue_size:
+            self.metrics.observe_rejected()
+            raise Overloaded(f"the server is busy ({self._admitted} predictions in progress); retry in a second")
+
     @contextmanager
     def _admit(self):
         if self._admitted >= self.queue_size:
