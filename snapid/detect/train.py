@@ -54,7 +54,8 @@ def train_detector(dataset: str, *, workspace: Workspace, engine: Engine, arch: 
                    resume: str | None = None, reporter: Reporter | None = None, augment: str = "light",
                    pretrained: bool = True, pad: float = 0.1, seed: int = 0, version: int | None = None) -> dict:
     """Train (or resume) a detector run; returns its summary. ``pad`` is the crop padding of the paired
-    classifier (recorded for export/serving); ``workspace`` names the runs folder."""
+    classifier (recorded for export/serving). With ``resume`` the run's saved config wins over the
+    other arguments, so a resumed run finishes exactly the run that was started."""
     config = {"arch": canonical_arch(arch), "size": int(size), "epochs": int(epochs), "batch_size": int(batch_size),
               "lr": float(lr), "class_agnostic": bool(class_agnostic), "patience": int(patience),
               "augment": augment, "pretrained": bool(pretrained), "pad": float(pad), "seed": int(seed)}

@@ -98,7 +98,7 @@ def merge_feedback(dataset: str, *, workspace: Workspace, engine: Engine,
     skipped: Counter = Counter()
     with transaction(engine) as s:  # one transaction: read the latest version, write the next
         manifest = crud.load_manifest(s, name=dataset)
-        approved = track.approved_feedback(s)
+        approved = track.approved_feedback(s, dataset=dataset)  # never another dataset's feedback
         photos = track.uploads_for_predictions(s, prediction_ids=sorted({a["prediction_id"] for a in approved}))
         added: list[Sample] = []
         merged: set[str] = set()

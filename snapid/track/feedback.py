@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from snapid.errors import NotFound
-from snapid.track.tables import FeedbackRow, PromotionRow, UploadRow, utcnow
+from snapid.track.tables import FeedbackRow, PredictionRow, PromotionRow, UploadRow, utcnow
 
 STATUSES = ("pending", "approved", "rejected")
 MAX_PAGE = 200
@@ -132,9 +132,13 @@ def set_review(session: Session, *, feedback_id: str, status: str, reviewer_labe
     return feedback_dict(row)
 
 
-def approved_feedback(session: Session) -> list[dict]:
-    """Approved feedback with a final label, oldest first."""
+def approved_feedback(session: Session, *, dataset: str | None = None) -> list[dict]:
+    """Approved feedback with a final label, oldest first; with ``dataset``, only feedback on predictions
+    of that dataset's models (or of bundles that do not name their dataset: hand-made ones)."""
     query = select(FeedbackRow).where(FeedbackRow.status == "approved").order_by(FeedbackRow.created_at, FeedbackRow.id)
+    if dataset is not None:
+        query = (query.join(PredictionRow, PredictionRow.id == FeedbackRow.prediction_id)
+                 .where(PredictionRow.dataset.in_([dataset, ""])))
     return [d for d in map(feedback_dict, session.scalars(query)) if d["final_label"]]
 
 

@@ -147,6 +147,7 @@ class PredictionRow(Base):
     model_name: Mapped[str] = mapped_column(String(200), default="")
     model_version: Mapped[str] = mapped_column(String(100), default="")
     model_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    dataset: Mapped[str] = mapped_column(String(200), default="", index=True)  # the model's dataset (bundle manifest)
     top: Mapped[list] = mapped_column(JSON, default=list)  # [{"id", "score"}], best first
     unknown: Mapped[bool] = mapped_column(default=False)
     n_photos: Mapped[int] = mapped_column(Integer, default=1)

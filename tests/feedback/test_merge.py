@@ -24,11 +24,12 @@ from tests.conftest import encode, photo
 CLASSES = [{"id": "disc", "name": "Disc"}, {"id": "square", "name": "Square"}, {"id": "stripes", "name": "Stripes"}]
 
 
-def answered(engine, store: PhotoStore, n_photos: int = 1, seed: int = 0) -> str:
+def answered(engine, store: PhotoStore, n_photos: int = 1, seed: int = 0, dataset: str = "shapes") -> str:
     """A recorded prediction with ``n_photos`` kept photos (what the server does with consent)."""
     pid = str(uuid.uuid4())
     with transaction(engine) as s:
-        record_predictions(s, rows=[{"id": pid, "model_sha256": "0" * 64, "top": [{"id": "disc", "score": 0.9}]}])
+        record_predictions(s, rows=[{"id": pid, "model_sha256": "0" * 64, "dataset": dataset,
+                                     "top": [{"id": "disc", "score": 0.9}]}])
     store.save_all([encode(photo((80, 64), seed=seed + i)) for i in range(n_photos)], consent=True, prediction_id=pid)
     return pid
 
@@ -123,3 +124,14 @@ def test_cli_merge_feedback_and_sweep(shapes, engine, home):
         "deleted_uploads": 0, "deleted_files": 0, "keep_days": 30.0, "orphan_files": 0, "rows_without_file": 0}
     missing = runner.invoke(app, ["data", "merge-feedback", "no-such-dataset"])
     assert isinstance(missing.exception, NotFound) and "no-such-dataset" in missing.exception.message
+
+
+def test_feedback_on_another_datasets_model_is_never_merged(shapes, engine, home):
+    """Two datasets sharing class ids: feedback given on dataset B's model stays out of dataset A."""
+    store = PhotoStore(home.uploads, engine)
+    pid = answered(engine, store, seed=7, dataset="other-shapes")
+    service.review(engine, feedback_id=give(engine, pid, label="square"), action="approve", classes=CLASSES)
+    assert merge_feedback("shapes", workspace=home, engine=engine)["version"] is None
+    ours = answered(engine, store, seed=8)  # and one on this dataset's model is merged
+    service.review(engine, feedback_id=give(engine, ours, label="square"), action="approve", classes=CLASSES)
+    assert merge_feedback("shapes", workspace=home, engine=engine)["added"] == 1

@@ -109,7 +109,7 @@ async def _keep_and_log(request: Request, result, body: dict, photos: list[bytes
     prediction_id = str(uuid.uuid4())
     await keep_photos(request, photos, consent=consent, prediction_id=prediction_id)
     request.app.state.prediction_log.add({
-        "id": prediction_id, **_model_fields(result.model.info), "unknown": body["unknown"],
+        "id": prediction_id, **_model_fields(result.model), "unknown": body["unknown"],
         "top": [{"id": p["id"], "score": p["score"]} for p in body["predictions"]], "n_photos": result.photos})
     return prediction_id
 
@@ -119,5 +119,8 @@ def _timings(decode, inference, start: float) -> dict:
             "total": round((time.perf_counter() - start) * 1000, 2)}
 
 
-def _model_fields(info: dict) -> dict:
-    return {"model_name": info["name"], "model_version": info["version"], "model_sha256": info["sha256"]}
+def _model_fields(model) -> dict:
+    """What a prediction row records about its model; the dataset ties feedback to the right dataset."""
+    info = model.info
+    return {"model_name": info["name"], "model_version": info["version"], "model_sha256": info["sha256"],
+            "dataset": str(model.bundle.manifest.get("dataset", ""))}

@@ -161,6 +161,7 @@ async def session_upload(request: Request, session_id: str = SESSION_ID,
     slot = await run_in_threadpool(service.store, session_id, thumbnail=thumb, result=stored)
     state.prediction_log.add({"id": stored["prediction_id"], "model_name": result.model.info["name"],
                               "model_version": result.model.info["version"], "model_sha256": result.model.info["sha256"],
+                              "dataset": str(result.model.bundle.manifest.get("dataset", "")),
                               "unknown": body["unknown"], "n_photos": 1,
                               "top": [{"id": p["id"], "score": p["score"]} for p in body["predictions"]]})
     session = await run_in_threadpool(service.results, row, model=result.model, after=slot["position"], lang=row["lang"] or None)
