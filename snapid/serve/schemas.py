@@ -65,13 +65,15 @@ class KnowledgeCard(BaseModel):
 
 
 class RuleWarning(BaseModel):
-    classes: list[str] = Field(description="The class ids the rule names, all among the recognised objects.")
+    classes: list[str] = Field(description="The class ids the rule names, all among the objects' best guesses.")
     names: list[str] = Field(description="Their display names in the requested language.")
     severity: str = Field(description="contraindicated, danger, warning, caution, info or another word.")
     message: str = Field(description="In the requested language, else English, else any.")
     messages: dict[str, str] = Field(description="Every language of the message.")
     objects: list[int] = Field(description="Which objects the rule concerns: photo numbers from 0 (mode=each), "
                                "positions in objects from 0 (mode=detect).")
+    certain: bool = Field(True, description="False when one of these objects is under the model's threshold (its best "
+                                            "guess was used): a possible interaction, if the guesses are right.")
 
 
 class ObjectAnswer(BaseModel):

@@ -76,14 +76,18 @@ def test_each_mode_feedback_refers_to_one_object(client_for, kbundle):
     assert sent.status_code == 201, sent.text
 
 
-def test_the_same_class_twice_or_an_unknown_object_gives_no_warning(client_for, tmp_path):
+def test_the_same_class_twice_gives_no_warning_and_unsure_objects_a_possible_one(client_for, tmp_path):
     client = client_for(knowledge_bundle(tmp_path / "b"))
     same = client.post("/api/v1/predict?mode=each", files=files(coloured(RED), coloured(RED))).json()
     assert same["warnings"] == []
+    sure = client.post("/api/v1/predict?mode=each", files=files(coloured(RED), coloured(GREEN))).json()
+    assert [w["certain"] for w in sure["warnings"]] == [True]
     strict = client_for(knowledge_bundle(tmp_path / "strict", threshold=0.9999999))
     unsure = strict.post("/api/v1/predict?mode=each", files=files(coloured(RED), coloured(GREEN))).json()
     assert all(o["unknown"] for o in unsure["objects"])
-    assert unsure["warnings"] == [] and unsure["card"] is None  # no card for an answer the model rejects
+    assert unsure["card"] is None  # no card for an answer the model rejects
+    # but a rule between the best guesses still warns, marked as uncertain (a missed interaction costs more)
+    assert [(w["classes"], w["certain"], w["objects"]) for w in unsure["warnings"]] == [(["green", "red"], False, [0, 1])]
 
 
 @pytest.mark.parametrize("knowledge", [None, {"cards": "nonsense", "rules": [{"severity": "x"}, 5]}, ["not", "a", "dict"]])

@@ -111,14 +111,22 @@ def answer(model: LoadedModel, probs: np.ndarray, *, k: int, lang: str | None) -
     return {"predictions": best, "unknown": unknown, "card": None if unknown else card_for(model, best[0]["id"], lang)}
 
 
-def warnings_for(model: LoadedModel, objects: list[tuple[int, str]], lang: str | None) -> list[dict]:
-    """Rule warnings for recognised objects [(object number, class id)], most severe first."""
+def warnings_for(model: LoadedModel, objects: list[tuple], lang: str | None) -> list[dict]:
+    """Rule warnings across objects [(object number, best class id, sure)], most severe first.
+
+    Unsure objects (best score under the threshold) count too, and a warning that involves one is
+    marked ``certain: false``: for rules such as "must not be taken together", a missed warning costs
+    more than a tentative one, which the page words as "possible: if these are …"."""
     _, rules = knowledge(model)
     if not rules or len(objects) < 2:
         return []
+    objects = [(o[0], o[1], o[2] if len(o) > 2 else True) for o in objects]
     out = []
-    for hit in match_rules(rules, [class_id for _, class_id in objects]):
+    for hit in match_rules(rules, [class_id for _, class_id, _ in objects]):
+        involved = [(n, sure) for n, c, sure in objects if c in hit["classes"]]
         out.append({"classes": hit["classes"], "names": [display_name(model, c, lang) for c in hit["classes"]],
                     "severity": hit["severity"], "message": pick_text(hit["message"], lang),
-                    "messages": hit["message"], "objects": [n for n, c in objects if c in hit["classes"]]})
+                    "messages": hit["message"], "objects": [n for n, _ in involved],
+                    "certain": all(sure for _, sure in involved)})
+    out.sort(key=lambda w: not w["certain"])  # stable: sure warnings first, each group most severe first
     return out

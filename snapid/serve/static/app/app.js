@@ -240,11 +240,12 @@
   function renderWarning(w, answeredIn) {
     const names = w.classes.map((id, i) => nameFor(id, { display_name: w.names[i], name: w.names[i] }, null, answeredIn));
     const message = (w.messages && w.messages[SnapidI18n.lang]) || w.message;
-    return el("div", { class: `warning severity-${String(w.severity).replace(/[^a-z0-9_-]/gi, "")}`, role: "alert" },
-      el("strong", { text: t("warn.title") }), " ",
+    const sure = w.certain !== false;
+    return el("div", { class: `warning severity-${String(w.severity).replace(/[^a-z0-9_-]/gi, "")}${sure ? "" : " possible"}`, role: "alert" },
+      el("strong", { text: t(sure ? "warn.title" : "warn.possible") }), " ",
       el("span", { class: "severity", text: t("warn.severity", { severity: severityName(w.severity) }) }),
       el("p", { text: message }),
-      el("p", { class: "hint", text: t("warn.items", { names: names.join(" + ") }) }));
+      el("p", { class: "hint", text: t(sure ? "warn.items" : "warn.items_possible", { names: names.join(" + ") }) }));
   }
 
   // mode=detect: each photo with its numbered boxes drawn over it. Boxes are in the photo's upright
