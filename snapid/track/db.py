@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, literal, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -47,11 +47,41 @@ def get_engine(url: str) -> Engine:
         try:
             with _CREATE_LOCK:  # threads of one process opening the same database at once (server startup)
                 Base.metadata.create_all(engine)
-        except OperationalError:  # another process created the tables at the same moment
+                add_missing_columns(engine)
+        except OperationalError:  # another process created the tables (or columns) at the same moment
             Base.metadata.create_all(engine)
+            add_missing_columns(engine)
     except Exception as exc:
         raise SnapidError(f"cannot open the database {parsed.render_as_string(hide_password=True)}: {exc}", code="db_unavailable", status=503) from None
     return engine
+
+
+def add_missing_columns(engine: Engine) -> list[str]:
+    """create_all() builds missing tables, not columns a later snapid appended to an existing table:
+    add those (nullable, with their scalar default) and any missing index. Additive changes only; a
+    renamed or retyped column would need a real migration. Returns the columns added."""
+    inspector = inspect(engine)
+    existing = set(inspector.get_table_names())
+    quote = engine.dialect.identifier_preparer.quote
+    added = []
+    with engine.begin() as conn:
+        for table in Base.metadata.sorted_tables:
+            if table.name not in existing:
+                continue
+            have = {c["name"] for c in inspector.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in have:
+                    continue
+                ddl = f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {column.type.compile(dialect=engine.dialect)}"
+                default = column.default
+                if default is not None and default.is_scalar:
+                    value = literal(default.arg, column.type).compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
+                    ddl += f" DEFAULT {value}"
+                conn.execute(text(ddl))
+                added.append(f"{table.name}.{column.name}")
+            for index in table.indexes:
+                index.create(conn, checkfirst=True)
+    return added
 
 
 @contextmanager
