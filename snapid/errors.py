@@ -81,3 +81,9 @@ class NotFound(SnapidError):
 class UnsafePath(SnapidError):
     code = "unsafe_path"
     status = 400
+
+
+class InvalidRequest(SnapidError):
+    """A request the API cannot take as sent (a bad parameter, body or content type)."""
+    code = "invalid_request"
+    status = 422

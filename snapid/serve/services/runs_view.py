@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
-from snapid.errors import NotFound, SnapidError
+from snapid.errors import InvalidRequest, NotFound, SnapidError
 from snapid.track import queries
 from snapid.track.db import transaction
 from snapid.track.runs import EPOCH_FIELDS, run_dict
@@ -28,11 +28,6 @@ MAX_META_KEYS = 40                  # headline numbers per artifact, not whole b
 MAX_COMPARE = 12
 SPLIT_NAME = re.compile(r"[A-Za-z0-9_-]{1,32}")
 THUMBNAIL_PREFIXES = ("data:image/jpeg;base64,", "data:image/png;base64,", "data:image/webp;base64,")
-
-
-class InvalidRequest(SnapidError):
-    code = "invalid_request"
-    status = 422
 
 
 def finite(value):

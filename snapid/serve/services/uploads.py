@@ -17,7 +17,7 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from snapid.errors import SnapidError
+from snapid.errors import InvalidRequest, SnapidError
 
 FIELD = "files"              # the multipart field that carries the photos
 MAX_FIELDS = 16              # non-file form fields accepted (and ignored)
@@ -32,11 +32,6 @@ class BodyTooLarge(SnapidError):
 class BodyTimeout(SnapidError):
     code = "body_timeout"
     status = 408
-
-
-class InvalidRequest(SnapidError):
-    code = "invalid_request"
-    status = 422
 
 
 async def send_error(send: Send, error: SnapidError) -> None:
