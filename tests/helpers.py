@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,3 +36,32 @@ def shapes_dataset(root: Path, per_class: int = 14) -> Path:
             im.save(root / label / f"{i}.png")
     return root
 
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def live_server(settings, bundle: Path | None, *, port: int | None = None):
+    """A real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
+    import uvicorn
+
+    from snapid.serve.app import create_app as _create_app
+
+    port = port or free_port()
+    config = uvicorn.Config(_create_app(settings, bundle=bundle), host="127.0.0.1", port=port, log_level="warning",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

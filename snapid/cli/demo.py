@@ -39,6 +39,7 @@ def demo(
     from snapid.train.fit import train
     from snapid.evaluate.evaluation import evaluate_run
     from snapid.export.export import export_run
+    from snapid.knowledge.rules import parse_rules
     from snapid.knowledge.store import import_cards, import_rules
     from snapid.track.runs import unique_name
 
@@ -90,7 +91,8 @@ def demo(
     console.print(f"7/9 evaluated {run_name}: test top-1 {result['top1']:.3f}, macro-F1 {result['macro_f1']:.3f}, "
                   f"temperature {result['temperature']:.2f}, rejection threshold {result['threshold']:.2f}", markup=False)
 
-    tries = write_try_photos(manifest, root / "try", _pairs(info.interactions_csv), pad=config.pad)
+    pairs = [rule.classes for rule in parse_rules(info.interactions_csv) if len(rule.classes) == 2]
+    tries = write_try_photos(manifest, root / "try", pairs, pad=config.pad)
     bundle = export_run(run_name, workspace=ws, engine=engine())
     console.print(f"8/9 exported {bundle.path} (version {bundle.version}, knowledge "
                   f"{'included' if bundle.knowledge else 'missing'})", markup=False)
@@ -100,14 +102,6 @@ def demo(
         return
     _print_urls(host, port, public_url)
     serve_cli.serve(target=str(bundle.path), host=host, port=port, workers=1, reload=True, public_url=public_url)
-
-
-def _pairs(interactions_csv: Path) -> list[tuple[str, str]]:
-    """(a, b) class pairs of the demo's interaction table."""
-    import csv
-
-    with open(interactions_csv, newline="", encoding="utf-8") as fh:
-        return [(row["a"], row["b"]) for row in csv.DictReader(fh)]
 
 
 def _print_urls(host: str, port: int, public_url: str) -> None:
@@ -122,4 +116,4 @@ def _print_urls(host: str, port: int, public_url: str) -> None:
     if note:
         console.print(f"    note: {note}", markup=False)
     console.print("    try: tick \"Different items\" and give the two photos of one pair from demo-data/try/ "
-                  "(e.g. 7342+4730_*.jpg) to see the warning", markup=False)
+                  "(e.g. 4730+7342_*.jpg) to see the warning", markup=False)

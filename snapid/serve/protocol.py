@@ -3,7 +3,8 @@
 uvicorn's h11 protocol times only idle keep-alive connections: a client that sends a request line
 and then one header byte every few seconds (slowloris) holds a connection, and enough of them fill
 `limit_concurrency`. Here every request's headers must be complete within ``HEADER_TIMEOUT_S`` of
-its first byte (or of the connection opening), else the connection is closed. The body has its own
+its first byte (or of the connection opening, or of the previous response), else the connection is
+closed. The body has its own
 deadline (`BodyLimitMiddleware`)."""
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ class HeaderTimeoutH11Protocol(H11Protocol):
         super().data_received(data)
         if self._header_timer is not None and self.cycle is not self._waiting_for:
             self._cancel()
+
+    def on_response_complete(self) -> None:
+        # the next request may already have begun arriving while this response was being sent
+        # (data_received saw a busy connection then): its headers are timed from here
+        super().on_response_complete()
+        if self.cycle is None or self.cycle.response_complete:
+            self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel()

@@ -9,7 +9,7 @@ from snapid.config import Settings
 from tests.detect_serve.conftest import squares_photo
 from tests.detect_serve.test_two_stage import detector_bundle
 from tests.serve.test_dashboard_browser import WAIT_MS, Page, browser  # noqa: F401  (browser: a fixture)
-from tests.webapp.conftest import free_port, live_server
+from tests.helpers import free_port, live_server
 
 
 @pytest.fixture

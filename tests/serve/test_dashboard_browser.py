@@ -8,8 +8,6 @@ These tests fail, rather than skip, under CI=true when Chromium or Playwright is
 from __future__ import annotations
 
 import os
-import socket
-import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -18,7 +16,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from snapid.config import Settings
-from snapid.serve.app import create_app
+from tests.helpers import live_server
 from snapid.track.db import transaction
 from tests.serve.test_dashboard_api import HOSTILE, HOSTILE_IMG, T0, add_epoch, seed_run, write_eval
 
@@ -46,29 +44,11 @@ def browser():
         chromium.close()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def server(home):
     """A real uvicorn server (dashboard only, no bundle) in a thread; yields its base URL."""
-    import uvicorn
-
-    port = _free_port()
-    config = uvicorn.Config(create_app(Settings(home=home.home)), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with live_server(Settings(home=home.home), None) as base:
+        yield base
 
 
 def until(page, expression: str, timeout_s: float = WAIT_MS / 1000) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ import time
 import httpx
 import pytest
 
+from tests.helpers import free_port
 from tests.serve.conftest import RED, coloured
 
 pytestmark = pytest.mark.anyio
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def multipart(photo: bytes, boundary: str = "snapidboundary") -> tuple[bytes, bytes, str]:

@@ -4,17 +4,11 @@ uvicorn server on 127.0.0.1 in a thread."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from snapid.config import Settings
 from snapid.export.bundle import write_bundle
-from snapid.serve.app import create_app
 from tests.serve.conftest import CLASSES, bundle_files
 
 RULE_MESSAGE = {"en": "red and green must not be taken together", "ko": "빨강과 초록은 함께 복용하면 안 됩니다"}
@@ -51,32 +45,4 @@ def kbundle(tmp_path) -> Path:
     return knowledge_bundle(tmp_path / "bundles" / "colours")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def live_server(settings: Settings, bundle: Path | None, *, port: int | None = None):
-    """A real uvicorn server on 127.0.0.1 in a thread; yields its base URL."""
-    import uvicorn
-
-    port = port or free_port()
-    config = uvicorn.Config(create_app(settings, bundle=bundle), host="127.0.0.1", port=port, log_level="warning",
-                            timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-__all__ = ["CLASSES", "KNOWLEDGE", "RULE_MESSAGE", "knowledge_bundle", "live_server", "free_port"]
+__all__ = ["CLASSES", "KNOWLEDGE", "RULE_MESSAGE", "knowledge_bundle"]

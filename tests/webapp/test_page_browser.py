@@ -12,7 +12,8 @@ import pytest
 from snapid.config import Settings
 from tests.serve.conftest import CLASSES, GREEN, RED, coloured
 from tests.serve.test_dashboard_browser import WAIT_MS, Page, browser, until  # noqa: F401  (browser: a fixture)
-from tests.webapp.conftest import KNOWLEDGE, RULE_MESSAGE, free_port, knowledge_bundle, live_server
+from tests.helpers import free_port, live_server
+from tests.webapp.conftest import KNOWLEDGE, RULE_MESSAGE, knowledge_bundle
 
 HOSTILE = "<script>window.__pwned=1</script>"
 HOSTILE_IMG = '<img src=x onerror="window.__pwned=2">'

@@ -26,7 +26,8 @@ from snapid.track import feedback as track
 from snapid.track.db import transaction
 from tests.serve.conftest import GREEN, RED, coloured
 from tests.serve.test_dashboard_browser import WAIT_MS, Page, browser, until  # noqa: F401  (browser: a fixture)
-from tests.webapp.conftest import free_port, knowledge_bundle, live_server
+from tests.helpers import free_port, live_server
+from tests.webapp.conftest import knowledge_bundle
 
 TOKEN = "review-t0ken-for-the-browser"
 HOSTILE = "<script>window.__pwned=1</script>"

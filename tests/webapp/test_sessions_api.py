@@ -20,7 +20,8 @@ from snapid.serve.services import sessions as tokens
 from snapid.track.db import get_engine, transaction
 from snapid.track.tables import HandoffSessionRow, HandoffUploadRow
 from tests.serve.conftest import GREEN, RED, coloured, files
-from tests.webapp.conftest import RULE_MESSAGE, live_server
+from tests.helpers import live_server
+from tests.webapp.conftest import RULE_MESSAGE
 
 
 def _settings(home, **kw) -> Settings:

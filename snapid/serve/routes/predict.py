@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query, Request
 from snapid.serve.routes import error_responses
 from snapid.serve.schemas import PredictResponse
 from snapid.serve.services.photos import keep_photos
+from snapid.serve.services.prediction_log import model_fields
 from snapid.serve.services import answers
 from snapid.serve.services.uploads import FIELD, read_photos
 
@@ -109,7 +110,7 @@ async def _keep_and_log(request: Request, result, body: dict, photos: list[bytes
     prediction_id = str(uuid.uuid4())
     await keep_photos(request, photos, consent=consent, prediction_id=prediction_id)
     request.app.state.prediction_log.add({
-        "id": prediction_id, **_model_fields(result.model), "unknown": body["unknown"],
+        "id": prediction_id, **model_fields(result.model), "unknown": body["unknown"],
         "top": [{"id": p["id"], "score": p["score"]} for p in body["predictions"]], "n_photos": result.photos})
     return prediction_id
 
@@ -117,10 +118,3 @@ async def _keep_and_log(request: Request, result, body: dict, photos: list[bytes
 def _timings(decode, inference, start: float) -> dict:
     return {"decode": round(decode.decode_ms, 2), "inference": round(inference.inference_ms, 2),
             "total": round((time.perf_counter() - start) * 1000, 2)}
-
-
-def _model_fields(model) -> dict:
-    """What a prediction row records about its model; the dataset ties feedback to the right dataset."""
-    info = model.info
-    return {"model_name": info["name"], "model_version": info["version"], "model_sha256": info["sha256"],
-            "dataset": str(model.bundle.manifest.get("dataset", ""))}

@@ -23,6 +23,7 @@ from snapid.serve.schemas import SessionCreated, SessionResults, SessionUpload
 from snapid.serve.services import answers, sessions as tokens
 from snapid.serve.services.handoff import handoff, render
 from snapid.serve.services.photos import decode_slots
+from snapid.serve.services.prediction_log import model_fields
 from snapid.serve.services.uploads import read_photos
 
 STREAM_MAX_S = 60.0     # one event stream lasts at most this long; EventSource reconnects with Last-Event-ID
@@ -159,9 +160,7 @@ async def session_upload(request: Request, session_id: str = SESSION_ID,
     stored = {"prediction_id": str(uuid.uuid4()), "unknown": body["unknown"],
               "predictions": [{k: p[k] for k in ("index", "id", "name", "score")} for p in body["predictions"]]}
     slot = await run_in_threadpool(service.store, session_id, thumbnail=thumb, result=stored)
-    state.prediction_log.add({"id": stored["prediction_id"], "model_name": result.model.info["name"],
-                              "model_version": result.model.info["version"], "model_sha256": result.model.info["sha256"],
-                              "dataset": str(result.model.bundle.manifest.get("dataset", "")),
+    state.prediction_log.add({"id": stored["prediction_id"], **model_fields(result.model),
                               "unknown": body["unknown"], "n_photos": 1,
                               "top": [{"id": p["id"], "score": p["score"]} for p in body["predictions"]]})
     session = await run_in_threadpool(service.results, row, model=result.model, after=slot["position"], lang=row["lang"] or None)

@@ -89,3 +89,10 @@ class PredictionLog:
         except Exception:  # the database being down must not stop predictions
             self.dropped += len(rows)
             log.exception("could not record %d predictions", len(rows))
+
+
+def model_fields(model) -> dict:
+    """What a prediction row records about its model; the dataset ties feedback to the right dataset."""
+    info = model.info
+    return {"model_name": info["name"], "model_version": info["version"], "model_sha256": info["sha256"],
+            "dataset": str(model.bundle.manifest.get("dataset", ""))}
