@@ -48,6 +48,9 @@ def serve(
     keep_days: Optional[float] = typer.Option(None, "--keep-days", min=0,
                                               help="Delete photos kept with consent this many days after upload "
                                                    "(0: keep; default SNAPID_KEEP_DAYS, 30)."),
+    access_log: bool = typer.Option(False, "--access-log/--no-access-log",
+                                    help="Print a line per request (off: /metrics counts requests, and a reverse "
+                                         "proxy usually logs them; each line costs the event loop time)."),
 ) -> None:
     """Serve a model bundle: prediction API, dashboard, health and metrics."""
     import uvicorn
@@ -78,5 +81,5 @@ def serve(
         http=HeaderTimeoutH11Protocol,  # slow request headers are cut off (slowloris)
         h11_max_incomplete_event_size=64 * 1024,  # request line + headers
         proxy_headers=True, forwarded_allow_ips="127.0.0.1",
-        log_level="info",
+        log_level="info", access_log=access_log,
     )
