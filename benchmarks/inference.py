@@ -13,7 +13,8 @@ possible; so is a convolution beating the GEMM estimate when other work slowed t
 
 int8 accuracy: a default-recipe mobilenet_v2 run on flowers12 (import, prepare, probe training on a
 temporary workspace, about 2 minutes on 2 cores), exported with `export_run(int8=True, force=True)`:
-top-1 fp32 vs int8 on val (72 images, the export gate) and on test (240 images).
+top-1 fp32 vs int8 on val (72 images, the export gate), on test (240 images), and on both together
+(312 held-out images: the figure the target is judged on, since one image is 1.4 points of val alone).
 
 Targets (issue 5): ORT fp32 >= 3x torch eager for mobilenet_v2 at batch 1; int8 >= 1.8x fp32 with
 <= 1 point top-1 loss. Timings are best-of-rounds on a machine shared with other work: read the ratios.
@@ -90,6 +91,12 @@ def ms_per_image(runners: dict, batch: int) -> dict[str, float]:
     best = {kind: float("inf") for kind in runners}
     for _ in range(ROUNDS):
         for kind, run in runners.items():
+            # a few untimed calls first: the previous runner's thread pool (torch's OpenMP, another ORT
+            # session) spins on the same two cores for a moment after its last call, and without this
+            # the first runs of the next runner pay for it (ORT int8 at batch 1 measured 1.6x fp32 that
+            # way, 2.0x with it)
+            for _ in range(max(2, calls // 8)):
+                run(x)
             started = time.perf_counter()
             for _ in range(calls):
                 run(x)
@@ -169,6 +176,13 @@ def int8_accuracy(ws: Workspace, engine, index: Path) -> dict:
     report["test_top1_int8"], _ = top1_and_speed(onnx_export.make_session(bundle.file("model.onnx")), test, fp32.preprocess)
     report["test_n"] = len(test)
     report["test_drop_points"] = round(100 * (report["test_top1_fp32"] - report["test_top1_int8"]), 3)
+    # val (the export gate's split) and test together: every held-out photo, so one borderline image
+    # weighs 0.3 points instead of 1.4 on val alone
+    n = report["n"] + report["test_n"]
+    for kind in ("fp32", "int8"):
+        report[f"heldout_top1_{kind}"] = (report[f"top1_{kind}"] * report["n"] + report[f"test_top1_{kind}"] * report["test_n"]) / n
+    report["heldout_n"] = n
+    report["heldout_drop_points"] = round(100 * (report["heldout_top1_fp32"] - report["heldout_top1_int8"]), 3)
     report["parity_max_abs_diff"] = fp32.manifest["parity"]["max_abs_diff"]
     return report
 
@@ -188,8 +202,8 @@ def summary_rows(rows: list[dict], accuracy: dict | None) -> list[dict]:
             out.append({"figure": f"{model} b{batch}: ORT int8 vs fp32", "value": f"{q:.2f} ms", "baseline": f"{f:.2f} ms",
                         "ratio": f"{f / q:.2f}x", "target": f">= {TARGET_INT8_VS_FP32}x", "met": f / q >= TARGET_INT8_VS_FP32})
     if accuracy:
-        for split, n in (("val", accuracy["n"]), ("test", accuracy["test_n"])):
-            prefix = "" if split == "val" else "test_"
+        for split, n, prefix in (("val", accuracy["n"], ""), ("test", accuracy["test_n"], "test_"),
+                                 ("val+test", accuracy["heldout_n"], "heldout_")):
             drop = accuracy[f"{prefix}drop_points"]
             out.append({"figure": f"mobilenet_v2 int8 top-1 loss, flowers12 {split} ({n})",
                         "value": f"{100 * accuracy[f'{prefix}top1_int8']:.2f} %",

@@ -30,11 +30,13 @@ class DetectReporter(RichReporter):
 @app.command("train")
 def train(
     dataset: Optional[str] = typer.Argument(None, help="Dataset with boxes (not needed with --resume)."),
-    model: str = typer.Option("fasterrcnn_mobilenet_v2", help="fasterrcnn_mobilenet_v2, retinanet_mobilenet_v2 or fcos_mobilenet_v2."),
+    model: str = typer.Option("fasterrcnn_mobilenet_v2", help="fasterrcnn_mobilenet_v2, retinanet_mobilenet_v2, fcos_mobilenet_v2, or "
+                                "fasterrcnn_mobilenet_v2_s16 (experimental: stride 16, for small objects)."),
     class_agnostic: bool = typer.Option(True, "--class-agnostic/--per-class",
                                         help="One 'object' class (a classifier follows), or one per label."),
     size: int = typer.Option(320, help="Input side: photos are letterboxed to SIZE x SIZE."),
-    epochs: int = typer.Option(12, help="Most epochs (early stopping may end sooner)."),
+    epochs: Optional[int] = typer.Option(None, help="Most epochs, default 12 (early stopping may end sooner); "
+                                                    "with --resume, the run's new epoch budget."),
     batch_size: int = typer.Option(4, "--batch-size", help="Photos per step."),
     lr: float = typer.Option(0.02, help="Peak SGD learning rate (warm-up, then cosine)."),
     patience: int = typer.Option(4, help="Stop after this many epochs without a better val mAP@0.5."),
@@ -42,7 +44,8 @@ def train(
     pad: float = typer.Option(0.1, help="Crop padding of the paired classifier (`snapid data prepare --pad`)."),
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Backbone from scratch (no ImageNet weights)."),
     name: Optional[str] = typer.Option(None, help="Run name (default: DATASET-detect-ARCH, numbered)."),
-    resume: Optional[str] = typer.Option(None, help="Continue a stopped or crashed detector run."),
+    resume: Optional[str] = typer.Option(None, help="Continue a stopped or crashed detector run (a completed "
+                                                    "one with --epochs above the epochs it did)."),
     seed: int = typer.Option(0, help="Random seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
 ) -> None:

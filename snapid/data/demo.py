@@ -277,28 +277,37 @@ def generate_demo(out: Path, *, seed: int = 0, per_class: int = 40, multi: int =
     return info
 
 
-def write_try_photos(manifest, out: Path, pairs: list[tuple[str, str]], *, pad: float) -> list[Path]:
-    """Single-pill test photos cut to their pill (as training cut them) for each interacting pair:
-    something to give the page while it has no detector to find the pills itself. Returns the
-    files written, ``<a>+<b>_<class>.jpg``."""
+def write_try_photos(manifest, out: Path, pairs: list[tuple[str, str]], *, pad: float, whole: bool = False) -> list[Path]:
+    """Test photos to give the page, for each interacting pair: ``<a>+<b>_<class>.jpg``, one single-pill
+    photo of each, and with ``whole`` (a bundle with a detector, which finds the pills itself) the whole
+    photos plus ``<a>+<b>_together.jpg``, a photo holding both when the demo made one. Without a
+    detector the single-pill photos are cut to their pill, as training cut them. Returns the files written."""
     from snapid import images
     from snapid.data.cache import padded_box
 
     firsts: dict[str, object] = {}
-    for sample in manifest.samples:
-        if sample.split == "test" and len(sample.boxes) == 1:
-            label = sample.boxes[0].label or sample.label
-            firsts.setdefault(label, sample)
+    together: dict[frozenset, object] = {}
+    for sample in sorted(manifest.samples, key=lambda x: x.split != "test"):  # test photos first
+        labels = {box.label or sample.label for box in sample.boxes}
+        if len(sample.boxes) == 1:
+            firsts.setdefault(next(iter(labels)), sample)
+        for a, b in pairs:
+            if {a, b} <= labels:
+                together.setdefault(frozenset((a, b)), sample)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+
+    def save(sample, target: Path, box=None) -> None:
+        im = images.decode_file(Path(manifest.root) / sample.path)
+        if box is not None:
+            im = im.crop(tuple(round(v) for v in padded_box(box, pad, im.width, im.height)))
+        im.save(target, "JPEG", quality=92)
+        written.append(target)
+
     for a, b in pairs:
         for label in (a, b):
-            sample = firsts.get(label)
-            if sample is None:
-                continue
-            im = images.decode_file(Path(manifest.root) / sample.path)
-            box = padded_box(sample.boxes[0], pad, im.width, im.height)
-            target = out / f"{a}+{b}_{label}.jpg"
-            im.crop(tuple(round(v) for v in box)).save(target, "JPEG", quality=92)
-            written.append(target)
+            if (sample := firsts.get(label)) is not None:
+                save(sample, out / f"{a}+{b}_{label}.jpg", None if whole else sample.boxes[0])
+        if whole and (sample := together.get(frozenset((a, b)))) is not None:
+            save(sample, out / f"{a}+{b}_together.jpg")
     return written

@@ -31,6 +31,9 @@ from snapid.track.db import transaction
 from snapid.workspace import Workspace, atomic_write_json
 
 
+MAX_COMPARISONS = 50   # comparisons listed in one detector run's `detect_compare` artifact
+
+
 class Classify:
     """The classifier of a trained run on PIL pictures, with its own resize and normalisation."""
 
@@ -120,7 +123,8 @@ def compare_two_stage(dataset: str, *, classifier: str, detector: str, workspace
                       split: str = "test", score_threshold: float | None = None, version: int | None = None,
                       progress=None) -> dict:
     """Run the experiment on ``split``; writes <detector run_dir>/compare-<classifier>-<split>.json and the
-    detector run's artifact ``detect_compare``. ``workspace`` is unused (paths come from the runs)."""
+    detector run's artifact ``detect_compare`` (meta: this comparison's figures, and ``comparisons``:
+    every one made with this detector). ``workspace`` is unused (paths come from the runs)."""
     from snapid.detect.loaded import load_detector
     from snapid.evaluate.loaded import load_trained
 
@@ -149,8 +153,18 @@ def compare_two_stage(dataset: str, *, classifier: str, detector: str, workspace
               "photos": [{k: r[k] for k in ("path", "labels", "whole", "crops", "gt_crops", "boxes")} for r in records[:500]]}
     path = Path(det_run["run_dir"]) / f"compare-{classifier}-{split}.json"
     atomic_write_json(path, result)
+    entry = {"classifier": classifier, "split": split, "path": str(path), "single": result["single"],
+             "multi": result["multi"]}
     with transaction(engine) as s:
+        earlier = next((a["meta"] for a in track.artifacts(s, name=detector) if a["kind"] == "detect_compare"), {})
         track.record_artifact(s, name=detector, kind="detect_compare", path=str(path),
-                              meta={"classifier": classifier, "split": split, "single": result["single"],
-                                    "multi": result["multi"]})
+                              meta=dict(entry, comparisons=merge_comparisons(earlier.get("comparisons", []), entry)))
     return result
+
+
+def merge_comparisons(earlier: list[dict], entry: dict) -> list[dict]:
+    """A run holds one artifact per kind, so the `detect_compare` artifact's meta lists every comparison
+    (one per classifier and split, the newest last, at most MAX_COMPARISONS): the report finds them all."""
+    key = (entry["classifier"], entry["split"])
+    kept = [e for e in earlier if isinstance(e, dict) and (e.get("classifier"), e.get("split")) != key]
+    return (kept + [entry])[-MAX_COMPARISONS:]

@@ -5,6 +5,9 @@ the backbone's stem and BatchNorm stay frozen (models.py). Each epoch: train, va
 mAP@0.5), write the epoch to the database, save `last` (and `best` when mAP@0.5 improved). Epoch e
 reseeds every RNG from (seed, e), so a resumed run replays what an uninterrupted one does.
 Early stopping after ``patience`` epochs without a better val mAP@0.5.
+
+``--resume RUN --epochs N`` changes the epoch budget of a stopped, crashed or completed run (see
+``_resume_run``); the learning-rate schedule is then recomputed over the new total (``_fit``).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from snapid.train.checkpoint import load_checkpoint, save_checkpoint
 from snapid.train.report import Reporter
 from snapid.workspace import Workspace
 
+DEFAULT_EPOCHS = 12
 WARMUP_STEPS = 100
 MIN_LR_FRACTION = 0.05
 CLIP_NORM = 10.0
@@ -49,21 +53,28 @@ class DetectState:
 
 
 def train_detector(dataset: str, *, workspace: Workspace, engine: Engine, arch: str = "fasterrcnn_mobilenet_v2",
-                   size: int = 320, epochs: int = 12, batch_size: int = 4, lr: float = 0.02,
+                   size: int = 320, epochs: int | None = None, batch_size: int = 4, lr: float = 0.02,
                    class_agnostic: bool = True, patience: int = 4, name: str | None = None,
                    resume: str | None = None, reporter: Reporter | None = None, augment: str = "light",
                    pretrained: bool = True, pad: float = 0.1, seed: int = 0, version: int | None = None) -> dict:
     """Train (or resume) a detector run; returns its summary. ``pad`` is the crop padding of the paired
     classifier (recorded for export/serving). With ``resume`` the run's saved config wins over the
-    other arguments, so a resumed run finishes exactly the run that was started."""
-    config = {"arch": canonical_arch(arch), "size": int(size), "epochs": int(epochs), "batch_size": int(batch_size),
+    other arguments, so a resumed run finishes exactly the run that was started, except ``epochs``:
+    given, it becomes the run's new epoch budget (a completed run continues when it is above the
+    epochs done). ``epochs=None`` means DEFAULT_EPOCHS for a new run, the saved budget on resume."""
+    config = {"arch": canonical_arch(arch), "size": int(size),
+              "epochs": int(DEFAULT_EPOCHS if epochs is None else epochs), "batch_size": int(batch_size),
               "lr": float(lr), "class_agnostic": bool(class_agnostic), "patience": int(patience),
               "augment": augment, "pretrained": bool(pretrained), "pad": float(pad), "seed": int(seed)}
     _check(config)
-    run = _open_run(dataset, config, workspace, engine, name, resume, version)
-    state = DetectState(run["name"], Path(run["run_dir"]), run["config"], engine, reporter or Reporter())
+    reporter = reporter or Reporter()
+    if resume:   # every refusal happens here, before the run is touched
+        run, saved = _resume_run(resume, epochs, engine, reporter)
+    else:
+        run, saved = _open_run(dataset, config, workspace, engine, name, version), None
+    state = DetectState(run["name"], Path(run["run_dir"]), run["config"], engine, reporter)
     try:
-        model, train_set, val_set, test_set = _build(state, run, resume is not None)
+        model, train_set, val_set, test_set = _build(state, run, saved)
         with transaction(engine) as s:
             track.start_run(s, name=state.name, host=socket.gethostname(), pid=os.getpid())
         _fit(state, model, train_set, val_set)
@@ -85,17 +96,43 @@ def _check(config: dict) -> None:
         raise SnapidError("; ".join(f"{k}={v!r} is out of range" for k, v in bad), code="bad_config", status=400)
 
 
-def _open_run(dataset, config, workspace, engine, name, resume, version) -> dict:
-    if resume:
+def _resume_run(resume: str, epochs: int | None, engine: Engine, reporter: Reporter) -> tuple[dict, tuple]:
+    """The run to continue and its `last` checkpoint (weights, meta, state), with ``epochs`` (when
+    given) as its new budget, recorded in the run's config. Lower than the epochs already done is
+    refused; a completed run continues only when ``epochs`` is above them."""
+    with transaction(engine) as s:
+        run = track.get_run(s, name=resume)
+    if run["kind"] != "detect":
+        raise SnapidError(f"run {resume!r} is a {run['kind']} run; `snapid train --resume` continues it",
+                          code="bad_run", status=422)
+    completed = run["status"] == "completed"
+    if completed and epochs is None:
+        raise SnapidError(f"run {resume!r} already completed; start a new one with --name, or give --epochs "
+                          f"above {run['config']['epochs']} to continue it", code="run_completed", status=409)
+    saved = load_checkpoint(Path(run["run_dir"]), "last", with_state=True)
+    if epochs is None:
+        return run, saved
+    progress = saved[2]["progress"]
+    done = int(progress["next_epoch"])
+    if epochs < done:
+        raise SnapidError(f"--epochs {epochs} is fewer than the {done} epochs run {resume!r} has already done",
+                          code="bad_config", status=400)
+    if completed and epochs == done:
+        raise SnapidError(f"run {resume!r} already completed (epochs done: {done}); give --epochs above {done} to "
+                          "continue it, or start a new one with --name", code="run_completed", status=409)
+    if completed and progress["bad"] >= run["config"]["patience"]:
+        progress["bad"] = 0   # it stopped early: the new budget restarts the patience count
+        reporter.note(f"{resume} stopped early at epoch {done - 1}; patience restarts with the new budget")
+    if epochs != run["config"]["epochs"]:
+        reporter.note(f"{resume}: epoch budget {run['config']['epochs']} → {epochs}")
+        config = dict(run["config"], epochs=int(epochs))
         with transaction(engine) as s:
-            run = track.get_run(s, name=resume)
-        if run["kind"] != "detect":
-            raise SnapidError(f"run {resume!r} is a {run['kind']} run; `snapid train --resume` continues it",
-                              code="bad_run", status=422)
-        if run["status"] == "completed":
-            raise SnapidError(f"run {resume!r} already completed; start a new one with --name",
-                              code="run_completed", status=409)
-        return run
+            track.set_config(s, name=resume, config=config)
+        run = dict(run, config=config)
+    return run, saved
+
+
+def _open_run(dataset, config, workspace, engine, name, version) -> dict:
     with transaction(engine) as s:
         manifest = crud.load_manifest(s, name=dataset, version=version)
     if not any(sample.boxes for sample in manifest.samples):
@@ -111,7 +148,9 @@ def _open_run(dataset, config, workspace, engine, name, resume, version) -> dict
     return run
 
 
-def _build(state: DetectState, run: dict, resuming: bool):
+def _build(state: DetectState, run: dict, saved: tuple | None):
+    """Datasets and model; ``saved`` is the `last` checkpoint of a resumed run."""
+    resuming = saved is not None
     config = state.config
     with transaction(state.engine) as s:
         manifest = crud.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
@@ -141,10 +180,10 @@ def _build(state: DetectState, run: dict, resuming: bool):
                   # torchvision detection models normalise inside (GeneralizedRCNNTransform): feed [0, 1] RGB
                   "normalizes_input": True, "mean": dconfig["mean"], "std": dconfig["std"], "config": config}
     if resuming:
-        weights, _, saved = load_checkpoint(state.folder, "last", with_state=True)
+        weights, _, train_state = saved
         model.load_state_dict(weights)
-        state.progress = dict(saved["progress"])
-        state.meta["optimizer"] = saved["optimizer"]
+        state.progress = dict(train_state["progress"])
+        state.meta["optimizer"] = train_state["optimizer"]
         state.reporter.note(f"resuming {state.name} at epoch {state.progress['next_epoch']}")
     return model, train_set, val_set, test_set
 
@@ -170,6 +209,10 @@ def _fit(state: DetectState, model, train_set, val_set) -> None:
     config, p = state.config, state.progress
     optimizer = _optimizer(model, config, state.meta.pop("optimizer", None))
     steps_per_epoch = math.ceil(len(train_set) / config["batch_size"])
+    # The schedule is always laid over the run's current budget. A budget raised on resume redraws
+    # it as if the run had started with the new total, from the step reached: the learning rate
+    # jumps from the old schedule's floor to where the new cosine stands at that step, then decays
+    # to MIN_LR_FRACTION at the new end (a warm restart, not a continuation of the decayed rate).
     total = steps_per_epoch * config["epochs"]
     for epoch in range(p["next_epoch"], config["epochs"]):
         if p["bad"] >= config["patience"]:

@@ -1,5 +1,5 @@
 """The evaluation report: ONE self-contained HTML file (or a PDF printed from it by headless Chromium)
-for a run, an ensemble, or a comparison of several.
+for a run, an ensemble, a detector run (snapid.detect.report), or a comparison of several.
 
 Everything is inline (PNG figures and thumbnails as data: URIs, CSS in a <style>); a Content-Security-
 Policy forbids any script or fetch. Every string from the database or the dataset (run names, class
@@ -23,6 +23,7 @@ from sqlalchemy.engine import Engine
 
 from snapid.data.report import CSS as BASE_CSS
 from snapid.data.report import _e, _n, _section, _table, _wide_font
+from snapid.detect import report as detect_report
 from snapid.errors import SnapidError
 from snapid.evaluate import figures
 from snapid.evaluate.leaderboard import BOARD_HEADERS, board_table, leaderboard
@@ -84,13 +85,16 @@ def render_report(names: list[str], *, workspace: Workspace, engine: Engine, spl
         raise ReportError(f"give 1 to {MAX_COMPARE} runs to report on, got {len(names)}")
     subjects = [_subject(name, workspace=workspace, engine=engine, split=split) for name in names]
     dataset, version = _common_dataset(subjects)
+    classifiers = [s for s in subjects if not s.get("detector")]   # detector runs have no leaderboard
     fonts = {"font.family": ["DejaVu Sans", _wide_font()]} if _wide_font() else {}  # CJK glyphs as fallback
     with rc_context(fonts):
         parts = [_dataset_section(dataset, version, engine=engine)]
-        if len(subjects) > 1:
-            parts += [_leaderboard_section(names, dataset, version, split=split, engine=engine), _overlay_section(subjects)]
+        if len(classifiers) > 1:
+            parts += [_leaderboard_section([s["name"] for s in classifiers], dataset, version, split=split, engine=engine),
+                      _overlay_section(classifiers)]
         for i, subject in enumerate(subjects):
-            parts.append(_run_sections(subject, f"r{i}", engine=engine))
+            parts.append(detect_report.detector_sections(subject, f"r{i}") if subject.get("detector")
+                         else _run_sections(subject, f"r{i}", engine=engine))
     title = f"snapid report: {', '.join(names)}" if len(names) <= 3 else f"snapid comparison of {len(names)} runs"
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
@@ -104,6 +108,9 @@ def _subject(name: str, *, workspace: Workspace, engine: Engine, split: str) -> 
     """A run's row, its curves (an ensemble's: its members') and its evaluation on ``split``."""
     with transaction(engine) as s:
         run = track.get_run(s, name=name)
+    if run["kind"] == "detect":
+        return detect_report.detector_subject(name, run, workspace=workspace, engine=engine, split=split)
+    with transaction(engine) as s:
         evaluated = any(a["kind"] == f"eval_{split}" for a in track.artifacts(s, name=name))
         members = run["config"].get("members", []) if run["kind"] == "ensemble" else []
         curves = {m: track.epochs(s, name=m) for m in members} if members else {name: track.epochs(s, name=name)}
@@ -137,7 +144,8 @@ def _common_dataset(subjects: list[dict]) -> tuple[str, int]:
 
 
 def _nav(subjects: list[dict]) -> str:
-    links = [("dataset", "Dataset")] + ([("leaderboard", "Leaderboard"), ("curves", "Curves")] if len(subjects) > 1 else [])
+    several = sum(not s.get("detector") for s in subjects) > 1
+    links = [("dataset", "Dataset")] + ([("leaderboard", "Leaderboard"), ("curves", "Curves")] if several else [])
     links += [(f"r{i}", s["name"]) for i, s in enumerate(subjects)]
     return "<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in links) + "</nav>"
 
@@ -184,7 +192,8 @@ def _run_sections(subject: dict, anchor: str, *, engine: Engine) -> str:
             f'{_e(run["dataset"])} v{_e(run["dataset_version"])} · {_e(ev.get("split"))} split, {_n(ev.get("n"))} images'
             f'{" · TTA" if ev.get("tta") else ""}</small></h2>{_headline(ev)}{_members(run, engine=engine)}</section>')
     return "".join([head, _curves(subject, anchor), _per_class(ev, anchor), _confusion(ev, classes, anchor),
-                    _calibration(ev, anchor), _coverage(ev, anchor), _mistakes(ev, anchor)])
+                    _calibration(ev, anchor), _coverage(ev, anchor), _mistakes(ev, anchor),
+                    detect_report.compare_section(run["name"], anchor, engine=engine)])
 
 
 HEADLINE = (("top1", "top-1", "pct"), ("top5", "top-5", "pct"), ("macro_top1", "macro top-1", "pct"),

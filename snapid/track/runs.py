@@ -96,6 +96,11 @@ def finish_run(session: Session, *, name: str, status: str, summary: dict | None
         row.summary = {k: _clean(v) for k, v in summary.items()}
 
 
+def set_config(session: Session, *, name: str, config: dict) -> None:
+    """Replace a run's saved config (e.g. a resumed run given a new epoch budget)."""
+    _row(session, name).config = dict(config)
+
+
 def record_artifact(session: Session, *, name: str, kind: str, path: str, sha256: str = "", meta: dict | None = None) -> None:
     row = _row(session, name)
     session.execute(delete(ArtifactRow).where(ArtifactRow.run_id == row.id, ArtifactRow.kind == kind))
