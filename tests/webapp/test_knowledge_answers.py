@@ -108,3 +108,31 @@ def test_knowledge_text_is_returned_exactly_as_stored(client_for, tmp_path):
     hostile["cards"]["red"]["descriptions"]["en"] = "<script>window.__pwned=1</script>"
     answer = client_for(knowledge_bundle(tmp_path / "b", hostile)).post("/api/v1/predict?lang=en", files=files(coloured(RED)))
     assert answer.json()["card"]["description"] == "<script>window.__pwned=1</script>"  # the page escapes it
+
+
+def test_an_unsure_object_warns_as_possible_through_a_likely_runner_up(tmp_path):
+    """Look-alike pills: an unsure object whose runner-up interacts with another object gives a
+    possible warning; a sure object, an unlikely runner-up, or one object standing for both classes
+    of a rule does not."""
+    from snapid.serve.services import answers
+    from snapid.serve.services.model import load_model
+
+    model = load_model(knowledge_bundle(tmp_path / "b"))
+
+    def body(*scores, unknown):
+        return {"predictions": [{"id": c, "score": p} for c, p in scores], "unknown": unknown}
+
+    red_or_green = body(("blue", 0.6), ("green", 0.3), ("red", 0.1), unknown=True)
+    red = body(("red", 0.97), ("blue", 0.02), unknown=False)
+    [warning] = answers.warnings_for(model, answers.recognised([(0, red_or_green), (1, red)]), "en")
+    assert (warning["classes"], warning["objects"], warning["certain"]) == (["green", "red"], [0, 1], False)
+    sure_blue = body(("blue", 0.95), ("green", 0.04), unknown=False)
+    assert answers.warnings_for(model, answers.recognised([(0, sure_blue), (1, red)]), "en") == []
+    unlikely = body(("blue", 0.85), ("green", 0.1), unknown=True)  # under CANDIDATE_MIN
+    assert answers.warnings_for(model, answers.recognised([(0, unlikely), (1, red)]), "en") == []
+    alone = body(("green", 0.5), ("red", 0.45), unknown=True)  # one object cannot be both pills
+    blue = body(("blue", 0.99), unknown=False)
+    assert answers.warnings_for(model, answers.recognised([(0, alone), (1, blue)]), "en") == []
+    # a rule the best guesses already match is reported once, from the best guesses
+    both = answers.warnings_for(model, answers.recognised([(0, body(("green", 0.6), ("red", 0.3), unknown=True)), (1, red)]), "en")
+    assert [(w["objects"], w["certain"]) for w in both] == [([0, 1], False)]

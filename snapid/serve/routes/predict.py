@@ -68,7 +68,7 @@ async def _predict_each(request: Request, photos: list[tuple[str, bytes]], *, k:
         body = answers.answer(result.model, result.probs, k=k, lang=lang)
         prediction_id = await _keep_and_log(request, result, body, [data], consent=consent)
         objects.append({"photo": n, "prediction_id": prediction_id, **body})
-    recognised = [(o["photo"], o["predictions"][0]["id"], not o["unknown"]) for o in objects]
+    recognised = answers.recognised((o["photo"], o) for o in objects)
     first = objects[0]
     return PredictResponse(prediction_id=first["prediction_id"], predictions=first["predictions"],
                            unknown=first["unknown"], card=first["card"], threshold=model.threshold, photos=len(photos),
@@ -97,7 +97,7 @@ async def _predict_detect(request: Request, photos: list[tuple[str, bytes]], *, 
             kept = datas if not objects else []  # the photos are kept once, with the first object's answer
             objects.append({"photo": photo, "prediction_id": await _keep_and_log(request, result, body, kept, consent=consent),
                             **body, "box": list(detection.box), "detector_score": round(min(1.0, max(0.0, detection.score)), 6)})
-    recognised = [(n, o["predictions"][0]["id"], not o["unknown"]) for n, o in enumerate(objects)]
+    recognised = answers.recognised(enumerate(objects))
     first = objects[0]
     return PredictResponse(prediction_id=first["prediction_id"], predictions=first["predictions"], unknown=first["unknown"],
                            card=first["card"], threshold=model.threshold, photos=result.photos, model=model.info,

@@ -7,6 +7,8 @@ the page escapes it on output."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import logging
 import weakref
 
@@ -111,22 +113,62 @@ def answer(model: LoadedModel, probs: np.ndarray, *, k: int, lang: str | None) -
     return {"predictions": best, "unknown": unknown, "card": None if unknown else card_for(model, best[0]["id"], lang)}
 
 
+CANDIDATE_MIN = 0.15   # an unsure object may also be a runner-up at least this likely ...
+CANDIDATES = 3         # ... among its top 3
+
+
+def recognised(numbered: Iterable[tuple[int, dict]]) -> list[tuple[int, str, bool, list[str]]]:
+    """(object number, best class id, sure, runner-up ids) for `warnings_for`, from (number, answer body)
+    pairs. A sure object is its best guess; an unsure one may also be any of its runner-ups."""
+    out = []
+    for n, body in numbered:
+        predictions, sure = body["predictions"], not body["unknown"]
+        others = [] if sure else [p["id"] for p in predictions[1:CANDIDATES] if p["score"] >= CANDIDATE_MIN]
+        out.append((n, predictions[0]["id"], sure, others))
+    return out
+
+
 def warnings_for(model: LoadedModel, objects: list[tuple], lang: str | None) -> list[dict]:
-    """Rule warnings across objects [(object number, best class id, sure)], most severe first.
+    """Rule warnings across objects [(object number, best class id, sure[, runner-up ids])], sure ones
+    first, each group most severe first.
 
     Unsure objects (best score under the threshold) count too, and a warning that involves one is
     marked ``certain: false``: for rules such as "must not be taken together", a missed warning costs
-    more than a tentative one, which the page words as "possible: if these are …"."""
+    more than a tentative one, which the page words as "possible: if these are …". For the same
+    reason an unsure object may stand for one of its likely runner-ups (look-alike pills: A10 read as
+    A20): a rule that only matches that way is a possible warning as well."""
     _, rules = knowledge(model)
     if not rules or len(objects) < 2:
         return []
-    objects = [(o[0], o[1], o[2] if len(o) > 2 else True) for o in objects]
+    objects = [(o[0], o[1], o[2] if len(o) > 2 else True, list(o[3]) if len(o) > 3 else []) for o in objects]
     out = []
-    for hit in match_rules(rules, [class_id for _, class_id, _ in objects]):
-        involved = [(n, sure) for n, c, sure in objects if c in hit["classes"]]
-        out.append({"classes": hit["classes"], "names": [display_name(model, c, lang) for c in hit["classes"]],
-                    "severity": hit["severity"], "message": pick_text(hit["message"], lang),
-                    "messages": hit["message"], "objects": [n for n, _ in involved],
-                    "certain": all(sure for _, sure in involved)})
+    for hit in match_rules(rules, [best for _, best, _, _ in objects]):
+        involved = [(n, sure) for n, best, sure, _ in objects if best in hit["classes"]]
+        out.append(_warning(model, hit, [n for n, _ in involved], all(sure for _, sure in involved), lang))
+    matched = {tuple(sorted(w["classes"])) for w in out}
+    if any(others for *_, others in objects):
+        for hit in match_rules(rules, [c for _, best, _, others in objects for c in (best, *others)]):
+            chosen = None if tuple(sorted(hit["classes"])) in matched else _assign(hit["classes"], objects)
+            if chosen is not None:
+                out.append(_warning(model, hit, sorted(chosen), False, lang))
     out.sort(key=lambda w: not w["certain"])  # stable: sure warnings first, each group most severe first
     return out
+
+
+def _warning(model: LoadedModel, hit: dict, objects: list[int], certain: bool, lang: str | None) -> dict:
+    return {"classes": hit["classes"], "names": [display_name(model, c, lang) for c in hit["classes"]],
+            "severity": hit["severity"], "message": pick_text(hit["message"], lang), "messages": hit["message"],
+            "objects": objects, "certain": certain}
+
+
+def _assign(classes: list[str], objects: list[tuple], used: tuple[int, ...] = ()) -> list[int] | None:
+    """Distinct objects standing for ``classes``, each by its best guess or a runner-up; None if none can."""
+    if not classes:
+        return list(used)
+    first, rest = classes[0], classes[1:]
+    for n, best, _, others in sorted(objects, key=lambda o: o[1] != first):  # best guesses tried first
+        if n not in used and (best == first or first in others):
+            found = _assign(rest, objects, (*used, n))
+            if found is not None:
+                return found
+    return None

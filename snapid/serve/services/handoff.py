@@ -89,7 +89,7 @@ class Handoff:
         lang = lang or row["lang"] or None
         items = [{"position": u["position"], "received_at": u["created_at"].isoformat(),
                   "thumbnail": tokens.data_uri(u["thumbnail"]), **render(model, u["result"], lang)} for u in page]
-        recognised = [(u["position"], u["result"]["predictions"][0]["id"], not u["result"]["unknown"]) for u in everything]
+        recognised = answers.recognised((u["position"], u["result"]) for u in everything)
         warnings = answers.warnings_for(model, recognised, lang) if model is not None else []
         expired = row["expires_at"] <= datetime.now(timezone.utc)
         return {"session_id": row["id"], "expires_at": row["expires_at"].isoformat(), "expired": expired,
