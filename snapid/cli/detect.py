@@ -30,8 +30,9 @@ class DetectReporter(RichReporter):
 @app.command("train")
 def train(
     dataset: Optional[str] = typer.Argument(None, help="Dataset with boxes (not needed with --resume)."),
-    model: str = typer.Option("fasterrcnn_mobilenet_v2", help="fasterrcnn_mobilenet_v2, retinanet_mobilenet_v2, fcos_mobilenet_v2, or "
-                                "fasterrcnn_mobilenet_v2_s16 (experimental: stride 16, for small objects)."),
+    model: str = typer.Option("fasterrcnn_mobilenet_v2", help="fasterrcnn_mobilenet_v2, retinanet_mobilenet_v2, fcos_mobilenet_v2, "
+                                "ssdlite_mobilenet_v2 (lighter, two scales), or fasterrcnn_mobilenet_v2_s16 "
+                                "(experimental: stride 16, for small objects)."),
     class_agnostic: bool = typer.Option(True, "--class-agnostic/--per-class",
                                         help="One 'object' class (a classifier follows), or one per label."),
     size: int = typer.Option(320, help="Input side: photos are letterboxed to SIZE x SIZE."),

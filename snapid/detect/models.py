@@ -22,9 +22,13 @@ from torch import nn
 
 from snapid.errors import SnapidError
 
-ARCHS = ("fasterrcnn_mobilenet_v2", "retinanet_mobilenet_v2", "fcos_mobilenet_v2", "fasterrcnn_mobilenet_v2_s16")
+ARCHS = ("fasterrcnn_mobilenet_v2", "retinanet_mobilenet_v2", "fcos_mobilenet_v2", "ssdlite_mobilenet_v2",
+         "fasterrcnn_mobilenet_v2_s16")
 ALIASES = {"fasterrcnn": "fasterrcnn_mobilenet_v2", "retinanet": "retinanet_mobilenet_v2",
-           "fcos": "fcos_mobilenet_v2", "fasterrcnn_s16": "fasterrcnn_mobilenet_v2_s16"}
+           "fcos": "fcos_mobilenet_v2", "ssdlite": "ssdlite_mobilenet_v2", "fasterrcnn_s16": "fasterrcnn_mobilenet_v2_s16"}
+# SSDLite predicts from two maps, stride 16 (features[:14], 96 channels) and stride 32 (1280), with
+# default boxes from these fractions of the input side (map k: scales k and sqrt(k * k+1), ratios 2, 3)
+SSD_SCALES = (0.08, 0.3, 0.8)
 # Opt-in: Faster R-CNN on mobilenet_v2 features[:14] (stride 16, 96 channels) instead of the whole
 # network (stride 32). A stride-32 map puts anchor centres S/32 apart, so objects under about a third
 # of the frame get one poorly placed anchor, poor proposals and few positive RoIs. Measured on 42
@@ -73,18 +77,38 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
     return module
 
 
-def mobilenet_v2_backbone(pretrained: bool, blocks: int | None = None, channels: int = 1280) -> nn.Module:
-    """The registry's mobilenet_v2 features (the first ``blocks`` of them when given), frozen BN and stem,
-    then the 256-channel neck (N x 256 x S/32 x S/32, or S/16 with blocks=14)."""
+def mobilenet_v2_features(pretrained: bool) -> nn.Sequential:
+    """The registry's mobilenet_v2 feature blocks with BatchNorm frozen and the stem frozen."""
     from snapid.models import registry
 
     classifier = registry.create("mobilenet_v2", 1, pretrained=pretrained)
     features = freeze_batchnorm(classifier.backbone.features)
-    if blocks is not None:
-        features = features[:blocks]
     for block in list(features)[:FROZEN_BLOCKS]:
         for p in block.parameters():
             p.requires_grad_(False)
+    return features
+
+
+class TwoScaleFeatures(nn.Module):
+    """mobilenet_v2 features as the two maps SSDLite predicts from: stride 16 and stride 32."""
+
+    def __init__(self, features: nn.Sequential, split: int = 14):
+        super().__init__()
+        self.low, self.high = features[:split], features[split:]
+
+    def forward(self, x: torch.Tensor):
+        from collections import OrderedDict
+
+        low = self.low(x)
+        return OrderedDict([("0", low), ("1", self.high(low))])
+
+
+def mobilenet_v2_backbone(pretrained: bool, blocks: int | None = None, channels: int = 1280) -> nn.Module:
+    """The registry's mobilenet_v2 features (the first ``blocks`` of them when given), frozen BN and stem,
+    then the 256-channel neck (N x 256 x S/32 x S/32, or S/16 with blocks=14)."""
+    features = mobilenet_v2_features(pretrained)
+    if blocks is not None:
+        features = features[:blocks]
     neck = nn.Sequential(nn.Conv2d(channels, NECK_CHANNELS, 1), nn.ReLU(inplace=True))
     backbone = nn.Sequential(features, neck)
     backbone.out_channels = NECK_CHANNELS
@@ -104,6 +128,8 @@ def build_detector(arch: str, num_classes: int, *, pretrained_backbone: bool = T
                           code="bad_config", status=400)
     if not 64 <= size <= 1536:
         raise SnapidError(f"--size {size}: expected 64 to 1536 pixels", code="bad_config", status=400)
+    if arch == "ssdlite_mobilenet_v2":
+        return _ssdlite(num_classes, size, pretrained_backbone)
     blocks, channels = STRIDE16.get(arch, (None, 1280))
     backbone = mobilenet_v2_backbone(pretrained_backbone, blocks, channels)
     common = dict(min_size=size, max_size=size)
@@ -126,6 +152,23 @@ def build_detector(arch: str, num_classes: int, *, pretrained_backbone: bool = T
     anchors = AnchorGenerator(sizes=((sizes[1],),), aspect_ratios=((1.0,),))   # FCOS: one anchor per location
     return FCOS(backbone, num_classes=num_classes, anchor_generator=anchors, detections_per_img=50,
                 score_thresh=0.05, nms_thresh=NMS_IOU, **common)
+
+
+def _ssdlite(num_classes: int, size: int, pretrained_backbone: bool) -> nn.Module:
+    """torchvision's SSD with SSDLite heads (depthwise-separable convolutions) on two mobilenet_v2 maps."""
+    from functools import partial
+
+    from torchvision.models.detection.anchor_utils import DefaultBoxGenerator
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.detection.ssdlite import SSDLiteHead
+
+    anchors = DefaultBoxGenerator([[2, 3], [2, 3]], scales=list(SSD_SCALES))
+    # the heads are new: trainable BatchNorm with torchvision's SSDLite settings
+    head = SSDLiteHead([96, 1280], anchors.num_anchors_per_location(), num_classes,
+                       partial(nn.BatchNorm2d, eps=0.001, momentum=0.03))
+    return SSD(TwoScaleFeatures(mobilenet_v2_features(pretrained_backbone)), anchors, (size, size), num_classes,
+               image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225], head=head, score_thresh=0.05,
+               nms_thresh=NMS_IOU, detections_per_img=50, topk_candidates=300)
 
 
 def detector_config(arch: str, num_classes: int, size: int) -> dict:

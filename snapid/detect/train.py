@@ -260,7 +260,10 @@ def _train_epoch(state: DetectState, model, train_set, optimizer, total: int, ep
 @torch.no_grad()
 def _validate(model, val_set, classes: list[str]) -> dict:
     """val loss (the model's training losses, without gradients) and mAP on the validation photos."""
-    model.train()   # torchvision detectors only return losses in training mode; BN is frozen anyway
+    model.train()   # torchvision detectors only return losses in training mode ...
+    for module in model.modules():   # ... but SSDLite's heads have BatchNorm: keep val photos out of its statistics
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
     losses = []
     for pictures, targets in torch.utils.data.DataLoader(val_set, batch_size=4, collate_fn=collate):
         losses.append(float(sum(model(pictures, targets).values())))

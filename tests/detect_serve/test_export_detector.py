@@ -69,13 +69,15 @@ def test_export_refuses_a_classifier_as_detector_and_another_datasets_detector(m
         det_export.export_detector("clf", workspace=home, engine=engine)
 
 
-def test_the_stride_16_detector_exports_with_parity(photos):
-    """The opt-in small-object arch (mobilenet_v2 cut at stride 16) goes through the same export."""
+@pytest.mark.parametrize("arch", ["fasterrcnn_mobilenet_v2_s16", "ssdlite_mobilenet_v2"])
+def test_the_other_architectures_export_with_parity(photos, arch):
+    """The stride-16 Faster R-CNN and SSDLite (two maps, its own heads) go through the same export."""
     import torch
 
     from snapid.detect.models import build_detector
 
     torch.manual_seed(0)
-    model = spread_heads(build_detector("fasterrcnn_mobilenet_v2_s16", 2, pretrained_backbone=True, size=SIZE))
-    _, spec = det_export.build_files(model, META, photos, run="det16", pad=0.15)
+    model = build_detector(arch, 2, pretrained_backbone=True, size=SIZE)
+    model = spread_heads(model) if arch.startswith("fasterrcnn") else model.eval()
+    _, spec = det_export.build_files(model, dict(META, score_threshold=0.01), photos, run=arch, pad=0.15)
     assert spec["parity"]["detections"] > 0 and spec["parity"]["max_score_diff"] <= 1e-4
