@@ -48,6 +48,10 @@ BOX_HEAD = 256             # Faster R-CNN's box head width (torchvision's defaul
 
 def canonical_arch(arch: str) -> str:
     name = ALIASES.get(arch.strip().lower(), arch.strip().lower())
+    if name.startswith("yolo:"):
+        raise SnapidError(f"--model {arch}: Ultralytics YOLO models are not supported (their weights come from a "
+                          "model hub and their ONNX output does not fit snapid's detector bundle); use one of "
+                          f"{', '.join(ARCHS)}", code="unknown_model", status=400)
     if name not in ARCHS:
         raise SnapidError(f"unknown detector {arch!r}; known: {', '.join(ARCHS)} (or {', '.join(ALIASES)})",
                           code="unknown_model", status=400)

@@ -110,3 +110,14 @@ def test_every_arch_builds_and_rebuilds_from_its_config():
         with torch.no_grad():
             assert torch.equal(model(x)[0]["scores"], clone(x)[0]["scores"])
         assert model.transform.min_size == (96,) and model.transform.max_size == 96
+
+
+def test_unknown_and_yolo_models_are_refused_by_name():
+    from snapid.detect.models import canonical_arch
+
+    assert canonical_arch(" SSDLite ") == "ssdlite_mobilenet_v2"
+    with pytest.raises(SnapidError, match="Ultralytics YOLO models are not supported") as caught:
+        canonical_arch("yolo:yolov8n")
+    assert caught.value.code == "unknown_model"
+    with pytest.raises(SnapidError, match="unknown detector 'detr'"):
+        canonical_arch("detr")
