@@ -41,6 +41,24 @@ def knowledge_bundle(path: Path, knowledge: dict | None = KNOWLEDGE, *, classes:
 
 
 @pytest.fixture
+def opened(browser):
+    """A factory of browser pages (English unless a context says otherwise), each closed at the end, which
+    asserts that nothing left 127.0.0.1 and there were no console or CSP errors. ``browser`` is the
+    session fixture the browser test modules import from tests.serve.test_dashboard_browser."""
+    from tests.serve.test_dashboard_browser import Page
+
+    pages = []
+
+    def make(**context):
+        page = Page(browser, **{"locale": "en-US", **context})
+        pages.append(page)
+        return page.page
+    yield make
+    for page in pages:
+        page.close()
+
+
+@pytest.fixture
 def kbundle(tmp_path) -> Path:
     return knowledge_bundle(tmp_path / "bundles" / "colours")
 

@@ -11,7 +11,7 @@ import pytest
 
 from snapid.config import Settings
 from tests.serve.conftest import CLASSES, GREEN, RED, coloured
-from tests.serve.test_dashboard_browser import WAIT_MS, Page, browser, until  # noqa: F401  (browser: a fixture)
+from tests.serve.test_dashboard_browser import WAIT_MS, browser, until  # noqa: F401  (browser: a fixture)
 from tests.helpers import free_port, live_server
 from tests.webapp.conftest import KNOWLEDGE, RULE_MESSAGE, knowledge_bundle
 
@@ -29,19 +29,6 @@ def site(home, kbundle):
     settings = Settings(home=home.home, reload_poll_s=0, public_url=f"http://127.0.0.1:{port}")
     with live_server(settings, kbundle, port=port) as base:
         yield base
-
-
-@pytest.fixture
-def opened(browser):  # noqa: F811
-    pages = []
-
-    def make(**context):
-        page = Page(browser, **{"locale": "en-US", **context})
-        pages.append(page)
-        return page.page
-    yield make
-    for page in pages:
-        page.close()
 
 
 def test_upload_shows_the_result_card_with_scores_and_knowledge(site, opened):

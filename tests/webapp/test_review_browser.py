@@ -25,7 +25,7 @@ from snapid.track import crud
 from snapid.track import feedback as track
 from snapid.track.db import transaction
 from tests.serve.conftest import GREEN, RED, coloured
-from tests.serve.test_dashboard_browser import WAIT_MS, Page, browser, until  # noqa: F401  (browser: a fixture)
+from tests.serve.test_dashboard_browser import WAIT_MS, browser, until  # noqa: F401  (browser: a fixture)
 from tests.helpers import free_port, live_server
 from tests.webapp.conftest import knowledge_bundle
 
@@ -50,19 +50,6 @@ def site(home, shapes, tmp_path):
     settings = Settings(home=home.home, reload_poll_s=0, review_token=TOKEN, public_url=f"http://127.0.0.1:{port}")
     with live_server(settings, bundle, port=port) as base:
         yield base
-
-
-@pytest.fixture
-def opened(browser):  # noqa: F811
-    pages = []
-
-    def make(**context):
-        page = Page(browser, **{"locale": "en-US", **context})
-        pages.append(page)
-        return page.page
-    yield make
-    for page in pages:
-        page.close()  # asserts: nothing left 127.0.0.1, no console or CSP errors
 
 
 def say_wrong(page, rgb, *, label: str | None = None, text: str = "") -> None:
