@@ -17,6 +17,8 @@ Inputs: a list of 3 x S x S float tensors in [0, 1].
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import nn
 
@@ -100,9 +102,7 @@ class TwoScaleFeatures(nn.Module):
         super().__init__()
         self.low, self.high = features[:split], features[split:]
 
-    def forward(self, x: torch.Tensor):
-        from collections import OrderedDict
-
+    def forward(self, x: torch.Tensor) -> OrderedDict[str, torch.Tensor]:
         low = self.low(x)
         return OrderedDict([("0", low), ("1", self.high(low))])
 
