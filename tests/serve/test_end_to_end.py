@@ -15,6 +15,20 @@ from tests.conftest import encode, photo
 from tests.serve.conftest import files
 
 
+def test_serving_normalises_exactly_as_training_did():
+    """The lookup table gives bit for bit what (x / 255 - mean) / std in float32 gave."""
+    from snapid.serve.services.preprocess import normalise
+
+    spec = PreprocessSpec(8, "crop", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    items = np.arange(2 * 8 * 8 * 3, dtype=np.int64).reshape(2, 8, 8, 3).__mod__(256).astype(np.uint8)
+    x = items.astype(np.float32) * np.float32(1.0 / 255.0)
+    x -= np.asarray(spec.mean, np.float32)
+    x /= np.asarray(spec.std, np.float32)
+    out = normalise(items, spec)
+    assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
+    assert np.array_equal(out, x.transpose(0, 3, 1, 2)) and np.array_equal(normalise(items[1], spec)[0], out[1])
+
+
 @pytest.mark.parametrize("size, resize, fmt", [(32, "crop", "JPEG"), (64, "letterbox", "PNG"), (224, "crop", "JPEG")])
 def test_serving_input_is_the_training_item(tmp_path, size, resize, fmt):
     """The same photo gives the same uint8 pixels whether prepared for training or uploaded."""

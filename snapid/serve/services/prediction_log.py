@@ -1,8 +1,10 @@
 """Answered predictions, written to the database by one background thread in small batches.
 
 A request only puts a small dict on a bounded in-memory queue, so recording never adds a database
-round trip to the request path. The writer commits whatever has gathered in one transaction (SQLite
-WAL makes that cheap). If the database is slower than the traffic for long enough to fill the queue,
+round trip to the request path. The writer waits up to ``linger_s`` for more rows after the first and
+commits them in one transaction: a one-row transaction costs about 0.5 ms of Python (held GIL, which the
+event loop then waits for), fifteen rows 0.09 ms each. A crash loses at most that moment's rows; a
+stop or `flush` writes at once. If the database is slower than the traffic for long enough to fill the queue,
 rows are dropped and counted rather than letting memory grow; such a prediction_id cannot get
 feedback later, which the log says.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from typing import Callable
 
 from sqlalchemy import Engine
@@ -25,12 +28,13 @@ _STOP = object()
 
 
 class PredictionLog:
-    def __init__(self, engine: Callable[[], Engine], *, max_pending: int = 10_000):
-        self._engine = engine
+    def __init__(self, engine: Callable[[], Engine], *, max_pending: int = 10_000, linger_s: float = 0.25):
+        self._engine, self.linger_s = engine, linger_s
         self._queue: queue.Queue = queue.Queue(maxsize=max_pending)
         self._thread: threading.Thread | None = None
         self.dropped = 0
         self.written = 0
+        self.commits = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="snapid-prediction-log", daemon=True)
@@ -66,6 +70,7 @@ class PredictionLog:
         while not stop:
             rows, events = [], []
             item = self._queue.get()
+            deadline = time.monotonic() + self.linger_s
             while True:
                 if item is _STOP:
                     stop = True
@@ -73,9 +78,12 @@ class PredictionLog:
                     events.append(item)
                 else:
                     rows.append(item)
-                if len(rows) >= BATCH or self._queue.empty():
+                if stop or events or len(rows) >= BATCH:
                     break
-                item = self._queue.get_nowait()
+                try:
+                    item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
             self._write(rows)
             for event in events:
                 event.set()
@@ -86,6 +94,7 @@ class PredictionLog:
         try:
             with transaction(self._engine()) as session:
                 self.written += record_predictions(session, rows=rows)
+            self.commits += 1
         except Exception:  # the database being down must not stop predictions
             self.dropped += len(rows)
             log.exception("could not record %d predictions", len(rows))

@@ -10,6 +10,7 @@ boxes, so a `crop_boxes` model gets the whole photo (a detector bundle would cro
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -53,12 +54,26 @@ def decode_for_model(data: bytes, spec: PreprocessSpec, limits: images.DecodeLim
 
 
 def normalise(items: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """N x S x S x 3 (or S x S x 3) uint8 → N x 3 x S x S float32: (x / 255 - mean) / std."""
+    """N x S x S x 3 (or S x S x 3) uint8 → N x 3 x S x S float32: (x / 255 - mean) / std.
+
+    A uint8 has 256 values, so each channel's normalised value is looked up in a table computed with
+    the very float32 operations training used (bit-identical), a third of the time of the arithmetic."""
     batch = items[None] if items.ndim == 3 else items
-    x = batch.astype(np.float32) * np.float32(1.0 / 255.0)
-    x -= np.asarray(spec.mean, dtype=np.float32)
-    x /= np.asarray(spec.std, dtype=np.float32)
-    return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    table = _normalise_table(spec.mean, spec.std)
+    out = np.empty((batch.shape[0], 3, batch.shape[1], batch.shape[2]), dtype=np.float32)
+    for c in range(3):
+        np.take(table[c], batch[..., c], out=out[:, c])
+    return out
+
+
+@lru_cache(maxsize=16)
+def _normalise_table(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    """3 x 256 float32: every uint8 value, normalised per channel as (x * (1/255) - mean) / std."""
+    x = np.repeat(np.arange(256, dtype=np.float32)[None, :], 3, axis=0) * np.float32(1.0 / 255.0)
+    x -= np.asarray(mean, dtype=np.float32)[:, None]
+    x /= np.asarray(std, dtype=np.float32)[:, None]
+    x.setflags(write=False)
+    return x
 
 
 def prepare_photo(data: bytes, spec: PreprocessSpec, limits: images.DecodeLimits, name: str = "photo") -> np.ndarray:
