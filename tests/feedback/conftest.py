@@ -1,5 +1,4 @@
-"""Feedback fixtures: the serving app (tests/serve's tiny colour bundle) with the feedback and review
-routers, a review token, and a helper that predicts and keeps the photos as a consenting user."""
+"""Feedback fixtures: the serving app (tests/serve's tiny colour bundle), a review token, and a helper that predicts and keeps the photos as a consenting user."""
 
 from __future__ import annotations
 
@@ -8,8 +7,6 @@ from fastapi.testclient import TestClient
 
 from snapid.config import Settings
 from snapid.serve.app import create_app
-from snapid.serve.routes import feedback as feedback_routes
-from snapid.serve.routes import review as review_routes
 from snapid.serve.services.photos import photo_store
 from tests.serve.conftest import files, make_bundle
 
@@ -17,13 +14,8 @@ TOKEN = "r3view-t0ken"
 
 
 def feedback_app(settings: Settings, bundle_path):
-    """create_app, plus the feedback and review routers when create_app does not include them yet."""
-    app = create_app(settings, bundle=bundle_path)
-    paths = {getattr(route, "path", "") for route in app.routes}
-    for router, path in ((feedback_routes.router, "/api/v1/feedback"), (review_routes.router, "/review")):
-        if path not in paths:
-            app.include_router(router)
-    return app
+    """The serving app (it includes the feedback and review routers) on ``bundle_path``."""
+    return create_app(settings, bundle=bundle_path)
 
 
 @pytest.fixture
