@@ -1,4 +1,5 @@
-"""Feedback fixtures: the serving app (tests/serve's tiny colour bundle), a review token, and a helper that predicts and keeps the photos as a consenting user."""
+"""Feedback fixtures: the serving app (tests/serve's tiny colour bundle), a review token, and a helper
+that predicts and keeps the photos as a consenting user."""
 
 from __future__ import annotations
 
