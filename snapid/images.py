@@ -190,10 +190,10 @@ def short_side_crop(im: Image.Image, size: int) -> Image.Image:
     scale = size / min(w, h)
     full = (max(1, round(w * scale)), max(1, round(h * scale)))  # the whole image resized
     left, top = (full[0] - size) // 2, (full[1] - size) // 2
-    sx, sy = w / full[0], h / full[1]
-    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
     if full == (w, h):
         return im.crop((left, top, left + size, top + size))
+    sx, sy = w / full[0], h / full[1]  # source pixels per resized pixel
+    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
     return im.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
 
 

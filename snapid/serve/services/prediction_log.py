@@ -1,12 +1,12 @@
 """Answered predictions, written to the database by one background thread in small batches.
 
 A request only puts a small dict on a bounded in-memory queue, so recording never adds a database
-round trip to the request path. The writer waits up to ``linger_s`` for more rows after the first and
-commits them in one transaction: a one-row transaction costs about 0.5 ms of Python (held GIL, which the
-event loop then waits for), fifteen rows 0.09 ms each. A crash loses at most that moment's rows; a
-stop or `flush` writes at once. If the database is slower than the traffic for long enough to fill the queue,
-rows are dropped and counted rather than letting memory grow; such a prediction_id cannot get
-feedback later, which the log says.
+round trip to the request path. The writer waits up to ``linger_s`` for more rows after the first
+and commits them in one transaction: a one-row transaction costs about 0.5 ms of Python with the GIL
+held (the event loop waits for it), fifteen rows 0.09 ms each. A crash loses at most the lingering
+rows; a stop or `flush` writes at once. If the database is slower than the traffic for long enough
+to fill the queue, rows are dropped and counted rather than letting memory grow; such a
+prediction_id cannot get feedback later, which the log says.
 """
 
 from __future__ import annotations
