@@ -14,11 +14,6 @@ from tests.serve.conftest import files, make_bundle
 TOKEN = "r3view-t0ken"
 
 
-def feedback_app(settings: Settings, bundle_path):
-    """The serving app (it includes the feedback and review routers) on ``bundle_path``."""
-    return create_app(settings, bundle=bundle_path)
-
-
 @pytest.fixture
 def bundle(tmp_path):
     return make_bundle(tmp_path / "bundles" / "colours")
@@ -31,7 +26,7 @@ def settings(home) -> Settings:
 
 @pytest.fixture
 def client(settings, bundle):
-    with TestClient(feedback_app(settings, bundle), raise_server_exceptions=False) as c:
+    with TestClient(create_app(settings, bundle=bundle), raise_server_exceptions=False) as c:
         yield c
 
 

@@ -9,8 +9,9 @@ import uuid
 
 from sqlalchemy import text
 
+from snapid.serve.app import create_app
 from snapid.serve.services.photos import photo_store
-from tests.feedback.conftest import TOKEN, auth, feedback_app, predict_and_keep
+from tests.feedback.conftest import TOKEN, auth, predict_and_keep
 from tests.serve.conftest import GREEN, RED, coloured, files
 
 KEY = "client-key-0001"
@@ -100,7 +101,7 @@ def test_review_needs_the_token(client, settings, bundle):
         assert client.get("/api/v1/review", headers=headers).status_code == 401
         assert client.post(f"/api/v1/review/{uuid.uuid4()}", json={"action": "reject"}, headers=headers).status_code == 401
         assert client.get(f"/api/v1/uploads/{uuid.uuid4()}/thumb", headers=headers).status_code == 401
-    with TestClient(feedback_app(settings.model_copy(update={"review_token": ""}), bundle)) as off:
+    with TestClient(create_app(settings.model_copy(update={"review_token": ""}), bundle=bundle)) as off:
         r = off.get("/api/v1/review", headers=auth(""))
         assert r.status_code == 403 and r.json()["error"] == "review_disabled"
 
@@ -172,7 +173,7 @@ def test_orphan_upload_files_swept_at_startup(settings, bundle, home):
     os.utime(orphan, (old, old))
     from fastapi.testclient import TestClient
 
-    with TestClient(feedback_app(settings, bundle)) as c:
+    with TestClient(create_app(settings, bundle=bundle)) as c:
         deadline = time.monotonic() + 10
         while orphan.exists() and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -10,7 +10,8 @@ from hypothesis import settings as hypothesis_settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from snapid.config import Settings
-from tests.feedback.conftest import TOKEN, feedback_app
+from snapid.serve.app import create_app
+from tests.feedback.conftest import TOKEN
 from tests.serve.conftest import make_bundle
 
 # A label must name a class of the served model, which the schema cannot list: a schema-valid label
@@ -23,7 +24,7 @@ OPERATIONS = [("POST", "/api/v1/feedback"), ("GET", "/api/v1/review"), ("POST", 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
     root = tmp_path_factory.mktemp("feedback-schema")
-    app = feedback_app(Settings(home=root / "home", reload_poll_s=0, review_token=TOKEN), make_bundle(root / "bundle"))
+    app = create_app(Settings(home=root / "home", reload_poll_s=0, review_token=TOKEN), bundle=make_bundle(root / "bundle"))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -20,7 +20,7 @@ def test_serving_normalises_exactly_as_training_did():
     from snapid.serve.services.preprocess import normalise
 
     spec = PreprocessSpec(8, "crop", (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    items = np.arange(2 * 8 * 8 * 3, dtype=np.int64).reshape(2, 8, 8, 3).__mod__(256).astype(np.uint8)
+    items = (np.arange(2 * 8 * 8 * 3) % 256).astype(np.uint8).reshape(2, 8, 8, 3)
     x = items.astype(np.float32) * np.float32(1.0 / 255.0)
     x -= np.asarray(spec.mean, np.float32)
     x /= np.asarray(spec.std, np.float32)

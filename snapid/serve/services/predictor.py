@@ -182,11 +182,8 @@ class Predictor:
                 raise _inference_failed(exc, 1) from None
             return probs, decoded - start, time.perf_counter() - decoded
 
-        self._decoding += 1  # a request arriving meanwhile lets the batcher wait for this one as for any other
-        try:
-            probs, decode_s, inference_s = await asyncio.get_running_loop().run_in_executor(self._decode_pool, work)
-        finally:
-            self._decoding -= 1
+        # not counted in _decoding: this photo never reaches the queue, so the batcher must not wait for it
+        probs, decode_s, inference_s = await asyncio.get_running_loop().run_in_executor(self._decode_pool, work)
         self.metrics.observe_batch(1)
         return Answer(model=model, probs=probs, decode_ms=decode_s * 1000, inference_ms=inference_s * 1000, photos=1)
 
