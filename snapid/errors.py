@@ -78,6 +78,12 @@ class NotFound(SnapidError):
     status = 404
 
 
+class UsageError(SnapidError):
+    """An option or argument value that cannot be used; the message names it."""
+    code = "usage"
+    status = 422
+
+
 class UnsafePath(SnapidError):
     code = "unsafe_path"
     status = 400

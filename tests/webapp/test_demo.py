@@ -1,29 +1,40 @@
-"""`snapid demo --no-serve` end to end (slow: it trains a classifier and a one-epoch detector), then its
-bundle served: knowledge cards and interaction rules travel from the demo's CSV files into the bundle,
-the bundle holds the pill detector and answers in detect mode, and two single-pill crops of an
-interacting pair, sent as different items to the classifier alone, come back with the warning."""
+"""`snapid demo` end to end as a user runs it (slow: it trains a classifier and a detector), in a subprocess
+that ends by serving the page: the served demo names the pills of an interacting pair and warns, the page
+loads in a real browser, and SIGTERM stops it cleanly. Then its bundle: knowledge cards and interaction rules
+travel from the demo's CSV files into the bundle, the bundle holds the pill detector and answers in detect
+mode, and two single-pill crops of an interacting pair, sent as different items to the classifier alone,
+come back with the warning."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
-from typer.testing import CliRunner
 
-from snapid.cli import app as cli
 from snapid.config import Settings
 from snapid.data.demo import INTERACTIONS
 from snapid.detect.matching import box_iou
 from snapid.serve.app import create_app
 from snapid.track import crud
 from snapid.track.db import transaction
+from tests.helpers import free_port
+from tests.serve.test_dashboard_browser import browser  # noqa: F401  (a module fixture)
+from tests.webapp.conftest import opened  # noqa: F401
 
 pytestmark = pytest.mark.slow
 CROPS_PER_CLASS = 4
+DEMO_ARGS = ["--per-class", "8", "--multi", "24", "--detector-epochs", "8"]
+READY_WITHIN_S = 1200  # generate, train, evaluate, train the detector, export: about 4 minutes on 2 cores
 
 
 def crop(root: Path, sample, pad: float = 0.15) -> bytes:
@@ -37,16 +48,97 @@ def crop(root: Path, sample, pad: float = 0.15) -> bytes:
     return out.getvalue()
 
 
+def snapid_command() -> list[str]:
+    """The `snapid` script a user runs, beside this Python (the virtual environment's), else `python -m snapid`."""
+    script = Path(sys.executable).with_name("snapid")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "snapid"]
+
+
+class ServedDemo:
+    """`snapid demo` running in its own process until it serves the page on 127.0.0.1:PORT."""
+
+    def __init__(self, home: Path):
+        self.home, self.port = home, free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.log = home.parent / "demo.log"
+        env = {**os.environ, "SNAPID_HOME": str(home), "SNAPID_DRAIN_S": "0.2"}
+        env.pop("SNAPID_DB_URL", None)
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(snapid_command() + ["demo", *DEMO_ARGS, "--port", str(self.port)],
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+
+    def output(self) -> str:
+        return " ".join(self.log.read_text(errors="replace").split())  # the console wraps long lines
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_WITHIN_S
+        while True:
+            code = self.process.poll()
+            assert code is None, f"snapid demo exited with {code} before serving:\n{self.log.read_text()[-4000:]}"
+            try:
+                if httpx.get(f"{self.base}/healthz/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, f"not ready after {READY_WITHIN_S} s:\n{self.log.read_text()[-4000:]}"
+            time.sleep(1)
+
+    def stop(self) -> int | None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+                return None
+        return self.process.returncode
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    home = tmp_path_factory.mktemp("demo-home")
-    result = CliRunner().invoke(cli, ["demo", "--no-serve", "--per-class", "8", "--multi", "24", "--detector-epochs", "8"],
-                                env={"SNAPID_HOME": str(home)}, catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    said = " ".join(result.output.split())  # the console wraps long lines
-    assert "10/10" not in said and "knowledge included, with the pill detector" in said
-    [bundle] = [p for p in (home / "bundles").iterdir() if p.is_dir()]
-    return home, bundle
+def served(tmp_path_factory):
+    demo = ServedDemo(tmp_path_factory.mktemp("demo") / "home")
+    try:
+        demo.wait_ready()
+        yield demo
+    finally:
+        demo.stop()
+
+
+@pytest.fixture(scope="module")
+def demo(served):
+    """The demo's workspace and bundle, once its server has been stopped by the first test."""
+    served.stop()
+    [bundle] = [p for p in (served.home / "bundles").iterdir() if p.is_dir()]
+    return served.home, bundle
+
+
+def test_the_served_demo_warns_about_an_interacting_pair_then_stops_cleanly(served, opened):
+    """The README's main job, to the end: the page is served, a try/ photo of an interacting pair comes back
+    with both pills named and the warning, the page loads in Chromium, and SIGTERM ends it with status 0."""
+    said = served.output()
+    assert "10/10 serving the identification page" in said and "knowledge included, with the pill detector" in said
+    together = sorted((served.home / "demo-data" / "try").glob("*_together.jpg"))
+    assert together, "the demo wrote no photo of an interacting pair"
+    warned = []
+    for path in together:
+        pair = sorted(path.stem.removesuffix("_together").split("+"))
+        answer = httpx.post(f"{served.base}/api/v1/predict?lang=en", timeout=30,
+                            files=[("files", (path.name, path.read_bytes(), "image/jpeg"))]).json()
+        assert answer["mode"] == "detect" and answer["objects"], answer
+        named = {o["predictions"][0]["id"] for o in answer["objects"]}
+        if set(pair) <= named and any(sorted(w["classes"]) == pair for w in answer["warnings"]):
+            warned.append(path.name)
+    print(f"warned on {len(warned)} of {len(together)} photos of interacting pairs: {warned}")
+    assert warned, "no photo of an interacting pair came back with both pills named and the warning"
+
+    page = opened()
+    page.goto(served.base + "/")
+    page.set_input_files("#file-input", [str(served.home / "demo-data" / "try" / warned[0])])
+    page.wait_for_selector("#warnings .warning", timeout=30_000)
+    assert page.locator("#answers article.answer").count() >= 2  # one answer per pill found
+    assert served.stop() == 0, served.log.read_text()[-2000:]
+    assert "Traceback" not in served.log.read_text()
 
 
 def test_the_demo_bundle_holds_the_drug_cards_and_interaction_rules(demo):

@@ -1,0 +1,111 @@
+"""Start the web service: the one function behind `snapid serve`, `snapid demo` (and any later caller).
+
+Plain typed parameters with real defaults, so a caller from Python gets exactly what the command line
+gets. Worker processes are started by uvicorn from an import string, so the bundle and the options they
+need travel in the environment (SNAPID_*), which `Settings()` reads in each worker.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+from snapid.config import Settings
+from snapid.errors import NotFound, SnapidError, UsageError
+from snapid.workspace import Workspace
+
+
+def resolve_bundle(target: str | None, *, workspace: Workspace, db_url: str,
+                   announce=lambda message: None) -> Path | None:
+    """A bundle folder or .snapid file as given, else a run name: its bundle in the workspace, exported
+    first when there is none (export needs torch; serving afterwards does not). None: dashboard only."""
+    if not target:
+        return None
+    path = Path(target).expanduser()
+    if path.exists():
+        return path.resolve()
+    if os.sep in target or target.endswith(".snapid"):
+        raise NotFound(f"{target}: no such bundle folder or .snapid file")
+    existing = workspace.bundles / target
+    if (existing / "manifest.json").is_file():
+        return existing
+    try:
+        from snapid.export.export import export_run
+        from snapid.track.db import get_engine
+    except ImportError as exc:
+        raise SnapidError(f"{target!r} is not a bundle, and exporting the run needs snapid[train] ({exc})",
+                          code="export_unavailable") from None
+    announce(f"exporting run {target!r} to {existing} …")
+    return Path(export_run(target, workspace=workspace, engine=get_engine(db_url)).path)
+
+
+def serve_forever(bundle: Path | None, *, settings: Settings, host: str = "127.0.0.1", port: int = 8000,
+                  workers: int = 1, reload: bool = True, public_url: str = "", keep_days: float | None = None,
+                  access_log: bool = False) -> None:
+    """Serve BUNDLE (None: the dashboard only) on HOST:PORT until SIGTERM or Ctrl-C."""
+    _check_plain(host=host, port=port, workers=workers, reload=reload, public_url=public_url,
+                 keep_days=keep_days, access_log=access_log)
+    import uvicorn
+
+    from snapid.serve.protocol import HeaderTimeoutH11Protocol
+
+    os.environ.update(_worker_environment(bundle, reload=reload, public_url=public_url, keep_days=keep_days))
+    if bundle is None:
+        os.environ.pop("SNAPID_BUNDLE", None)
+    with _clean_exit_on_sigterm():
+        uvicorn.run(
+            "snapid.serve.app:factory", factory=True, host=host, port=port, workers=workers,
+            timeout_graceful_shutdown=math.ceil(settings.graceful_timeout_s),
+            # above our own queue, so overload is answered by the app's JSON 503 with Retry-After
+            limit_concurrency=max(128, settings.queue_size * 4),
+            timeout_keep_alive=5,
+            http=HeaderTimeoutH11Protocol,  # slow request headers are cut off (slowloris)
+            h11_max_incomplete_event_size=64 * 1024,  # request line + headers
+            proxy_headers=True, forwarded_allow_ips="127.0.0.1",
+            log_level="info", access_log=access_log,
+        )
+
+
+@contextmanager
+def _clean_exit_on_sigterm():
+    """uvicorn shuts down gracefully on SIGTERM, then raises the signal again for whoever embeds it; here
+    nothing is left to stop, so that second SIGTERM is ignored and the command exits with 0."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _worker_environment(bundle: Path | None, *, reload: bool, public_url: str,
+                        keep_days: float | None) -> dict[str, str]:
+    """The SNAPID_* variables that carry these options to every worker process."""
+    env: dict[str, str] = {}
+    if bundle is not None:
+        env["SNAPID_BUNDLE"] = str(bundle)
+    if not reload:
+        env["SNAPID_RELOAD_POLL_S"] = "0"
+    if keep_days is not None:
+        if keep_days < 0:
+            raise UsageError(f"keep_days {keep_days} must be 0 (keep) or more")
+        env["SNAPID_KEEP_DAYS"] = repr(float(keep_days))
+    if public_url:
+        if not public_url.startswith(("http://", "https://")):
+            raise UsageError(f"--public-url {public_url!r} must start with http:// or https://")
+        env["SNAPID_PUBLIC_URL"] = public_url
+    return env
+
+
+def _check_plain(**values) -> None:
+    """Refuse a command-line placeholder (a Typer/Click OptionInfo left as a default when a command function
+    is called from Python): it would otherwise be written into the environment as its repr."""
+    for name, value in values.items():
+        if type(value).__module__.split(".")[0] in ("typer", "click"):
+            raise TypeError(f"{name}={value!r}: pass a plain value (a command-line option object reached the library)")
