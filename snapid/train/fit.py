@@ -27,9 +27,11 @@ from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.train import distributed as dist_util
 from snapid.train.augment import Normalize, build_augment
+from snapid.train.budget import parse_budget
 from snapid.train.checkpoint import load_checkpoint, save_checkpoint
 from snapid.train.config import TrainConfig
 from snapid.train.phases import finetune_phase, probe_phase
+from snapid.train.plan import needs_measuring, plan_run
 from snapid.train.report import Reporter
 from snapid.train.setup import class_weights, load_splits, losses, pick_device, prepare_params
 from snapid.workspace import Workspace
@@ -51,6 +53,9 @@ class RunState:
                                                     "phase_done": False, "best": None, "bad": 0})
     pending: dict = field(default_factory=dict)   # checkpoints not yet written: "best", "last"
     saved_at: float = field(default_factory=time.monotonic)
+    deadline: float | None = None  # time.monotonic() by which the budget runs out: no fine-tuning epoch starts past it
+    plan: dict | None = None
+    started: float = field(default_factory=time.monotonic)
 
     def better(self, value: float) -> bool:
         best = self.progress["best"]
@@ -141,12 +146,19 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
     if info.main:
         reap(engine)
     torch.use_deterministic_algorithms(device.type == "cpu", warn_only=True)
-    if config.finetune_epochs is None and not resume:
-        # fine-tuning costs ~30x a probe epoch on a CPU for a point or so of accuracy: opt-in there
-        config = config.model_copy(update={"finetune_epochs": 5 if device.type == "cuda" else 0})
+    started = time.monotonic()
+    plan = None
+    if not resume:
+        config, plan = _planned(config, dataset, version, engine, device, info)
+        if plan is not None:
+            reporter.note(plan.describe())
 
     run, config = _open_run(dataset, config, workspace, engine, info, name, resume, version, kind, parent)
     state = RunState(run["name"], Path(run["run_dir"]), config, engine, info, device, reporter, {})
+    state.started = started
+    if config.budget:
+        state.deadline = started + parse_budget(config.budget)
+    state.plan = plan.as_dict() if plan is not None else None
     try:
         model, data, test_set = _build(state, workspace, run, resume is not None, workers)
         if info.main:
@@ -173,6 +185,24 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
     finally:
         dist_util.shutdown(info)
     return summary
+
+
+def _planned(config: TrainConfig, dataset: str, version: int | None, engine: Engine, device: torch.device,
+             info: dist_util.Dist):
+    """The config with the budget's plan filled in (snapid.train.plan), and the plan; every rank plans the same
+    (rank 0 measures, the others take its plan)."""
+    if not needs_measuring(config, device):
+        return config, None
+    plan = None
+    if info.main:
+        with transaction(engine) as s:
+            manifest = crud.load_manifest(s, name=dataset, version=version)
+        counts: dict[str, int] = {}
+        for sample in manifest.samples:
+            counts[sample.split] = counts.get(sample.split, 0) + 1
+        config, plan = plan_run(config, counts=counts, device=device)
+    config, plan = dist_util.broadcast(info, (config, plan))
+    return config, plan
 
 
 def _build(state: RunState, workspace: Workspace, run: dict, resuming: bool, workers: int):
@@ -244,6 +274,7 @@ def _best_into(state: RunState, model) -> None:
 def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
     from snapid.data.cached_dataset import make_loader
     from snapid.train.features import fast_dtype, frozen_backbone
+    from snapid.evaluate.metrics import macro_topk
     from snapid.train.loop import predict_images, score
 
     _best_into(state, model)
@@ -262,7 +293,11 @@ def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
             logits, labels = predict_images(fast, make_loader(test_set, 64, shuffle=False), normalize=normalize,
                                             device=state.device, channels_last=True)
         summary.update({f"test_{k.removeprefix('val_')}": v for k, v in score(logits, labels, val_loss).items()})
+        summary["test_macro_top1"] = macro_topk(logits, labels, 1)
     summary["parameters"] = sum(p.numel() for p in model.parameters())
+    summary["seconds"] = round(time.monotonic() - state.started, 1)
+    if state.plan is not None:
+        summary["plan"] = state.plan["text"]
     _close(state, "completed", "", summary)
     return summary
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 
 import numpy as np
 import torch
@@ -13,7 +14,8 @@ from torch.utils.data import DistributedSampler, WeightedRandomSampler
 
 from snapid.data.cached_dataset import make_loader
 from snapid.train import distributed as dist_util
-from snapid.train.features import extract, feature_cache, frozen_backbone
+from snapid.train import lbfgs
+from snapid.train.features import extract, feature_cache, frozen_backbone, view_transform
 from snapid.train.loop import (Timer, predict_features, predict_images, score, set_lr, train_epoch, train_head_epoch,
                                warmup_cosine)
 from snapid.train.setup import class_weights, param_groups, sample_weights
@@ -50,7 +52,8 @@ def probe_phase(state, model, *, train, val, augment, normalize, train_loss, val
     seed_everything(cfg.seed, -1)
     backbone = frozen_backbone(net)
     if info.enabled:  # each rank embeds a slice; every rank then holds all features, in the same order
-        parts = [extract(backbone, train, transform=augment if v else normalize, device=device, batch_size=cfg.batch_size,
+        parts = [extract(backbone, train, transform=view_transform(v, normalize=normalize, augment=augment),
+                         device=device, batch_size=cfg.batch_size,
                          seed=cfg.seed * 1000 + v, indices=_shard(len(train), info), channels_last=True, on_batch=tick)
                  for v in range(cfg.probe_views)]
         feats = dist_util.gather_cat(info, torch.cat([p[0] for p in parts]))
@@ -66,6 +69,52 @@ def probe_phase(state, model, *, train, val, augment, normalize, train_loss, val
     if state.meta["imbalance"] == "sampler":  # no sampler over features: weight the loss instead
         weights, _ = class_weights(train.class_counts(), "inverse")
         loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.label_smoothing)
+    fit = _lbfgs_probe if probe_solver(cfg) == "lbfgs" else _adamw_probe
+    fit(state, net, head, feats, labels, val_feats, val_labels, loss_fn=loss_fn, val_loss=val_loss,
+        resume_state=resume_state, num_classes=len(train.classes))
+    if info.main:
+        state.save()
+    net.to(device)
+    state.progress["phase_done"] = True
+
+
+def probe_solver(cfg) -> str:
+    """"auto": L-BFGS for a linear head (a convex fit, solved outright), AdamW epochs for an MLP head."""
+    if cfg.probe_solver != "auto":
+        return cfg.probe_solver
+    return "lbfgs" if cfg.head == "linear" else "adamw"
+
+
+def _lbfgs_probe(state, net, head, feats, labels, val_feats, val_labels, *, loss_fn, val_loss, resume_state,
+                 num_classes) -> None:
+    """One L-BFGS fit per weight decay of the grid, each recorded as a probe epoch; the best by the monitored
+    validation metric is the run's best checkpoint."""
+    cfg, info, rep = state.config, state.info, state.reporter
+    linear = lbfgs.linear_layer(head)
+    stats = lbfgs.standardiser(feats)
+    y = labels.long()
+    start = state.progress["phase_start"]
+    grid = lbfgs.WEIGHT_DECAYS
+    rep.phase("probe: fitting the head (L-BFGS, one fit per weight decay)", len(grid))
+    for epoch in range(state.progress["next_epoch"], start + len(grid)):
+        k = epoch - start
+        seed_everything(cfg.seed, epoch)
+        timer = Timer()
+        weight, bias, loss = lbfgs.fit_linear(feats, y, num_classes, weight_decay=grid[k], loss_fn=loss_fn, stats=stats)
+        with torch.no_grad():
+            linear.weight.copy_(weight)
+            linear.bias.copy_(bias)
+        metrics = {"train_loss": loss, **score(predict_features(head, val_feats), val_labels.numpy(), val_loss.cpu()),
+                   "lr": grid[k], "seconds": timer.seconds, "images_per_s": len(labels) / max(timer.seconds, 1e-9)}
+        state.end_epoch(net, epoch, "probe", metrics, {"weight_decay": grid[k]}, save_every_s=PROBE_SAVE_EVERY_S)
+        rep.progress(k + 1, len(grid))
+    dist_util.barrier(info)
+
+
+def _adamw_probe(state, net, head, feats, labels, val_feats, val_labels, *, loss_fn, val_loss, resume_state,
+                 num_classes) -> None:
+    """Epochs of AdamW over the cached features (MLP heads, or probe_solver: adamw), with early stopping."""
+    cfg, info, rep = state.config, state.info, state.reporter
     optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.probe_lr, weight_decay=cfg.weight_decay)
     if resume_state and resume_state["progress"]["phase"] == "probe":
         optimizer.load_state_dict(resume_state["optimizer"])
@@ -86,10 +135,6 @@ def probe_phase(state, model, *, train, val, augment, normalize, train_loss, val
         rep.progress(k + 1, cfg.probe_epochs)
         if stop:
             break
-    if info.main:
-        state.save()
-    net.to(device)
-    state.progress["phase_done"] = True
 
 
 def _train_loader(train, batch: int, epoch: int, cfg, info, balanced: bool):
@@ -125,8 +170,13 @@ def finetune_phase(state, model, *, train, val, augment, normalize, train_loss, 
     trainer = DistributedDataParallel(net, device_ids=[device.index] if cuda else None) if info.enabled else net
     start, epochs = state.progress["phase_start"], cfg.finetune_epochs
     balanced = state.meta["imbalance"] == "sampler"
+    last_seconds = 0.0
     for epoch in range(state.progress["next_epoch"], start + epochs):
         k = epoch - start
+        spent = state.deadline is not None and time.monotonic() + last_seconds > state.deadline
+        if dist_util.broadcast(info, spent):  # every rank stops at the same epoch
+            rep.note(f"the time budget ({cfg.budget}) is spent: fine-tuning stops after {k} of {epochs} epochs")
+            break
         timer = Timer()
         while True:
             seed_everything(cfg.seed, epoch)
@@ -154,6 +204,7 @@ def finetune_phase(state, model, *, train, val, augment, normalize, train_loss, 
                    "seconds": seconds, "images_per_s": seen * info.world / max(seconds, 1e-9)}
         stop = dist_util.broadcast(info, state.end_epoch(net, epoch, "finetune", metrics, optimizer.state_dict(),
                                                          {"batch_size": batch}))
+        last_seconds = timer.seconds
         if stop:
             break
     state.progress["phase_done"] = True
