@@ -1,0 +1,83 @@
+"""The time-budget planner: a plan fits its budget on the measured speed, user options are kept, a tiny
+budget still gives a valid run, and the run follows its plan."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from snapid.errors import SnapidError
+from snapid.train.budget import parse_budget
+from snapid.train.config import TrainConfig
+from snapid.train.fit import train
+from snapid.train.plan import CANDIDATES, estimate, needs_measuring, plan_run
+from tests.helpers import TINY_TRAIN
+
+CPU = torch.device("cpu")
+BIRDS = {"train": 2611, "val": 292, "test": 2999}
+# frozen-feature images/s measured on this 2-core VM (docs/decisions.md): Lite2 at 260 px, MobileNetV2
+SPEEDS = {"efficientnet_lite2": 85.0, "mobilenet_v2": 160.0}
+
+
+def speed(model: str, size: int) -> float:
+    parts = model.split("+")
+    return 1.0 / sum(1.0 / SPEEDS[p] for p in parts)
+
+
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("10m", 600), ("1h30m", 5400), ("2.5m", 150), ("45", 45)])
+def test_budgets_are_read_as_durations(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "ten minutes", "10x", "0", "-5m", "m"])
+def test_bad_budgets_are_refused_by_value(text):
+    with pytest.raises(SnapidError, match="budget"):
+        parse_budget(text)
+
+
+def test_the_default_budget_buys_the_most_accurate_recipe_that_fits():
+    config, plan = plan_run(TrainConfig(), counts=BIRDS, device=CPU, speed=speed, is_available=lambda m: True)
+    assert (plan.model, plan.views) == CANDIDATES[0] and plan.seconds <= 600
+    assert config.model == plan.model and config.probe_views == 2 and config.finetune_epochs == 0
+    assert "probe on efficientnet_lite2+mobilenet_v2 at 260 px, 2 views" in plan.describe()
+
+
+@pytest.mark.parametrize("budget", ["5m", "3m", "2m", "90s"])
+def test_a_plan_fits_its_budget_when_any_candidate_can(budget):
+    _, plan = plan_run(TrainConfig(budget=budget), counts=BIRDS, device=CPU, speed=speed, is_available=lambda m: True)
+    cheapest = estimate(views=1, finetune_epochs=0, counts=BIRDS, speed=speed("mobilenet_v2", 224))
+    assert plan.seconds <= parse_budget(budget) or (plan.model, plan.views) == ("mobilenet_v2", 1)
+    assert plan.seconds <= parse_budget(budget) or plan.seconds == pytest.approx(cheapest)
+
+
+def test_a_tiny_budget_takes_the_cheapest_candidate():
+    _, plan = plan_run(TrainConfig(budget="1s"), counts=BIRDS, device=CPU, speed=speed, is_available=lambda m: True)
+    assert (plan.model, plan.views) == CANDIDATES[-1]
+
+
+def test_only_backbones_whose_weights_are_here_are_planned():
+    _, plan = plan_run(TrainConfig(), counts=BIRDS, device=CPU, speed=speed, is_available=lambda m: "lite" not in m)
+    assert plan.model == "mobilenet_v2"
+
+
+def test_what_the_user_set_is_kept():
+    config, plan = plan_run(TrainConfig(model="mobilenet_v2", probe_views=3, finetune_epochs=2), counts=BIRDS,
+                            device=CPU, speed=speed)
+    assert (config.model, config.probe_views, config.finetune_epochs) == ("mobilenet_v2", 3, 2)
+    assert plan.finetune_epochs == 2
+    assert not needs_measuring(config, CPU)
+
+
+def test_a_gpu_budget_buys_fine_tuning_epochs():
+    fast = {"efficientnet_lite2": 2000.0, "mobilenet_v2": 4000.0}
+    _, plan = plan_run(TrainConfig(), counts=BIRDS, device=torch.device("cuda"),
+                       speed=lambda m, s: 1.0 / sum(1.0 / fast[p] for p in m.split("+")), is_available=lambda m: True)
+    assert plan.finetune_epochs >= 3 and plan.seconds <= 600
+
+
+def test_a_tiny_budget_still_gives_a_valid_run(shapes, home, engine):
+    """A planned run (model auto → the cheapest candidate under a 1 s budget) completes with a test figure."""
+    config = TrainConfig(**{**TINY_TRAIN, "model": "auto", "probe_views": None, "size": 32, "budget": "1s"})
+    summary = train(shapes, config, workspace=home, engine=engine, name="tiny-budget")
+    assert summary["plan"].startswith("plan: probe on mobilenet_v2 at 32 px, 1 view")
+    assert 0 <= summary["test_top1"] <= 1 and summary["best_epoch"] >= 0
