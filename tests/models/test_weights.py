@@ -282,7 +282,7 @@ def test_availability_never_downloads(torch_home, package_file, monkeypatch):
     rows = {r["name"]: r for r in W.availability()}
     assert rows["mobilenet_v2"]["source"] == "hub cache"
     assert rows["mobilenet_v2"]["path"] == str(torch_home / "hub" / "checkpoints" / W.OFFLINE_FILE)
-    assert not any(r["available"] for r in rows.values() if r["name"] != "mobilenet_v2")
+    assert not any(r["available"] for r in rows.values() if r["name"] != "mobilenet_v2" and r["family"] != "package")
     json.dumps(list(rows.values()))
 
 

@@ -17,10 +17,11 @@ from snapid.track import runs as track
 from snapid.track.db import get_engine, transaction
 from snapid.train.checkpoint import load_checkpoint
 from snapid.train.config import TrainConfig
+from snapid.train.lbfgs import WEIGHT_DECAYS
 from snapid.train.fit import train
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = dict(model="custom_cnn", pretrained=False, size=32, batch_size=8, probe_epochs=3, probe_views=2,
+TINY = dict(model="custom_cnn", pretrained=False, size=32, batch_size=8, probe_epochs=3, probe_views=2, probe_solver="adamw",
             finetune_epochs=2, augment="light", patience=10, seed=0)
 
 
@@ -163,7 +164,8 @@ def test_cli_train_and_runs(shapes, home):
     assert listed[0]["name"] == "cli" and listed[0]["status"] == "completed"
     shown = json.loads(subprocess.run([sys.executable, "-m", "snapid", "runs", "show", "cli", "--json"], capture_output=True,
                                       text=True, env=env).stdout)
-    assert len(shown["epochs"]) == 3 and shown["config"]["size"] == 32
+    # the default linear-probe solver: one L-BFGS fit per weight decay of its grid, then 1 fine-tune epoch
+    assert len(shown["epochs"]) == len(WEIGHT_DECAYS) + 1 and shown["config"]["size"] == 32
     (home.home / "bad.yaml").write_text("sise: 32\n")
     bad = subprocess.run(cmd[:-1] + ["--name", "x", "--config", str(home.home / "bad.yaml")], capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "sise" in bad.stderr and "bad.yaml" in bad.stderr
@@ -185,7 +187,7 @@ def test_torchrun_two_cpu_processes(shapes, home):
         epochs = track.epochs(s, name="ddp")
         assert len(track.list_runs(s)) == 1
     assert run["status"] == "completed"
-    assert [e["phase"] for e in epochs] == ["probe", "probe", "finetune", "finetune"]
+    assert [e["phase"] for e in epochs] == ["probe"] * len(WEIGHT_DECAYS) + ["finetune", "finetune"]  # L-BFGS probe
     assert load_checkpoint(home.runs / "ddp", "best")[0]
 
 
@@ -203,4 +205,4 @@ def test_two_trainings_share_one_database(shapes, home):
     with transaction(engine) as s:
         for i in range(2):
             assert track.get_run(s, name=f"par{i}")["status"] == "completed"
-            assert len(track.epochs(s, name=f"par{i}")) == 6
+            assert len(track.epochs(s, name=f"par{i}")) == len(WEIGHT_DECAYS) + 2

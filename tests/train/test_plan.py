@@ -77,7 +77,25 @@ def test_a_gpu_budget_buys_fine_tuning_epochs():
 
 def test_a_tiny_budget_still_gives_a_valid_run(shapes, home, engine):
     """A planned run (model auto → the cheapest candidate under a 1 s budget) completes with a test figure."""
-    config = TrainConfig(**{**TINY_TRAIN, "model": "auto", "probe_views": None, "size": 32, "budget": "1s"})
+    config = TrainConfig(**{**TINY_TRAIN, "model": "auto", "probe_views": None, "size": 32, "budget": "1s",
+                            "probe_solver": "auto"})
     summary = train(shapes, config, workspace=home, engine=engine, name="tiny-budget")
     assert summary["plan"].startswith("plan: probe on mobilenet_v2 at 32 px, 1 view")
     assert 0 <= summary["test_top1"] <= 1 and summary["best_epoch"] >= 0
+
+
+def test_the_default_probe_fits_one_head_per_weight_decay_and_keeps_the_best(shapes, home, engine):
+    from snapid.track import runs as track
+    from snapid.track.db import transaction
+    from snapid.train.lbfgs import WEIGHT_DECAYS
+
+    config = TrainConfig(**{**TINY_TRAIN, "probe_solver": "auto"})
+    summary = train(shapes, config, workspace=home, engine=engine, name="lbfgs")
+    with transaction(engine) as s:
+        epochs = track.epochs(s, name="lbfgs")
+    assert [e["phase"] for e in epochs] == ["probe"] * len(WEIGHT_DECAYS)
+    assert [e["lr"] for e in epochs] == pytest.approx(list(WEIGHT_DECAYS))  # the weight decay of each fit
+    best = min(epochs, key=lambda e: e["val_loss"])
+    assert summary["best_epoch"] == best["epoch"] and summary["val_loss"] == pytest.approx(best["val_loss"])
+    assert all(e["train_loss"] < 1.0986 for e in epochs)  # each fit moved from the uniform start, ln 3
+    assert summary["test_top1"] >= 0.9
