@@ -39,6 +39,7 @@ from snapid.evaluate.evaluation import evaluate_run  # noqa: E402
 from snapid.evaluate.loaded import load_trained, predict_logits, split_dataset  # noqa: E402
 from snapid.track import crud  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
+from snapid.models import registry  # noqa: E402
 from snapid.train.config import TrainConfig  # noqa: E402
 from snapid.train.fit import train  # noqa: E402
 from snapid.workspace import Workspace  # noqa: E402
@@ -46,15 +47,16 @@ from snapid.workspace import Workspace  # noqa: E402
 SIZE = 224
 
 
-def setup(tmp: Path, workers: int):
-    """Import, prepare and train a quick run in a temporary workspace; returns (workspace, engine)."""
+def setup(tmp: Path, workers: int, model: str = "mobilenet_v2"):
+    """Import, prepare and train a quick run of MODEL in a temporary workspace; returns (workspace, engine)."""
     ws = Workspace.at(tmp / "home")
     engine = get_engine(f"sqlite:///{ws.database}")
     import_dataset(FLOWERS, name="flowers", engine=engine, workers=workers)
     with transaction(engine) as s:
         manifest = crud.load_manifest(s, name="flowers")
-    prepare(manifest, ws, PrepareParams(size=SIZE), workers=workers)
-    config = TrainConfig(model="mobilenet_v2", size=SIZE, probe_epochs=3, probe_views=1, finetune_epochs=0)
+    size = SIZE if model == "mobilenet_v2" else None  # others at their own input size
+    prepare(manifest, ws, PrepareParams(size=size or registry.get_spec(model).input_size), workers=workers)
+    config = TrainConfig(model=model, size=size, probe_epochs=3, probe_views=1, finetune_epochs=0)
     train("flowers", config, workspace=ws, engine=engine, name="bench", workers=workers)
     return ws, engine
 

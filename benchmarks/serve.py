@@ -179,6 +179,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per concurrency level")
     parser.add_argument("--photos", type=int, default=24)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--model", default="mobilenet_v2",
+                        help="backbone of the served run, e.g. efficientnet_lite2+mobilenet_v2 (the default recipe's)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args()
     info = machine_info()
@@ -186,8 +188,8 @@ def main() -> int:
     photos = [p.read_bytes() for p in photo_list(make_photos(args.photos, workers=args.workers), args.photos)]
     with tempfile.TemporaryDirectory(prefix="snapid-serve-bench-") as tmp:
         tmp = Path(tmp)
-        print("training a quick mobilenet_v2 run on flowers12 and exporting it ...", flush=True)
-        ws, engine = setup(tmp, args.workers)
+        print(f"training a quick {args.model} run on flowers12 and exporting it ...", flush=True)
+        ws, engine = setup(tmp, args.workers, args.model)
         from snapid.export.export import export_run
         bundle = export_run("bench", workspace=ws, engine=engine).path
         # the same run quantised (static int8, `snapid export --int8`); forced: a 3-epoch probe run's

@@ -80,9 +80,10 @@ def demo(
         prepared = prepare(manifest, ws, params, workers=s.workers, progress=progress)
     console.print(f"5/10 prepared {prepared.items} pill crops {prepared.splits} in {prepared.cache_dir}", markup=False)
 
-    console.print(f"6/10 training {config.model} on the crops (probe, then fine-tune)", markup=False)
+    console.print("6/10 training a classifier on the crops (the default recipe, planned to its time budget; "
+                  "on a CPU a frozen-backbone probe)", markup=False)
     with transaction(engine()) as session:
-        run_name = unique_name(session, f"{DEMO_NAME}-{config.model}")
+        run_name = unique_name(session, f"{DEMO_NAME}-classifier")
     with RichReporter() as reporter:
         train(DEMO_NAME, config, workspace=ws, engine=engine(), reporter=reporter, workers=s.workers, name=run_name)
 

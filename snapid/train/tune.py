@@ -180,10 +180,21 @@ def parse_space(data, base: TrainConfig, *, source: str = "search space") -> Spa
     return Space(method, params, prune, startup, warmup, size)
 
 
+LBFGS_SPACE = {  # the L-BFGS probe picks its own weight decay; what is left to tune is what it is fed
+    "label_smoothing": {"low": 0.0, "high": 0.2},
+    "probe_views": [1, 2, 4],
+}
+
+
 def default_space(base: TrainConfig) -> dict:
-    """The space used without --space; tunes the fine-tune rate instead when there is no probe phase."""
+    """The space used without --space; tunes the fine-tune rate instead when there is no probe phase, and what
+    the L-BFGS probe is fed (views, label smoothing) when it fits the head."""
+    from snapid.train.phases import probe_solver
+
     space = {"method": "tpe", "params": dict(DEFAULT_SPACE["params"])}
-    if base.probe_epochs == 0:
+    if base.probe_epochs and probe_solver(base) == "lbfgs" and not base.finetune_epochs:
+        space["params"] = dict(LBFGS_SPACE)
+    elif base.probe_epochs == 0:
         space["params"]["lr"] = {"low": 1e-5, "high": 3e-3, "log": True}
         del space["params"]["probe_lr"]
     return space
