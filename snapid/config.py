@@ -57,6 +57,10 @@ class Settings(BaseSettings):
     wiki_timeout_s: float = Field(5.0, description="Per-request timeout for Wikipedia lookups.")
     wiki_ttl_days: float = Field(30.0, description="How long a cached Wikipedia lookup stays fresh (no new request).")
 
+    # --- tools and offline use ---
+    chromium: str = Field("", description="Chromium executable that prints PDF reports (empty: chromium or chromium-browser on PATH).")
+    offline: bool = Field(False, description="Never try to download pretrained weights: a backbone whose weights are not on the machine is refused at once.")
+
     def resolved_db_url(self) -> str:
         if self.db_url:
             return self.db_url
@@ -65,3 +69,17 @@ class Settings(BaseSettings):
 
 def get_settings() -> Settings:
     return Settings()
+
+
+def settings_table() -> str:
+    """Every setting as a Markdown table (docs/configuration.md holds it; a test keeps the two equal)."""
+    rows = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "number of cores (at most 8)"
+        elif field.default in (None, ""):
+            default = "empty"
+        else:
+            default = f"`{field.default}`"
+        rows.append(f"| `SNAPID_{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows) + "\n"

@@ -15,7 +15,9 @@ from PIL import Image
 
 from snapid.workspace import Workspace
 
-SHARED_DATASETS = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
+# the real photo sets (flowers12/, birds100/, fruits/): SNAPID_TEST_DATASETS, else ../shared/datasets beside the repository
+SHARED_DATASETS = Path(os.environ.get("SNAPID_TEST_DATASETS") or
+                       Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
 
 
 def shared_dataset(name: str) -> Path:

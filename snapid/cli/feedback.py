@@ -57,7 +57,9 @@ def promote(
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:
     """Evaluate CANDIDATE and CURRENT on the same fixed test split; promote the candidate only when it is
-    better by the margin (its bundle goes to <workspace>/bundles/<dataset>-promoted, which a server watches)."""
+    better by the margin. Its bundle goes to <workspace>/bundles/<dataset>-promoted: a server started on that
+    folder (`snapid serve <workspace>/bundles/<dataset>-promoted`) loads each new promotion within
+    SNAPID_RELOAD_POLL_S seconds, without a restart."""
     from snapid.feedback.promote import promote as decide
 
     result = decide(candidate, over=over, workspace=workspace(), engine=engine(), margin=margin, split=split,

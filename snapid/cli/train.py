@@ -61,6 +61,8 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="Fine-tune epochs (phase 2; 0 skips it)."),
     probe_epochs: Optional[int] = typer.Option(None, "--probe-epochs", help="Head-only epochs on cached features (phase 1; 0 skips it)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
+    optimizer: Optional[str] = typer.Option(None, help="adamw (default), sgd or rmsprop: fine-tuning and AdamW-style "
+                                            "probe epochs (momentum, alpha and lr in --config)."),
     augment: Optional[str] = typer.Option(None, help="none, light, medium or heavy."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (see docs/training.md); flags override it."),
     name: Optional[str] = typer.Option(None, help="Run name (default: DATASET-MODEL, numbered)."),
@@ -83,7 +85,7 @@ def train(
 
     if not dataset and not resume:
         raise SnapidError("give a DATASET to train on, or --resume RUN", code="usage")
-    overrides = {"model": model, "budget": budget, "finetune_epochs": epochs, "probe_epochs": probe_epochs, "batch_size": batch_size,
+    overrides = {"model": model, "budget": budget, "finetune_epochs": epochs, "probe_epochs": probe_epochs, "batch_size": batch_size, "optimizer": optimizer,
                  "augment": augment, "weights": weights, "device": device, "seed": seed,
                  "pretrained": False if no_pretrained else None}
     cfg = TrainConfig.load(config, overrides)

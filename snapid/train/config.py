@@ -29,7 +29,7 @@ class TrainConfig(BaseModel):
     crop: Literal["auto", "none", "boxes"] = Field("auto", description="Train on box crops: auto = when most photos have boxes.")
     pad: float = Field(0.1, ge=0, le=2, description="Box crop padding, a fraction of the box's longer side.")
     resize: Literal["crop", "letterbox"] = Field("crop", description="Fit photos by centre crop or letterbox.")
-    batch_size: int = Field(32, ge=1, le=4096, description="Images per step (halved automatically on GPU out-of-memory).")
+    batch_size: int = Field(32, ge=1, le=4096, description="Images per step (fine-tuning halves it on GPU out-of-memory).")
     augment: Literal["none", "light", "medium", "heavy"] = Field("medium", description="Augmentation preset (kornia, on the device).")
     rrc_scale: tuple[float, float] = Field((0.6, 1.0), description="RandomResizedCrop area range; (0.08, 1) cuts objects apart.")
     imbalance: Literal["auto", "none", "inverse", "effective", "sampler"] = Field(
@@ -47,7 +47,11 @@ class TrainConfig(BaseModel):
     lr: float = Field(3e-4, gt=0, description="Fine-tune learning rate of the head and the top group.")
     lr_decay: float = Field(0.3, gt=0, le=1, description="Each group toward the stem gets this times the next one's rate.")
     warmup_epochs: float = Field(1.0, ge=0, description="Linear warmup before the cosine decay.")
-    weight_decay: float = Field(0.01, ge=0, description="AdamW decoupled weight decay.")
+    optimizer: Literal["adamw", "sgd", "rmsprop"] = Field(
+        "adamw", description="Optimiser of fine-tuning and AdamW-style probe epochs: adamw, sgd (with momentum) or rmsprop (momentum, alpha).")
+    momentum: float = Field(0.9, ge=0, lt=1, description="Momentum of sgd and rmsprop.")
+    alpha: float = Field(0.9, gt=0, lt=1, description="rmsprop: smoothing of the squared-gradient average (Keras' rho).")
+    weight_decay: float = Field(0.01, ge=0, description="Weight decay: decoupled for adamw, an L2 term for sgd and rmsprop.")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Cross-entropy label smoothing.")
     # control
     patience: int = Field(5, ge=1, description="Stop a phase after this many epochs without improvement.")

@@ -18,7 +18,7 @@ from snapid.train import lbfgs
 from snapid.train.features import extract, feature_cache, frozen_backbone, view_transform
 from snapid.train.loop import (Timer, predict_features, predict_images, score, set_lr, train_epoch, train_head_epoch,
                                warmup_cosine)
-from snapid.train.setup import class_weights, param_groups, sample_weights
+from snapid.train.setup import class_weights, make_optimizer, param_groups, sample_weights
 
 HEAD_BATCH = 256  # the head is tiny: large batches on cached features
 PROBE_SAVE_EVERY_S = 5.0  # a killed probe loses at most this much head training (its features are recomputed anyway)
@@ -115,7 +115,7 @@ def _adamw_probe(state, net, head, feats, labels, val_feats, val_labels, *, loss
                  num_classes) -> None:
     """Epochs of AdamW over the cached features (MLP heads, or probe_solver: adamw), with early stopping."""
     cfg, info, rep = state.config, state.info, state.reporter
-    optimizer = torch.optim.AdamW(head.parameters(), lr=cfg.probe_lr, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(head.parameters(), cfg, lr=cfg.probe_lr)
     if resume_state and resume_state["progress"]["phase"] == "probe":
         optimizer.load_state_dict(resume_state["optimizer"])
     start = state.progress["phase_start"]
@@ -160,7 +160,7 @@ def finetune_phase(state, model, *, train, val, augment, normalize, train_loss, 
     net.unfreeze(cfg.unfreeze or None)
     groups = param_groups(net, cfg.unfreeze, cfg.lr, cfg.lr_decay)
     base_lrs = [g["lr"] for g in groups]
-    optimizer = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    optimizer = make_optimizer(groups, cfg)
     batch = cfg.batch_size
     if resume_state and resume_state["progress"]["phase"] == "finetune":
         optimizer.load_state_dict(resume_state["optimizer"])

@@ -79,6 +79,16 @@ def losses(weights: torch.Tensor | None, smoothing: float, device: torch.device)
     return train_loss, nn.CrossEntropyLoss()
 
 
+def make_optimizer(params, cfg: TrainConfig, lr: float | None = None) -> torch.optim.Optimizer:
+    """The configured optimiser over ``params`` (parameters, or groups each with its own "lr")."""
+    common = {"weight_decay": cfg.weight_decay, **({"lr": lr} if lr is not None else {})}
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, momentum=cfg.momentum, nesterov=cfg.momentum > 0, **common)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, alpha=cfg.alpha, momentum=cfg.momentum, **common)
+    return torch.optim.AdamW(params, **common)
+
+
 def param_groups(model, unfreeze: int, lr: float, decay: float) -> list[dict]:
     """The head and the top group at ``lr``; each group toward the stem gets ``decay`` times less."""
     groups = model.groups()

@@ -15,7 +15,7 @@ from snapid.data.sources.common import ImageIndex, rel_path, walk_files
 from snapid.data.sources.detect import detect_format, read_source
 from snapid.errors import AnnotationError, DatasetError, NotFound
 
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+from tests.conftest import SHARED_DATASETS as SHARED  # noqa: E402
 
 
 def img(path: Path, size=(40, 30), colour=(200, 30, 30)) -> Path:

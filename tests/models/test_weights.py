@@ -17,8 +17,8 @@ from PIL import Image
 from snapid.errors import SnapidError
 from snapid.models import create
 from snapid.models import weights as W
+from tests.conftest import SHARED_DATASETS
 
-SHARED_DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 DAISY = 985  # ImageNet-1k class index of "daisy"
 
 
