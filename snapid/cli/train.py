@@ -63,7 +63,10 @@ def train(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
     optimizer: Optional[str] = typer.Option(None, help="adamw (default), sgd or rmsprop: fine-tuning and AdamW-style "
                                             "probe epochs (momentum, alpha and lr in --config)."),
-    augment: Optional[str] = typer.Option(None, help="none, light, medium or heavy."),
+    augment: Optional[str] = typer.Option(None, help="A preset: none, light, medium (default) or heavy; or operations "
+                                          "separated by commas, NAME or NAME=VALUE (a range LOW:HIGH), from: hflip, vflip, "
+                                          "rotate, translate, scale, shear, crop, blur, color_jitter, grayscale, erase; "
+                                          "e.g. hflip,vflip,rotate=20,scale=0.8:1.2,blur=3 (docs/training.md)."),
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (see docs/training.md); flags override it."),
     name: Optional[str] = typer.Option(None, help="Run name (default: DATASET-MODEL, numbered)."),
     resume: Optional[str] = typer.Option(None, help="Continue a stopped or crashed run from its last checkpoint."),
@@ -79,6 +82,7 @@ def train(
     Every epoch is written to the workspace database as it ends (`snapid runs show RUN`).
     Ctrl-C stops cleanly; `--resume RUN` continues where it stopped.
     """
+    from snapid.train.augment import augment_from_flag
     from snapid.train.budget import parse_budget
     from snapid.train.config import TrainConfig
     from snapid.train.fit import train as run_training
@@ -86,7 +90,7 @@ def train(
     if not dataset and not resume:
         raise SnapidError("give a DATASET to train on, or --resume RUN", code="usage")
     overrides = {"model": model, "budget": budget, "finetune_epochs": epochs, "probe_epochs": probe_epochs, "batch_size": batch_size, "optimizer": optimizer,
-                 "augment": augment, "weights": weights, "device": device, "seed": seed,
+                 "augment": augment_from_flag(augment) if augment else None, "weights": weights, "device": device, "seed": seed,
                  "pretrained": False if no_pretrained else None}
     cfg = TrainConfig.load(config, overrides)
     if cfg.budget is not None and cfg.budget.strip().lower() in ("none", "off", "0"):

@@ -81,7 +81,12 @@ def quantize_int8(model_fp32: bytes, reader: CalibrationDataReader) -> bytes:
         fp32.write_bytes(model_fp32)
         # symbolic shape inference + ONNX optimisations first, as ORT's quantisation guide asks:
         # the quantiser then sees fused Conv+BN and known shapes
-        quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
+        try:
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
+        except Exception:  # noqa: BLE001 (ORT raises a bare Exception)
+            # TensorFlow-style "same" padding (EfficientNet-Lite) computes its pads from the input's shape, which
+            # the symbolic pass cannot follow; ONNX's own shape inference and optimisations still run
+            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(int8), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from snapid.errors import SnapidError
 
@@ -30,7 +30,7 @@ class TrainConfig(BaseModel):
     pad: float = Field(0.1, ge=0, le=2, description="Box crop padding, a fraction of the box's longer side.")
     resize: Literal["crop", "letterbox"] = Field("crop", description="Fit photos by centre crop or letterbox.")
     batch_size: int = Field(32, ge=1, le=4096, description="Images per step (fine-tuning halves it on GPU out-of-memory).")
-    augment: Literal["none", "light", "medium", "heavy"] = Field("medium", description="Augmentation preset (kornia, on the device).")
+    augment: str | list = Field("medium", description="Augmentation (kornia, on the device): a preset (none, light, medium, heavy) or a list of operations, e.g. [hflip, vflip, {rotate: 20}, {blur: 3}] (docs/training.md).")
     rrc_scale: tuple[float, float] = Field((0.6, 1.0), description="RandomResizedCrop area range; (0.08, 1) cuts objects apart.")
     imbalance: Literal["auto", "none", "inverse", "effective", "sampler"] = Field(
         "auto", description="Class imbalance: weighted loss (inverse / effective number), balanced sampler; auto = effective when max/min > 5.")
@@ -60,6 +60,14 @@ class TrainConfig(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0: read in the main process; the cache is fast).")
 
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _known_augmentation(cls, value):
+        from snapid.train.augment import parse_augment
+
+        parse_augment(value)  # ValueError names the entry at fault
+        return list(value) if isinstance(value, tuple) else value
+
     @classmethod
     def load(cls, path: Path | None, overrides: dict) -> "TrainConfig":
         """A YAML file (optional) with CLI overrides on top; errors name the file and the key."""
@@ -78,7 +86,8 @@ class TrainConfig(BaseModel):
             where = f"{path}: " if path else ""
             first = exc.errors()[0]
             key = ".".join(str(p) for p in first["loc"])
-            raise SnapidError(f"{where}option {key!r}: {first['msg']}", code="bad_config") from None
+            message = first["msg"].removeprefix("Value error, ")
+            raise SnapidError(f"{where}option {key!r}: {message}", code="bad_config") from None
 
     def public(self) -> dict:
         return self.model_dump(mode="json")
