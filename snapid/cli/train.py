@@ -75,6 +75,8 @@ def train(
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train from scratch (no ImageNet weights)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     seed: Optional[int] = typer.Option(None, help="Random seed."),
+    seeds: int = typer.Option(1, "--seeds", min=1, max=20, help="Train this many runs (seeds SEED, SEED+1, ...) and "
+                              "report the mean ± standard deviation of test top-1 and macro-F1."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
 ) -> None:
     """Train a classifier on a prepared dataset: frozen-backbone probe, then fine-tuning.
@@ -97,6 +99,11 @@ def train(
         cfg = cfg.model_copy(update={"budget": None})
     elif cfg.budget is not None:
         parse_budget(cfg.budget)  # a bad duration stops here, before any work
+    if seeds > 1:
+        if resume:
+            raise SnapidError("--seeds starts new runs; resume them one by one with --resume RUN", code="usage")
+        _train_seeds(dataset, cfg, seeds, name=name, version=version, as_json=as_json)
+        return
     with RichReporter(quiet=as_json) as reporter:
         summary = run_training(dataset or "", cfg, workspace=workspace(), engine=engine(), name=name, resume=resume,
                                version=version, reporter=reporter, workers=settings().workers)
@@ -106,7 +113,37 @@ def train(
         emit_json(summary)
         return
     figures = "  ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float))
-    console.print(f"[green]done[/]: best epoch {summary['best_epoch']}  {figures}")
+    console.print(f"[green]done[/]: run {summary['name']}, best epoch {summary['best_epoch']}  {figures}",
+                  highlight=False)
+    console.print(f"next: `snapid eval {summary['name']}` (calibration and a report), then "
+                  f"`snapid serve {summary['name']}`", markup=False, highlight=False)
+
+
+def _train_seeds(dataset: str, cfg, seeds: int, *, name: str | None, version: int | None, as_json: bool) -> None:
+    """The same recipe trained with several seeds; the spread says how much of a difference is chance."""
+    import numpy as np
+
+    from snapid.train.fit import train as run_training
+
+    summaries = []
+    for k in range(seeds):
+        seeded = cfg.model_copy(update={"seed": cfg.seed + k})
+        with RichReporter(quiet=as_json) as reporter:
+            summaries.append(run_training(dataset, seeded, workspace=workspace(), engine=engine(),
+                                          name=f"{name}-s{cfg.seed + k}" if name else None, version=version,
+                                          reporter=reporter, workers=settings().workers))
+    split = "test" if all("test_top1" in s for s in summaries) else "val"
+    spread = {}
+    for key in ("top1", "macro_f1"):
+        values = np.array([s[f"{split}_{key}"] for s in summaries], dtype=float)
+        spread[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)), "values": values.tolist()}
+    if as_json:
+        emit_json({"split": split, "seeds": seeds, "runs": [s.get("name") for s in summaries], **spread,
+                   "summaries": summaries})
+        return
+    console.print(f"[green]done[/]: {seeds} seeds on the {split} split: top-1 {spread['top1']['mean']:.4f} ± "
+                  f"{spread['top1']['std']:.4f}, macro-F1 {spread['macro_f1']['mean']:.4f} ± "
+                  f"{spread['macro_f1']['std']:.4f}", highlight=False)
 
 
 runs_app = typer.Typer(help="Training runs recorded in the workspace database.", no_args_is_help=True)

@@ -72,6 +72,11 @@ def tune(
                   f"config saved to {result['best_config']}", highlight=False)
 
 
+def _mean_std(row: dict, key: str) -> str:
+    std = row.get(f"{key}_std")
+    return _num(row[key], ".4f") + (f" ± {std:.4f}" if std is not None else "")
+
+
 def compare(
     dataset: str = typer.Argument(..., help="Dataset name."),
     models: str = typer.Option(..., "--models", help="Backbones, comma separated, e.g. custom_cnn,resnet50,vgg16,mobilenet_v2."),
@@ -83,6 +88,8 @@ def compare(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options: the one recipe every model gets."),
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train every model from scratch."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    seeds: int = typer.Option(1, "--seeds", min=1, max=20, help="Train each model this many times (seeds 0, 1, ...) "
+                              "and report the mean ± standard deviation: results move between runs."),
     as_json: bool = typer.Option(False, "--json", help="Print the leaderboard as JSON on stdout."),
 ) -> None:
     """Train several backbones with one recipe (same input size, head, loss and optimiser) and rank them.
@@ -97,7 +104,7 @@ def compare(
                         device=device, pretrained=False if no_pretrained else None)
     with RichReporter(quiet=as_json) as reporter:
         result = run_compare(dataset, models.split(","), base, workspace=workspace(), engine=engine(), name=name,
-                             reporter=reporter, workers=settings().workers)
+                             reporter=reporter, workers=settings().workers, seeds=seeds)
     if as_json:
         emit_json(result)
         return
@@ -113,9 +120,12 @@ def compare(
             table.add_row(r["model"], r["status"], "-", "-", "-", "-")
             continue
         params = f"{r['parameters'] / 1e6:.2f} M" if r["parameters"] else "-"
-        table.add_row(r["model"], _num(r["top1"], ".4f"), _num(r["macro_f1"], ".4f"), params,
+        table.add_row(r["model"], _mean_std(r, "top1"), _mean_std(r, "macro_f1"), params,
                       _num(r["images_per_s"], ".0f"), _num(r["train_seconds"], ".1f"))
     console.print(table)
+    for r in result["leaderboard"]:  # which recipe each row got, and why (a from-scratch model is not probed)
+        if r.get("recipe"):
+            console.print(f"{r['model']}: {r['recipe']}", markup=False, highlight=False)
     for r in result["leaderboard"]:
         if r["status"] != "completed":
             console.print(f"{r['model']} failed: {r['error']}", style="red", markup=False, highlight=False)

@@ -17,6 +17,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from sqlalchemy import Engine
 
@@ -81,9 +82,27 @@ def error_text(exc: BaseException) -> str:
 
 
 # --- compare -----------------------------------------------------------------------------------
-def recipe(base: TrainConfig, model: str, size: int) -> TrainConfig:
-    """The base config with only the backbone swapped and the input size forced."""
-    return TrainConfig(**{**base.public(), "model": model, "size": size})
+def from_scratch(base: TrainConfig, model: str) -> bool:
+    """A model with no pretrained weights to start from: frozen features of random convolutions mean nothing."""
+    return not base.pretrained or registry.get_spec(model).default_weights is None
+
+
+def recipe(base: TrainConfig, model: str, size: int) -> tuple[TrainConfig, str]:
+    """The base config with the backbone swapped and the input size forced, and what the row says of it.
+
+    A pretrained backbone keeps the base recipe (probe, then the base's fine-tuning). A model without
+    pretrained weights trains every layer from the start, with its own epochs and learning rate (a probe
+    of random features is meaningless); head, loss, optimiser, augmentation and size stay the same."""
+    config = TrainConfig(**{**base.public(), "model": model, "size": size})
+    if not from_scratch(base, model):
+        return config, "pretrained: frozen-feature probe" + (f", then {base.finetune_epochs} fine-tune epochs"
+                                                              if base.finetune_epochs else "")
+    config = config.model_copy(update={"pretrained": False, "probe_epochs": 0, "finetune_epochs": base.scratch_epochs,
+                                       "unfreeze": 0, "lr": base.scratch_lr, "warmup_epochs": 1.0,
+                                       "patience": max(base.patience, 10)})
+    why = "no pretrained weights" if base.pretrained else "pretrained: false"
+    return config, (f"from scratch ({why}): all layers, {base.scratch_epochs} epochs at lr {base.scratch_lr:g}, "
+                    f"augment {base.augment if isinstance(base.augment, str) else 'list'}")
 
 
 def inference_speed(model: torch.nn.Module, size: int, device: torch.device, *, batch: int = SPEED_BATCH,
@@ -110,13 +129,38 @@ def _measure(run: dict, size: int, device: torch.device) -> float:
     return inference_speed(registry.from_config(meta["model"]), size, device)
 
 
-def _row(model: str, run_name: str, *, run: dict | None, error: str = "", speed: float | None = None) -> dict:
+def _row(model: str, run_name: str, *, run: dict | None, error: str = "", speed: float | None = None,
+         recipe: str = "") -> dict:
     summary = (run or {}).get("summary") or {}
     split = "test" if "test_top1" in summary else "val"
     return {"model": model, "run": run_name, "status": run["status"] if run else "failed",
             "top1": summary.get(f"{split}_top1"), "macro_f1": summary.get(f"{split}_macro_f1"), "split": split,
             "parameters": summary.get("parameters"), "images_per_s": speed,
-            "train_seconds": run.get("seconds") if run else None, "error": error or (run or {}).get("error", "")}
+            "train_seconds": run.get("seconds") if run else None, "error": error or (run or {}).get("error", ""),
+            "recipe": _ran(recipe, run)}
+
+
+def _over_seeds(repeats: list[dict]) -> dict:
+    """One row for a model trained with several seeds: mean top-1 and macro-F1, their standard deviations, the runs."""
+    row = dict(repeats[0])
+    for key in ("top1", "macro_f1"):
+        values = np.array([r[key] for r in repeats if r[key] is not None], dtype=float)
+        row[key] = float(values.mean()) if len(values) else None
+        row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+    row["train_seconds"] = float(np.mean([r["train_seconds"] or 0.0 for r in repeats]))
+    row["runs"] = [r["run"] for r in repeats]
+    row["seeds"] = len(repeats)
+    return row
+
+
+def _ran(recipe: str, run: dict | None) -> str:
+    """The recipe, and how many fine-tune epochs the time budget let it run when it cut them short."""
+    summary = (run or {}).get("summary") or {}
+    planned = ((run or {}).get("config") or {}).get("finetune_epochs")
+    done = summary.get("finetune_epochs_run")
+    if planned and done is not None and done < planned:
+        return f"{recipe} (the budget stopped it after {done})"
+    return recipe
 
 
 def leaderboard(rows: list[dict]) -> list[dict]:
@@ -127,8 +171,9 @@ def leaderboard(rows: list[dict]) -> list[dict]:
 
 
 def compare(dataset: str, models: list[str], base: TrainConfig, *, workspace: Workspace, engine: Engine,
-            name: str | None, reporter: Reporter | None = None, workers: int = 1) -> dict:
-    """Train each backbone with the same recipe; returns {comparison, size, split, leaderboard, path}."""
+            name: str | None, reporter: Reporter | None = None, workers: int = 1, seeds: int = 1) -> dict:
+    """Train each backbone with the same recipe (``seeds`` times, seeds base.seed, base.seed + 1, ...); returns
+    {comparison, size, split, leaderboard, path}. With several seeds a row holds the mean and standard deviation."""
     reporter = reporter or Reporter()
     models = list(dict.fromkeys(m.strip() for m in models if m.strip()))  # keep order, drop repeats
     if len(models) < 2:
@@ -142,20 +187,28 @@ def compare(dataset: str, models: list[str], base: TrainConfig, *, workspace: Wo
         version = crud.load_manifest_version(s, name=dataset)  # pinned: every model sees the same data
     group = free_group_name(engine, workspace, name or f"{dataset}-compare", explicit=name is not None)
     device = pick_device(base.device)
+    if seeds < 1:
+        raise SnapidError(f"--seeds {seeds}: must be 1 or more", code="bad_config")
     rows = []
     for i, model in enumerate(models, 1):
-        run_name = f"{group}-{model.replace('/', '-')}"
-        reporter.note(f"model {i}/{len(models)}: {model} at {size} px (run {run_name})")
-        try:
-            train(dataset, recipe(base, model, size), workspace=workspace, engine=engine, name=run_name, version=version,
-                  reporter=reporter, kind="compare", parent=group, workers=workers)
-        except Exception as exc:  # one backbone failing must not stop the others; Ctrl-C still stops all
-            settle_run(engine, run_name, "failed", error_text(exc))
-            reporter.note(f"{model} failed: {error_text(exc)}")
-            rows.append(_row(model, run_name, run=_get(engine, run_name), error=error_text(exc)))
-            continue
-        run = _get(engine, run_name)
-        rows.append(_row(model, run_name, run=run, speed=_measure(run, size, device)))
+        config, how = recipe(base, model, size)
+        repeats = []
+        for k in range(seeds):
+            run_name = f"{group}-{model.replace('/', '-')}" + (f"-s{base.seed + k}" if seeds > 1 else "")
+            reporter.note(f"model {i}/{len(models)}: {model} at {size} px, {how}"
+                          f"{f', seed {base.seed + k}' if seeds > 1 else ''} (run {run_name})")
+            try:
+                train(dataset, config.model_copy(update={"seed": base.seed + k}), workspace=workspace, engine=engine,
+                      name=run_name, version=version, reporter=reporter, kind="compare", parent=group, workers=workers)
+            except Exception as exc:  # one backbone failing must not stop the others; Ctrl-C still stops all
+                settle_run(engine, run_name, "failed", error_text(exc))
+                reporter.note(f"{model} failed: {error_text(exc)}")
+                repeats = [_row(model, run_name, run=_get(engine, run_name), error=error_text(exc), recipe=how)]
+                break
+            run = _get(engine, run_name)
+            speed = _measure(run, size, device) if k == 0 else repeats[0]["images_per_s"]
+            repeats.append(_row(model, run_name, run=run, speed=speed, recipe=how))
+        rows.append(_over_seeds(repeats) if len(repeats) > 1 else repeats[0])
     board = leaderboard(rows)
     path = workspace.runs / group / "leaderboard.json"
     result = {"comparison": group, "dataset": dataset, "dataset_version": version, "size": size,

@@ -53,6 +53,9 @@ class TrainConfig(BaseModel):
     alpha: float = Field(0.9, gt=0, lt=1, description="rmsprop: smoothing of the squared-gradient average (Keras' rho).")
     weight_decay: float = Field(0.01, ge=0, description="Weight decay: decoupled for adamw, an L2 term for sgd and rmsprop.")
     label_smoothing: float = Field(0.1, ge=0, lt=1, description="Cross-entropy label smoothing.")
+    # models without pretrained weights (custom_cnn, or pretrained: false) in `snapid compare`
+    scratch_epochs: int = Field(30, ge=1, description="snapid compare: epochs of a model trained from scratch (all layers, no probe).")
+    scratch_lr: float = Field(1e-3, gt=0, description="snapid compare: learning rate of a model trained from scratch.")
     # control
     patience: int = Field(5, ge=1, description="Stop a phase after this many epochs without improvement.")
     monitor: Literal["val_top1", "val_loss", "val_macro_f1"] = Field("val_loss", description="Metric for early stopping and the best checkpoint (val_loss is steadier on small validation sets).")

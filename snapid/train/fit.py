@@ -55,6 +55,7 @@ class RunState:
     saved_at: float = field(default_factory=time.monotonic)
     deadline: float | None = None  # time.monotonic() by which the budget runs out: no fine-tuning epoch starts past it
     plan: dict | None = None
+    finetune_epochs_run: int | None = None  # how many fine-tune epochs ran (the budget may stop them early)
     started: float = field(default_factory=time.monotonic)
 
     def better(self, value: float) -> bool:
@@ -281,7 +282,7 @@ def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
     model.to(state.device)
     _, best_meta, _ = load_checkpoint(state.folder, "best")
     best = best_meta["metrics"]
-    summary = {"best_epoch": best_meta["epoch"], "val_loss": best["val_loss"],
+    summary = {"name": state.name, "best_epoch": best_meta["epoch"], "val_loss": best["val_loss"],
                **{f"val_{k}": best[k] for k in ("top1", "top5", "macro_f1")}}
     if len(test_set):  # inference only: the folded (conv+BN) backbone is about 2x faster
         net = unwrap(model).eval()
@@ -296,6 +297,8 @@ def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
         summary["test_macro_top1"] = macro_topk(logits, labels, 1)
     summary["parameters"] = sum(p.numel() for p in model.parameters())
     summary["seconds"] = round(time.monotonic() - state.started, 1)
+    if state.finetune_epochs_run is not None:
+        summary["finetune_epochs_run"] = state.finetune_epochs_run
     if state.plan is not None:
         summary["plan"] = state.plan["text"]
     _close(state, "completed", "", summary)

@@ -205,6 +205,7 @@ def finetune_phase(state, model, *, train, val, augment, normalize, train_loss, 
         stop = dist_util.broadcast(info, state.end_epoch(net, epoch, "finetune", metrics, optimizer.state_dict(),
                                                          {"batch_size": batch}))
         last_seconds = timer.seconds
+        state.finetune_epochs_run = k + 1
         if stop:
             break
     state.progress["phase_done"] = True

@@ -206,3 +206,15 @@ def test_two_trainings_share_one_database(shapes, home):
         for i in range(2):
             assert track.get_run(s, name=f"par{i}")["status"] == "completed"
             assert len(track.epochs(s, name=f"par{i}")) == len(WEIGHT_DECAYS) + 2
+
+
+def test_cli_train_with_seeds_reports_mean_and_spread(shapes, home):
+    env = {**os.environ, "SNAPID_HOME": str(home.home), "COLUMNS": "200"}
+    (home.home / "run.yaml").write_text("size: 32\nprobe_views: 1\naugment: none\nbatch_size: 8\n")
+    out = subprocess.run([sys.executable, "-m", "snapid", "train", shapes, "--model", "custom_cnn", "--no-pretrained",
+                          "--epochs", "0", "--seeds", "2", "--name", "sd", "--json", "--config", str(home.home / "run.yaml")],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["runs"] == ["sd-s0", "sd-s1"] and result["seeds"] == 2
+    assert len(result["top1"]["values"]) == 2 and result["top1"]["std"] >= 0

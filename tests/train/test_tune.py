@@ -270,3 +270,31 @@ def test_docs_options_table_matches_train_config():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "training.md").read_text(encoding="utf-8")
     for name, f in TrainConfig.model_fields.items():
         assert f"| `{name}` |" in doc and f.description.replace("|", "\\|") in doc, name
+
+
+def test_a_model_without_pretrained_weights_is_trained_from_scratch_in_a_comparison(shapes, home, engine):
+    """The model-comparison project's fair table: custom_cnn trains all its layers with its own schedule (a probe of
+    random convolutions means nothing), a pretrained backbone keeps the probe; the rows say which recipe each got."""
+    from snapid.track import runs as track
+    from snapid.track.db import transaction
+
+    base = TrainConfig(**{**FAST, "pretrained": True, "finetune_epochs": 0, "scratch_epochs": 2, "scratch_lr": 2e-3,
+                          "size": 32})
+    result = compare(shapes, ["custom_cnn", "efficientnet_lite0"], base, workspace=home, engine=engine, name="fair")
+    rows = {r["model"]: r for r in result["leaderboard"]}
+    assert rows["custom_cnn"]["recipe"].startswith("from scratch (no pretrained weights): all layers, 2 epochs")
+    assert rows["efficientnet_lite0"]["recipe"].startswith("pretrained: frozen-feature probe")
+    with transaction(engine) as s:
+        scratch = [e["phase"] for e in track.epochs(s, name="fair-custom_cnn")]
+        probe = [e["phase"] for e in track.epochs(s, name="fair-efficientnet_lite0")]
+    assert scratch == ["finetune", "finetune"] and set(probe) == {"probe"}
+    assert all(r["status"] == "completed" for r in rows.values())
+
+
+def test_compare_with_seeds_reports_the_spread(shapes, home, engine):
+    base = TrainConfig(**{**FAST, "finetune_epochs": 0})
+    result = compare(shapes, ["custom_cnn", "mobilenet_v2"], TrainConfig(**{**base.public(), "scratch_epochs": 1}),
+                     workspace=home, engine=engine, name="spread", seeds=2)
+    for row in result["leaderboard"]:
+        assert row["seeds"] == 2 and len(row["runs"]) == 2 and row["top1_std"] is not None and row["top1_std"] >= 0
+        assert row["runs"][0].endswith("-s0") and row["runs"][1].endswith("-s1")
