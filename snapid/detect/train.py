@@ -32,6 +32,7 @@ from snapid.track import crud
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.train.checkpoint import load_checkpoint, save_checkpoint
+from snapid.train.oom import in_batches
 from snapid.train.report import Reporter
 from snapid.workspace import Workspace
 
@@ -239,19 +240,23 @@ def _train_epoch(state: DetectState, model, train_set, optimizer, total: int, ep
     model.train()
     losses, seen, started = [], 0, time.perf_counter()
     state.reporter.phase(f"epoch {epoch}", len(loader))
+    chunk = config["batch_size"]  # halved for the rest of the epoch when a step runs out of GPU memory
     for i, (pictures, targets) in enumerate(loader, start=1):
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(p["step"], total, config["lr"])
-        loss = sum(model(pictures, targets).values())
-        if not torch.isfinite(loss):
-            raise SnapidError(f"the training loss became {float(loss)} at epoch {epoch}; try a lower --lr "
-                              f"than {config['lr']}", code="diverged", status=500)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([q for g in optimizer.param_groups for q in g["params"]], CLIP_NORM)
-        optimizer.step()
-        p["step"] += 1
-        losses.append(float(loss.detach()))
+        def step(start: int, stop: int) -> None:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(p["step"], total, config["lr"])
+            optimizer.zero_grad(set_to_none=True)
+            loss = sum(model(pictures[start:stop], targets[start:stop]).values())
+            if not torch.isfinite(loss):
+                raise SnapidError(f"the training loss became {float(loss)} at epoch {epoch}; try a lower --lr "
+                                  f"than {config['lr']}", code="diverged", status=500)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([q for g in optimizer.param_groups for q in g["params"]], CLIP_NORM)
+            optimizer.step()
+            p["step"] += 1
+            losses.append(float(loss.detach()))
+
+        chunk = in_batches(len(pictures), chunk, step, note=state.reporter.note, what="detector training")
         seen += len(pictures)
         state.reporter.progress(i, len(loader), seen / (time.perf_counter() - started))
     return float(np.mean(losses)), seen
@@ -264,9 +269,10 @@ def _validate(model, val_set, classes: list[str]) -> dict:
     for module in model.modules():   # ... but SSDLite's heads have BatchNorm: keep val photos out of its statistics
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.eval()
-    losses = []
+    losses, chunk = [], 4
     for pictures, targets in torch.utils.data.DataLoader(val_set, batch_size=4, collate_fn=collate):
-        losses.append(float(sum(model(pictures, targets).values())))
+        chunk = in_batches(len(pictures), chunk, lambda a, b: losses.append(
+            float(sum(model(pictures[a:b], targets[a:b]).values()))), what="detector validation")
     scores = map_scores(predict_dataset(model, val_set), targets_of(val_set), classes)
     # the runs table has classification columns: mAP@0.5 goes in `top1` so the dashboard draws it
     return {"val_loss": float(np.mean(losses)), "top1": scores["map50"] or 0.0, "map50": scores["map50"] or 0.0,

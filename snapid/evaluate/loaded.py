@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 
 from snapid.track import runs as track
 from snapid.data.cache import PrepareParams, index_path, prepare
-from snapid.data.cached_dataset import CachedDataset, make_loader
+from snapid.data.cached_dataset import CachedDataset
 from snapid.errors import NotFound, SnapidError
 from snapid.models import registry
 from snapid.track import crud
@@ -78,13 +78,16 @@ def predict_logits(model: torch.nn.Module, dataset: CachedDataset, preprocess: d
     """(logits N x C, labels N) for every item; with ``tta`` the logits of the image and its mirror are
     averaged (in log-probability space, so the result stays a valid logit for softmax)."""
     from snapid.train.features import frozen_backbone
+    from snapid.train.oom import in_batches
 
     model.eval()
     # inference only: the conv+BN-folded channels_last backbone is about twice as fast on a CPU
     fast = torch.nn.Sequential(frozen_backbone(model), model.head).to(memory_format=torch.channels_last)
     normalize = Normalize(tuple(preprocess["mean"]), tuple(preprocess["std"]))
     out, labels = [], []
-    for images, y in make_loader(dataset, batch_size, shuffle=False):
+
+    def step(start: int, stop: int) -> None:
+        images, y = dataset.__getitems__(list(range(start, stop)))
         x = normalize(images).contiguous(memory_format=torch.channels_last)
         logits = fast(x).float()
         if tta:
@@ -92,6 +95,9 @@ def predict_logits(model: torch.nn.Module, dataset: CachedDataset, preprocess: d
             logits = (torch.log_softmax(logits, 1) + torch.log_softmax(mirrored, 1)) / 2
         out.append(logits)
         labels.append(y)
+
+    with torch.inference_mode():
+        in_batches(len(dataset), batch_size, step, what="evaluation")  # GPU out-of-memory: halve, go on
     if not out:
         return np.zeros((0, len(dataset.classes)), dtype=np.float32), np.zeros(0, dtype=np.int64)
     return torch.cat(out).numpy(), torch.cat(labels).numpy()

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from snapid.data.cached_dataset import CachedDataset
+from snapid.train.oom import in_batches
 
 
 def frozen_backbone(model) -> nn.Module:
@@ -83,16 +84,19 @@ def fast_dtype(device: torch.device) -> torch.dtype | None:
 @torch.inference_mode()
 def extract(backbone: nn.Module, dataset: CachedDataset, *, transform: nn.Module, device: torch.device, batch_size: int,
             seed: int, indices: np.ndarray | None = None, channels_last: bool = False,
-            on_batch: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+            on_batch: Callable[[int], None] | None = None,
+            note: Callable[[str], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled features (float16 on the CPU, to halve memory) and labels, in dataset order.
 
-    ``backbone``: from frozen_backbone(model), built once per phase (copying and tracing cost ~0.2 s)."""
+    ``backbone``: from frozen_backbone(model), built once per phase (copying and tracing cost ~0.2 s). On GPU
+    out-of-memory the batch is halved and extraction goes on from the same image (``note`` is told)."""
     dtype = fast_dtype(device)
     torch.manual_seed(seed)
     order = np.arange(len(dataset)) if indices is None else indices
     feats, labels = [], []
-    for start in range(0, len(order), batch_size):
-        images, y = dataset.__getitems__(order[start:start + batch_size].tolist())
+
+    def step(start: int, stop: int) -> None:
+        images, y = dataset.__getitems__(order[start:stop].tolist())
         x = transform(images.to(device))
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -101,6 +105,8 @@ def extract(backbone: nn.Module, dataset: CachedDataset, *, transform: nn.Module
         labels.append(y)
         if on_batch:
             on_batch(len(y))
+
+    in_batches(len(order), batch_size, step, note=note, what="feature extraction")
     if not feats:
         return torch.zeros((0, backbone.feature_dim), dtype=torch.float16), torch.zeros(0, dtype=torch.int64)
     return torch.cat(feats), torch.cat(labels)
@@ -130,10 +136,11 @@ def view_transform(view: int, *, normalize: nn.Module, augment: nn.Module) -> nn
 
 def feature_cache(backbone: nn.Module, dataset: CachedDataset, *, augment: nn.Module, normalize: nn.Module, views: int,
                   device: torch.device, batch_size: int, seed: int, channels_last: bool = False,
-                  on_batch: Callable[[int], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  on_batch: Callable[[int], None] | None = None,
+                  note: Callable[[str], None] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Features of ``views`` views of every image (view_transform), view after view, deterministic."""
     parts = [extract(backbone, dataset, transform=view_transform(v, normalize=normalize, augment=augment),
                      device=device, batch_size=batch_size, seed=seed * 1000 + v if v else seed,
-                     channels_last=channels_last, on_batch=on_batch)
+                     channels_last=channels_last, on_batch=on_batch, note=note)
              for v in range(views)]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])

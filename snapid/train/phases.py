@@ -54,16 +54,17 @@ def probe_phase(state, model, *, train, val, augment, normalize, train_loss, val
     if info.enabled:  # each rank embeds a slice; every rank then holds all features, in the same order
         parts = [extract(backbone, train, transform=view_transform(v, normalize=normalize, augment=augment),
                          device=device, batch_size=cfg.batch_size,
-                         seed=cfg.seed * 1000 + v, indices=_shard(len(train), info), channels_last=True, on_batch=tick)
+                         seed=cfg.seed * 1000 + v, indices=_shard(len(train), info), channels_last=True, on_batch=tick,
+                         note=rep.note)
                  for v in range(cfg.probe_views)]
         feats = dist_util.gather_cat(info, torch.cat([p[0] for p in parts]))
         labels = dist_util.gather_cat(info, torch.cat([p[1] for p in parts]))
     else:
         feats, labels = feature_cache(backbone, train, augment=augment, normalize=normalize, views=cfg.probe_views,
                                       device=device, batch_size=cfg.batch_size, seed=cfg.seed, channels_last=True,
-                                      on_batch=tick)
+                                      on_batch=tick, note=rep.note)
     val_feats, val_labels = extract(backbone, val, transform=normalize, device=device, batch_size=cfg.batch_size, seed=cfg.seed,
-                                    channels_last=True, on_batch=tick)
+                                    channels_last=True, on_batch=tick, note=rep.note)
     head = net.head.cpu()  # features live on the CPU; the head is small
     loss_fn = copy.deepcopy(train_loss).cpu()  # a copy: fine-tuning keeps the original on the device
     if state.meta["imbalance"] == "sampler":  # no sampler over features: weight the loss instead

@@ -121,3 +121,31 @@ def test_unknown_and_yolo_models_are_refused_by_name():
     assert caught.value.code == "unknown_model"
     with pytest.raises(SnapidError, match="unknown detector 'detr'"):
         canonical_arch("detr")
+
+
+def test_detector_training_backs_off_on_gpu_out_of_memory(pills, home, engine, monkeypatch):
+    """A (simulated) CUDA out-of-memory error on a training batch halves the batch and the epoch goes on from
+    the same photo: every photo is still trained on, and the run completes."""
+    from snapid.detect import train as detect_train
+
+    calls = []
+
+    def tight_builder(*args, **kwargs):
+        model = build(*args, **kwargs)
+
+        def refuse_big_batches(module, inputs):
+            if module.training and len(inputs[0]) > 1:
+                raise torch.cuda.OutOfMemoryError(f"simulated: {len(inputs[0])} photos do not fit")
+            if module.training:
+                calls.append(len(inputs[0]))
+        model.register_forward_pre_hook(refuse_big_batches)
+        return model
+
+    build = detect_train.build_detector
+    monkeypatch.setattr(detect_train, "build_detector", tight_builder)
+    notes = Epochs()
+    summary = train_detector(pills, workspace=home, engine=engine, epochs=1, name="tight", reporter=notes, **TINY)
+    assert summary["name"] == "tight" and any("batch size halved to 1" in n for n in notes.notes)
+    with transaction(engine) as s:
+        trained_on = track.get_run(s, name="tight")
+    assert trained_on["status"] == "completed" and calls and set(calls) == {1}
