@@ -29,7 +29,7 @@ class TrainConfig(BaseModel):
     crop: Literal["auto", "none", "boxes"] = Field("auto", description="Train on box crops: auto = when most photos have boxes.")
     pad: float = Field(0.1, ge=0, le=2, description="Box crop padding, a fraction of the box's longer side.")
     resize: Literal["crop", "letterbox"] = Field("crop", description="Fit photos by centre crop or letterbox.")
-    batch_size: int = Field(32, ge=1, le=4096, description="Images per step (halved on GPU out-of-memory, going on from the same image: features, fine-tuning, evaluation).")
+    batch_size: int = Field(32, ge=1, le=4096, description="Images per step (halved on GPU out-of-memory: fine-tuning restarts its epoch, features and evaluation go on from the same image).")
     augment: str | list = Field("medium", description="Augmentation (kornia, on the device): a preset (none, light, medium, heavy) or a list of operations, e.g. [hflip, vflip, {rotate: 20}, {blur: 3}] (docs/training.md).")
     rrc_scale: tuple[float, float] = Field((0.6, 1.0), description="RandomResizedCrop area range; (0.08, 1) cuts objects apart.")
     imbalance: Literal["auto", "none", "inverse", "effective", "sampler"] = Field(
