@@ -10,6 +10,7 @@ project lost files silently when unzipping. Unpacking goes to a temporary folder
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import stat
@@ -19,6 +20,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from snapid.data.multipart import INFOZIP, NUMBERED, Parts, find_parts
 from snapid.errors import DatasetError
 
 ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
@@ -38,7 +40,14 @@ class Member:
 
 
 def is_archive(path: Path) -> bool:
-    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+    """A .zip, .tar, .tar.gz or .tgz, or a part of one split into parts (data.zip.001, data.z01)."""
+    name = path.name.lower()
+    return path.is_file() and (name.endswith(ARCHIVE_SUFFIXES) or bool(NUMBERED.match(name) or INFOZIP.match(name)))
+
+
+def _source(archive: Path) -> Parts:
+    """The archive as parts: a split archive's parts (checked complete), else the one file."""
+    return find_parts(archive) or Parts(archive.name, (archive,))
 
 
 def _safe_name(archive: Path, raw: str) -> str:
@@ -73,14 +82,14 @@ def _tar_members(archive: Path, tf: tarfile.TarFile) -> list[Member]:
     return members
 
 
-def _check_totals(archive: Path, members: list[Member], max_bytes: int) -> None:
+def _check_totals(archive: Path, members: list[Member], max_bytes: int, packed: int) -> None:
     if len(members) > MAX_MEMBERS:
         raise ArchiveRejected(f"{archive}: more than {MAX_MEMBERS:,} files; unpack it yourself and import the folder")
     names = [m.name for m in members]
     if len(set(names)) != len(names):
         raise ArchiveRejected(f"{archive}: the same path appears twice; the archive is refused")
     total = sum(m.size for m in members)
-    packed = max(archive.stat().st_size, 1)
+    packed = max(packed, 1)
     if total > MAX_RATIO * packed:
         raise ArchiveRejected(f"{archive}: expands {total / packed:.0f}x (over {MAX_RATIO}x): refused as a possible zip bomb")
     if total > max_bytes:
@@ -103,19 +112,22 @@ def _copy(archive: Path, source, target: Path, declared: int, budget: list[int])
 
 
 def unpack(archive: Path, dest_root: Path, *, max_bytes: int = 64 << 30) -> Path:
-    """Unpack into dest_root/<archive stem>-<sha256 prefix>/ (reused when already complete); returns it."""
+    """Unpack into dest_root/<archive stem>-<sha256 prefix>/ (reused when already complete); returns it.
+    A split archive (data.zip.001 …, data.z01 … data.zip) is read from its parts as one, never joined on disk."""
+    source = _source(archive)
     digest = hashlib.sha256()
-    with open(archive, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            digest.update(chunk)
-    stem = archive.name.split(".")[0] or "archive"
+    for part in source.paths:
+        with open(part, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+    stem = source.name.split(".")[0] or "archive"
     dest = dest_root / f"{stem}-{digest.hexdigest()[:12]}"
     if (dest / ".snapid-unpacked").exists():
         return dest
     dest_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=dest_root))
     try:
-        _unpack_into(archive, tmp, max_bytes)
+        _unpack_into(archive, source, tmp, max_bytes)
         (tmp / ".snapid-unpacked").write_text(archive.name)
         shutil.rmtree(dest, ignore_errors=True)
         os.replace(tmp, dest)
@@ -125,21 +137,22 @@ def unpack(archive: Path, dest_root: Path, *, max_bytes: int = 64 << 30) -> Path
     return dest
 
 
-def _unpack_into(archive: Path, tmp: Path, max_bytes: int) -> None:
+def _unpack_into(archive: Path, source: Parts, tmp: Path, max_bytes: int) -> None:
+    packed = source.size
     try:
-        if archive.name.lower().endswith(".zip"):
-            with zipfile.ZipFile(archive) as zf:
+        if source.name.lower().endswith(".zip"):
+            with source.open() as raw, zipfile.ZipFile(raw) as zf:
                 members = _zip_members(archive, zf)
-                _check_totals(archive, members, max_bytes)
+                _check_totals(archive, members, max_bytes, packed)
                 budget = [sum(m.size for m in members)]
                 by_name = {_safe_name(archive, i.filename): i for i in zf.infolist() if not i.is_dir()}
                 for m in members:
                     with zf.open(by_name[m.name]) as src:  # zipfile checks each member's CRC at its end
                         _copy(archive, src, tmp / m.name, m.size, budget)
         else:
-            with tarfile.open(archive) as tf:
+            with source.open() as raw, tarfile.open(fileobj=io.BufferedReader(raw), mode="r:*") as tf:
                 members = _tar_members(archive, tf)
-                _check_totals(archive, members, max_bytes)
+                _check_totals(archive, members, max_bytes, packed)
                 budget = [sum(m.size for m in members)]
                 for info in tf.getmembers():
                     if info.isfile():
