@@ -96,3 +96,24 @@ def test_the_serving_entry_point_refuses_command_line_placeholders(tmp_path):
 
     with pytest.raises(TypeError, match="keep_days"):
         serve_forever(None, settings=Settings(home=tmp_path), keep_days=typer.Option(None, "--keep-days"))
+
+
+def test_every_command_a_message_names_exists():
+    """`snapid calibrate`, `snapid evaluate`: commands the messages once told users to run, which did not exist."""
+    import re
+
+    from typer.main import get_command
+
+    root = get_command(app)
+    named = set()
+    for path in PACKAGE.rglob("*.py"):
+        named |= set(re.findall(r"`snapid ((?:[a-z][a-z-]*)(?: [a-z][a-z-]*)?)", path.read_text(encoding="utf-8")))
+    missing = []
+    for words in sorted(named):
+        first, _, second = words.partition(" ")
+        command = root.commands.get(first)
+        if command is None:
+            missing.append(words)
+        elif second and hasattr(command, "commands") and second not in command.commands:
+            missing.append(words)
+    assert missing == [], f"messages name commands that do not exist: {missing}"

@@ -87,7 +87,7 @@ def _training(run: dict, model: dict, preprocess: dict, members: list[dict] | No
 def _metrics(metrics: dict[str, dict]) -> str:
     lines = ["## Metrics", ""]
     if not metrics:
-        return "\n".join(lines + ["No evaluation recorded (run `snapid evaluate RUN`).", ""])
+        return "\n".join(lines + ["No evaluation recorded (run `snapid eval RUN`).", ""])
     sources = list(metrics)
     lines += ["| metric | " + " | ".join(sources) + " |", "|---" * (len(sources) + 1) + "|"]
     for key, label in METRIC_ROWS:

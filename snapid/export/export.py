@@ -24,6 +24,7 @@ from torch import nn
 
 from snapid.data.cached_dataset import CachedDataset
 from snapid.errors import SnapidError
+from snapid.evaluate.calibrate import calibrate_run, has_calibration
 from snapid.evaluate.loaded import TrainedRun, load_trained, split_dataset
 from snapid.export import onnx as onnx_export
 from snapid.export.bundle import (
@@ -163,7 +164,7 @@ def calibration_json(name: str, *, engine: Engine) -> dict:
     temperature, threshold = float(stored["temperature"]), float(stored["threshold"])
     if not (np.isfinite(temperature) and temperature > 0 and 0.0 <= threshold <= 1.0):
         raise onnx_export.ExportError(f"run {name!r}: stored calibration temperature {temperature} / threshold "
-                                      f"{threshold} is out of range; run `snapid calibrate {name}` again")
+                                      f"{threshold} is out of range; run `snapid eval {name}` again to refit it")
     return {"temperature": temperature, "threshold": threshold, "calibrated": has_calibration(name, engine=engine),
             "target_accuracy": stored.get("target_accuracy"), "target_coverage": stored.get("target_coverage")}
 
@@ -217,6 +218,10 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
     out = Path(out) if out is not None else workspace.bundles / name
     say(f"loading {name}")
     source = load_source(name, workspace=workspace, engine=engine)
+    if not source.members and not has_calibration(name, engine=engine):
+        # an uncalibrated bundle would never answer "not sure" (threshold 0): fit it now, as `snapid eval` does
+        say(f"{name} has no calibration yet: fitting the temperature and the 'unknown' threshold on its validation split")
+        calibrate_run(name, workspace=workspace, engine=engine)
     say(f"exporting {fmt} and checking it against torch on {len(source.parity_inputs)} {source.parity_split} images")
     model_file, model_bytes, parity = _checked_model(source, fmt)
     int8_report = None
