@@ -48,9 +48,13 @@ def fastai_recipe(root: Path, seconds: float, unfrozen_cost: float) -> dict:
     start = time.perf_counter()
     dls = ImageDataLoaders.from_folder(root, train="train", valid_pct=0.1, seed=0, item_tfms=Resize(224),
                                        batch_tfms=aug_transforms(), bs=BATCH, num_workers=0)
-    # cut=-1: torchvision's MobileNetV2 pools in forward(), so fastai's pooling-layer search finds no cut point;
-    # its body is then `features`, as fastai's model_meta does for other torchvision models
-    learn = vision_learner(dls, mobilenet_v2, metrics=accuracy, pretrained=True, cut=-1)
+    # torchvision's MobileNetV2 pools in forward(), so fastai's pooling-layer search finds no cut point: register
+    # its body (`features`, everything but the classifier) as fastai's model_meta does for other torchvision models
+    from fastai.vision.learner import _default_meta, model_meta
+    from torchvision.models import MobileNet_V2_Weights
+
+    model_meta[mobilenet_v2] = {**_default_meta, "cut": -1, "weights": MobileNet_V2_Weights.IMAGENET1K_V1}
+    learn = vision_learner(dls, mobilenet_v2, metrics=accuracy, pretrained=True)
     # fine_tune(n): freeze, one cycle at base_lr; unfreeze, n cycles with lr slice(base_lr / 100, base_lr / 2)
     learn.freeze()
     frozen_start = time.perf_counter()
