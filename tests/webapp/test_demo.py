@@ -29,7 +29,6 @@ from snapid.track import crud
 from snapid.track.db import transaction
 from tests.helpers import free_port
 from tests.serve.test_dashboard_browser import browser  # noqa: F401  (a module fixture)
-from tests.webapp.conftest import opened  # noqa: F401
 
 pytestmark = pytest.mark.slow
 CROPS_PER_CLASS = 4
