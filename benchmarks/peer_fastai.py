@@ -4,7 +4,8 @@ Peer: fastai's own recipe for a new image task, `vision_learner(dls, mobilenet_v
 ImageDataLoaders.from_folder over the train split (10 % held out for fastai's validation, as snapid
 carves its val split), Resize(224) per item, `aug_transforms()` per batch, batch 64, the learning rate
 fastai uses by default (2e-3), torchvision's MobileNetV2 IMAGENET1K_V1 weights from the same offline
-file snapid uses. fine_tune(n) is one frozen epoch then n unfrozen ones; n is the largest that fits the
+file snapid uses. fine_tune needs at least one unfrozen epoch, so on a slow machine fastai may take longer
+than snapid's time: both times are printed. fine_tune(n) is one frozen epoch then n unfrozen ones; n is the largest that fits the
 time snapid's default run took (one frozen epoch is timed first, an unfrozen epoch costs about
 --unfrozen-cost times it; the unfrozen epochs are written out as fastai's fine_tune does them, so they
 can be counted against the clock). Both are scored on the test split.
@@ -47,7 +48,7 @@ def fastai_recipe(root: Path, seconds: float, unfrozen_cost: float) -> dict:
     mobilenet_v2_imagenet()  # the weights file in torch's hub cache, where torchvision (and so fastai) looks
     start = time.perf_counter()
     dls = ImageDataLoaders.from_folder(root, train="train", valid_pct=0.1, seed=0, item_tfms=Resize(224),
-                                       batch_tfms=aug_transforms(), bs=BATCH, num_workers=0)
+                                       batch_tfms=aug_transforms(), bs=BATCH)  # fastai's default loader workers
     # torchvision's MobileNetV2 pools in forward(), so fastai's pooling-layer search finds no cut point: register
     # its body (`features`, everything but the classifier) as fastai's model_meta does for other torchvision models
     from fastai.vision.learner import _default_meta, model_meta
