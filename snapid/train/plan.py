@@ -72,8 +72,9 @@ def available(model: str) -> bool:
     return all(rows.get(name, False) for name in names)
 
 
-def measured_speed(device: torch.device) -> Speed:
-    """Frozen-feature images/s of a model at a size, measured once per backbone part in this process."""
+def measured_speed(device: torch.device, rounds: int = 1) -> Speed:
+    """Frozen-feature images/s of a model at a size, measured once per backbone part in this process (the best of
+    ``rounds`` rounds)."""
     from snapid.train.features import fast_dtype, frozen_backbone
 
     cache: dict[tuple[str, int], float] = {}
@@ -81,7 +82,8 @@ def measured_speed(device: torch.device) -> Speed:
     def part_speed(name: str, size: int) -> float:
         if (name, size) not in cache:
             model = registry.create(name, 2, pretrained=False).eval().to(device, memory_format=torch.channels_last)
-            cache[name, size] = images_per_second(frozen_backbone(model), size, device=device, dtype=fast_dtype(device))
+            cache[name, size] = images_per_second(frozen_backbone(model), size, device=device, dtype=fast_dtype(device),
+                                                  rounds=rounds)
         return cache[name, size]
 
     def speed(model: str, size: int) -> float:
@@ -105,22 +107,14 @@ def plan_run(config: TrainConfig, *, counts: dict[str, int], device: torch.devic
              speed: Speed | None = None, is_available: Callable[[str], bool] = available) -> tuple[TrainConfig, Plan]:
     """The config with what was left to the plan filled in, and the plan (to print before training)."""
     budget = parse_budget(config.budget) if config.budget else None
-    speed = speed or measured_speed(device)
-    if config.model == "auto":
-        ladder = [(m, v) for m, v in CANDIDATES if not config.pretrained or is_available(m)] or [(FALLBACK, 1)]
-    else:
-        ladder = [(config.model, 2), (config.model, 1)]
-    if config.probe_views is not None:
-        ladder = list(dict.fromkeys((m, config.probe_views) for m, _ in ladder))
-    choice = None
-    for model, views in ladder:
-        size = config.size or registry.get_spec(model).input_size
-        seconds = estimate(views=views, finetune_epochs=config.finetune_epochs or 0, counts=counts,
-                           speed=speed(model, size))
-        choice = (model, size, views, seconds)
-        if budget is None or seconds <= budget:
-            break
-    model, size, views, seconds = choice  # the cheapest candidate when none fits: a run, even over budget
+    ladder = _ladder(config, is_available)
+    if speed is None:
+        # one quick round per backbone; only when that rules out the most accurate candidate does the best of
+        # three rounds decide, so that a busy moment of a shared machine does not shrink the plan
+        speed = measured_speed(device, rounds=1)
+        if _choose(ladder, config, counts, speed, budget)[0] != ladder[0]:
+            speed = measured_speed(device, rounds=3)
+    (model, views), size, seconds = _choose(ladder, config, counts, speed, budget)
     epochs = config.finetune_epochs
     if epochs is None:
         epochs = 0
@@ -133,6 +127,30 @@ def plan_run(config: TrainConfig, *, counts: dict[str, int], device: torch.devic
     plan = Plan(model, size, views, epochs, seconds, budget, device.type)
     planned = config.model_copy(update={"model": model, "probe_views": views, "finetune_epochs": epochs})
     return planned, plan
+
+
+def _ladder(config: TrainConfig, is_available: Callable[[str], bool]) -> list[tuple[str, int]]:
+    """The candidates (model, views) the user's options leave, most accurate first."""
+    if config.model == "auto":
+        ladder = [(m, v) for m, v in CANDIDATES if not config.pretrained or is_available(m)] or [(FALLBACK, 1)]
+    else:
+        ladder = [(config.model, 2), (config.model, 1)]
+    if config.probe_views is not None:
+        ladder = list(dict.fromkeys((m, config.probe_views) for m, _ in ladder))
+    return ladder
+
+
+def _choose(ladder: list[tuple[str, int]], config: TrainConfig, counts: dict[str, int], speed: Speed,
+            budget: float | None) -> tuple[tuple[str, int], int, float]:
+    """The first candidate whose estimate fits the budget, else the last (cheapest): ((model, views), size, s)."""
+    for candidate in ladder:
+        model, views = candidate
+        size = config.size or registry.get_spec(model).input_size
+        seconds = estimate(views=views, finetune_epochs=config.finetune_epochs or 0, counts=counts,
+                           speed=speed(model, size))
+        if budget is None or seconds <= budget:
+            break
+    return candidate, size, seconds
 
 
 def needs_measuring(config: TrainConfig, device: torch.device) -> bool:
