@@ -119,6 +119,11 @@ def snapid_default(root: Path, name: str, extra: list[str]) -> dict:
             "plan": summary.get("plan")}
 
 
+def photo_sets(spec: str) -> list[Path]:
+    """"birds100,flowers12": folders of ../shared/datasets, or paths."""
+    return [Path(item) if os.sep in item else DATASETS / item for item in spec.split(",")]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sets", default="birds100,flowers12", help="Folders of ../shared/datasets, or paths.")
@@ -128,8 +133,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     results = {}
-    for item in args.sets.split(","):
-        root = Path(item) if os.sep in item else DATASETS / item
+    for root in photo_sets(args.sets):
         name = root.name
         row = {}
         if args.only in ("both", "baseline"):

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import DATASETS, mobilenet_v2_imagenet, scores, snapid_default  # noqa: E402
+from accuracy import mobilenet_v2_imagenet, photo_sets, scores, snapid_default  # noqa: E402
 
 BATCH = 64
 LR = 2e-3  # fastai's fine_tune default base_lr
@@ -81,8 +81,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     results = {}
-    for item in args.sets.split(","):
-        root = Path(item) if os.sep in item else DATASETS / item
+    for root in photo_sets(args.sets):
         name = root.name
         ours = snapid_default(root, name, [])
         print(f"{name}: snapid default  top-1 {ours['top1']:.3f}  {ours['seconds']:.0f} s  ({ours['plan']})", flush=True)

@@ -85,20 +85,16 @@ def train(
     Ctrl-C stops cleanly; `--resume RUN` continues where it stopped.
     """
     from snapid.train.augment import augment_from_flag
-    from snapid.train.budget import parse_budget
     from snapid.train.config import TrainConfig
     from snapid.train.fit import train as run_training
 
     if not dataset and not resume:
         raise SnapidError("give a DATASET to train on, or --resume RUN", code="usage")
-    overrides = {"model": model, "budget": budget, "finetune_epochs": epochs, "probe_epochs": probe_epochs, "batch_size": batch_size, "optimizer": optimizer,
-                 "augment": augment_from_flag(augment) if augment else None, "weights": weights, "device": device, "seed": seed,
-                 "pretrained": False if no_pretrained else None}
+    overrides = {"model": model, "budget": budget, "finetune_epochs": epochs, "probe_epochs": probe_epochs,
+                 "batch_size": batch_size, "optimizer": optimizer,
+                 "augment": augment_from_flag(augment) if augment else None, "weights": weights, "device": device,
+                 "seed": seed, "pretrained": False if no_pretrained else None}
     cfg = TrainConfig.load(config, overrides)
-    if cfg.budget is not None and cfg.budget.strip().lower() in ("none", "off", "0"):
-        cfg = cfg.model_copy(update={"budget": None})
-    elif cfg.budget is not None:
-        parse_budget(cfg.budget)  # a bad duration stops here, before any work
     if seeds > 1:
         if resume:
             raise SnapidError("--seeds starts new runs; resume them one by one with --resume RUN", code="usage")
@@ -121,8 +117,7 @@ def train(
 
 def _train_seeds(dataset: str, cfg, seeds: int, *, name: str | None, version: int | None, as_json: bool) -> None:
     """The same recipe trained with several seeds; the spread says how much of a difference is chance."""
-    import numpy as np
-
+    from snapid.evaluate.metrics import mean_and_std
     from snapid.train.fit import train as run_training
 
     summaries = []
@@ -135,8 +130,9 @@ def _train_seeds(dataset: str, cfg, seeds: int, *, name: str | None, version: in
     split = "test" if all("test_top1" in s for s in summaries) else "val"
     spread = {}
     for key in ("top1", "macro_f1"):
-        values = np.array([s[f"{split}_{key}"] for s in summaries], dtype=float)
-        spread[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)), "values": values.tolist()}
+        values = [s[f"{split}_{key}"] for s in summaries]
+        mean, std = mean_and_std(values)
+        spread[key] = {"mean": mean, "std": std, "values": values}
     if as_json:
         emit_json({"split": split, "seeds": seeds, "runs": [s.get("name") for s in summaries], **spread,
                    "summaries": summaries})

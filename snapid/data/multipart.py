@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import io
 import re
-from glob import escape as glob_escape
 import struct
 from dataclasses import dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 
 from snapid.errors import DatasetError
@@ -182,9 +182,8 @@ def _rebased_zip(joined: JoinedFile, parts: Parts) -> JoinedFile:
         struct.pack_into("<I", directory, position + 42, joined.starts[file_disk] + offset)
         position += 46 + name_len + extra_len + note_len
     end = struct.pack("<4sHHHHIIH", EOCD, 0, 0, entries, entries, cd_size, absolute_cd, 0)
-    segments = [(p, p.stat().st_size) for p in parts.paths]
     kept, out = absolute_cd, []
-    for (source, size), start in zip(segments, joined.starts):  # the disks up to where the directory starts
+    for (source, size), start in zip(joined.segments, joined.starts):  # the disks up to where the directory starts
         if start >= kept:
             break
         out.append((source, min(size, kept - start)))

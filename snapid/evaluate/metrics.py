@@ -42,6 +42,13 @@ def macro_f1(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(f1[support > 0].mean())
 
 
+def mean_and_std(values) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (None where there are too few values): the spread over seeds."""
+    values = np.asarray([v for v in values if v is not None], dtype=float)
+    return (float(values.mean()) if len(values) else None,
+            float(values.std(ddof=1)) if len(values) > 1 else None)
+
+
 def classification_summary(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     """The per-epoch validation figures: top-1, top-5, macro-F1."""
     return {"top1": topk_accuracy(scores, labels, 1), "top5": topk_accuracy(scores, labels, 5),

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from snapid.errors import SnapidError
@@ -268,8 +269,6 @@ class FusedBackbone(nn.Module):
 
     def __init__(self, parts: list[nn.Module], specs: list[BackboneSpec], mean: Sequence[float], std: Sequence[float]):
         super().__init__()
-        import torch
-
         self.parts = nn.ModuleList(parts)
         scale, shift = [], []
         for spec in specs:  # x_part = (x * std + mean - mean_p) / std_p = x * a + b
@@ -282,8 +281,6 @@ class FusedBackbone(nn.Module):
         self.register_buffer("shift", torch.tensor(shift), persistent=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        import torch
-
         return torch.cat([part(x * self.scale[i].view(1, 3, 1, 1) + self.shift[i].view(1, 3, 1, 1))
                           for i, part in enumerate(self.parts)], dim=1)
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PRESETS = ("none", "light", "medium", "heavy")  # named lists of OPERATIONS (below)
 
 
 class Normalize(nn.Module):

@@ -22,6 +22,7 @@ import torch
 from sqlalchemy import Engine
 
 from snapid.errors import NotFound, SnapidError
+from snapid.evaluate.metrics import mean_and_std
 from snapid.models import registry
 from snapid.track import crud
 from snapid.track import runs as track
@@ -144,9 +145,7 @@ def _over_seeds(repeats: list[dict]) -> dict:
     """One row for a model trained with several seeds: mean top-1 and macro-F1, their standard deviations, the runs."""
     row = dict(repeats[0])
     for key in ("top1", "macro_f1"):
-        values = np.array([r[key] for r in repeats if r[key] is not None], dtype=float)
-        row[key] = float(values.mean()) if len(values) else None
-        row[f"{key}_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
+        row[key], row[f"{key}_std"] = mean_and_std(r[key] for r in repeats)
     row["train_seconds"] = float(np.mean([r["train_seconds"] or 0.0 for r in repeats]))
     row["runs"] = [r["run"] for r in repeats]
     row["seeds"] = len(repeats)

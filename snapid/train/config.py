@@ -63,6 +63,21 @@ class TrainConfig(BaseModel):
     device: str = Field("auto", description="auto, cpu, cuda or cuda:N.")
     workers: int = Field(0, ge=0, le=64, description="DataLoader worker processes (0: read in the main process; the cache is fast).")
 
+    @field_validator("budget", mode="before")
+    @classmethod
+    def _duration_or_none(cls, value):
+        """"none", "off" or 0 mean no limit; anything else must read as a duration (checked before any work)."""
+        if value is None or str(value).strip().lower() in ("none", "off", "0", ""):
+            return None
+        from snapid.errors import SnapidError
+        from snapid.train.budget import parse_budget
+
+        try:
+            parse_budget(str(value))
+        except SnapidError as exc:
+            raise ValueError(exc.message) from None
+        return str(value)
+
     @field_validator("augment", mode="before")
     @classmethod
     def _known_augmentation(cls, value):
