@@ -16,6 +16,7 @@ as good as the others here, and 10 s of calibration instead of 90.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import time
 from collections.abc import Callable
@@ -81,12 +82,15 @@ def quantize_int8(model_fp32: bytes, reader: CalibrationDataReader) -> bytes:
         fp32.write_bytes(model_fp32)
         # symbolic shape inference + ONNX optimisations first, as ORT's quantisation guide asks:
         # the quantiser then sees fused Conv+BN and known shapes
-        try:
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
-        except Exception:  # noqa: BLE001 (ORT raises a bare Exception)
-            # TensorFlow-style "same" padding (EfficientNet-Lite) computes its pads from the input's shape, which
-            # the symbolic pass cannot follow; ONNX's own shape inference and optimisations still run
-            quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+        # in the temporary folder: when the symbolic pass gives up, ORT saves its debug copy of the model
+        # (sym_shape_infer_temp.onnx + external data) into the working directory
+        with contextlib.chdir(tmp):
+            try:
+                quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=False)
+            except Exception:  # noqa: BLE001 (ORT raises a bare Exception)
+                # TensorFlow-style "same" padding (EfficientNet-Lite) computes its pads from the input's shape,
+                # which the symbolic pass cannot follow; ONNX's own shape inference and optimisations still run
+                quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
         quantize_static(str(pre), str(int8), reader, quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         calibrate_method=CalibrationMethod.MinMax)
