@@ -53,6 +53,7 @@ class Settings(BaseSettings):
 
     # --- knowledge (snapid knowledge enrich) ---
     wiki_base_url: str = Field("https://{lang}.wikipedia.org", description="Wikipedia site; {lang} becomes the language code (tests point it at 127.0.0.1).")
+    wikidata_url: str = Field("https://www.wikidata.org", description="Wikidata site, asked for the taxon chain of cards with a scientific name (tests point it at 127.0.0.1).")
     wiki_contact: str = Field("contact: set SNAPID_WIKI_CONTACT", description="URL or e-mail put in the User-Agent, as Wikimedia asks.")
     wiki_timeout_s: float = Field(5.0, description="Per-request timeout for Wikipedia lookups.")
     wiki_ttl_days: float = Field(30.0, description="How long a cached Wikipedia lookup stays fresh (no new request).")

@@ -60,24 +60,29 @@ def enrich(
     refresh: bool = typer.Option(False, "--refresh", help="Ask Wikipedia again even for entries still fresh in the cache."),
     translator: Optional[str] = typer.Option(None, "--translator", help="Your translation hook 'module:function' "
                                              "(text, from, to) → text, used on fallbacks; off by default."),
+    taxonomy: bool = typer.Option(True, "--taxonomy/--no-taxonomy", help="Also fetch the taxon chain (species → "
+                                  "genus → family → order) from Wikidata for cards with a scientific name."),
     as_json: bool = AS_JSON,
 ) -> None:
-    """Add Wikipedia summaries (text, thumbnail, page link) to each class's card, cached in the database.
+    """Add Wikipedia summaries (text, thumbnail, page link) and Wikidata taxonomy to each class's card.
 
-    Done ahead of time: serving never waits on Wikipedia. Timeouts, 429 and 5xx are retried a
-    bounded number of times; a failed lookup leaves the card as it was.
+    A language without a page under the card's names follows the language links of a page found in
+    another one (Sunflower → 해바라기), and a class the card and the dataset do not name in a language
+    takes the page's title there, marked as coming from Wikipedia. Everything is cached in the
+    database and done ahead of time: serving never waits on Wikipedia. Timeouts, 429 and 5xx are
+    retried a bounded number of times; a failed lookup leaves the card as it was.
     """
     from snapid.knowledge.enrich import enrich as run_enrich
     from snapid.knowledge.enrich import parse_languages
     from snapid.knowledge.wikipedia import WikiPolicy, load_translator
 
     s = settings()
-    policy = WikiPolicy(base_url=s.wiki_base_url, contact=s.wiki_contact, timeout_s=s.wiki_timeout_s,
+    policy = WikiPolicy(base_url=s.wiki_base_url, wikidata_url=s.wikidata_url, contact=s.wiki_contact, timeout_s=s.wiki_timeout_s,
                         ttl_s=s.wiki_ttl_days * 86400)
     hook = load_translator(translator) if translator else None
     with progress_bar(f"looking up {dataset} on Wikipedia", quiet=as_json) as progress:
         report = run_enrich(dataset, engine=engine(), languages=parse_languages(wikipedia), policy=policy,
-                            refresh=refresh, translator=hook, progress=progress)
+                            refresh=refresh, translator=hook, progress=progress, taxonomy=taxonomy)
     if as_json:
         emit_json(report.as_dict())
         return
@@ -85,6 +90,9 @@ def enrich(
     console.print(f"[green]enriched[/] {report.dataset}: {report.classes} classes × {len(report.languages)} languages: "
                   f"{o['ok']} found, {o['fallback']} from another language, {o['missing']} without a page, "
                   f"{o['failed']} failed (left as they were); {report.calls} requests, {report.cache_hits} from the cache")
+    tx = report.taxonomy
+    if any(tx.values()):
+        console.print(f"taxonomy from Wikidata: {tx['ok']} found, {tx['missing']} not found, {tx['failed']} failed")
     for failure in report.failures:
         console.print(f"  failed: {failure}", markup=False)
 
@@ -115,8 +123,12 @@ def _card_table(card: dict) -> Table:
                   title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    rows = [(f"name ({lang})", text) for lang, text in card["names"].items()]
+    sources = card.get("name_sources") or {}
+    rows = [(f"name ({lang})" + (f", from {sources[lang]}" if lang in sources else ""), text)
+            for lang, text in card["names"].items()]
     rows += [("scientific name", card["scientific_name"])] if card["scientific_name"] else []
+    rows += [(taxon["rank"], taxon["name"] + "".join(f" · {v}" for v in taxon.get("labels", {}).values()))
+             for taxon in reversed(card.get("taxonomy") or [])]
     rows += [(f"description ({lang})", text) for lang, text in card["descriptions"].items()]
     rows += list(card["fields"].items())
     rows += [("image", card["image"])] if card["image"] else []

@@ -24,6 +24,7 @@ from snapid.knowledge.table import Row, language_of, read_rows
 
 ID_COLUMNS = ("class_id", "id", "label")
 NO_LANGUAGE = "und"  # BCP 47 "undetermined": text given without a language suffix
+TAXONOMY = "wikidata:taxon"  # the enrichment entry holding the taxon chain, beside the languages' summaries
 MAX_LINKS = 20
 _URL = re.compile(r"^https?://[^\s<>\"']+$", re.IGNORECASE)
 

@@ -1,9 +1,13 @@
-"""`snapid knowledge enrich`: add Wikipedia summaries to a dataset's cards, ahead of time.
+"""`snapid knowledge enrich`: add Wikipedia summaries and Wikidata taxonomy to a dataset's cards, ahead of time.
 
 For each class and language: look up the card's name in that language, then its scientific
 name (or the class name when there is no other), through the cached client in wikipedia.py.
-A language with no page takes another language's summary, marked ``fallback`` (and translated
-when a translator hook is given). A lookup that fails leaves what the card showed before.
+A language with no page of that name follows the language links of a page found in another
+language (Sunflower → 해바라기). Still none: it takes another language's summary, marked
+``fallback`` (and translated when a translator hook is given). A page found in a language names
+the class there when the card and the dataset give no name (store.snapshot). Cards with a
+scientific name also get their taxon chain from Wikidata (wikidata.py). A lookup that fails leaves
+what the card showed before.
 """
 
 from __future__ import annotations
@@ -16,8 +20,9 @@ import httpx
 from sqlalchemy import Engine
 
 from snapid.knowledge import KnowledgeError
-from snapid.knowledge.cards import NO_LANGUAGE
+from snapid.knowledge.cards import NO_LANGUAGE, TAXONOMY
 from snapid.knowledge.table import LANG
+from snapid.knowledge.wikidata import taxon_chain
 from snapid.knowledge.wikipedia import (
     Lookup,
     Sleep,
@@ -40,6 +45,7 @@ class EnrichReport:
     languages: list[str]
     classes: int = 0
     outcomes: dict[str, int] = field(default_factory=lambda: {"ok": 0, "fallback": 0, "missing": 0, "failed": 0})
+    taxonomy: dict[str, int] = field(default_factory=lambda: {"ok": 0, "missing": 0, "failed": 0})
     calls: int = 0         # HTTP requests sent
     cache_hits: int = 0    # lookups answered by the database cache
     failures: list[str] = field(default_factory=list)
@@ -75,8 +81,10 @@ def candidate_titles(lang: str, card: dict | None, cls: dict) -> list[str]:
 
 def enrich(dataset: str, *, engine: Engine, languages: list[str], policy: WikiPolicy | None = None,
            refresh: bool = False, translator: Translator | None = None, client: httpx.Client | None = None,
-           sleep: Sleep = time.sleep, progress: Callable[[int, int], None] | None = None) -> EnrichReport:
-    """Look every class of ``dataset`` up on Wikipedia in ``languages`` and store what was found."""
+           sleep: Sleep = time.sleep, progress: Callable[[int, int], None] | None = None,
+           taxonomy: bool = True) -> EnrichReport:
+    """Look every class of ``dataset`` up on Wikipedia in ``languages`` (and its scientific name on
+    Wikidata, unless ``taxonomy`` is False) and store what was found."""
     with transaction(engine) as session:
         classes = tk.dataset_classes(session, dataset=dataset)
         _, cards = tk.latest_cards(session, dataset=dataset)
@@ -89,7 +97,10 @@ def enrich(dataset: str, *, engine: Engine, languages: list[str], policy: WikiPo
         for done, cls in enumerate(classes, start=1):
             card = cards_by_id.get(cls["class_id"])
             found = {lang: _first_found(wiki, lang, candidate_titles(lang, card, cls), report) for lang in languages}
+            _follow_langlinks(wiki, found, report)
             _save(engine, dataset, cls["class_id"], found, languages, translator, report)
+            if taxonomy and (card or {}).get("scientific_name"):
+                _save_taxonomy(engine, dataset, cls["class_id"], wiki, card["scientific_name"], languages, report)
             if progress is not None:
                 progress(done, len(classes))
     finally:
@@ -110,6 +121,43 @@ def _first_found(wiki: Wiki, lang: str, titles: list[str], report: EnrichReport)
     if result.status not in ("ok", "missing") and len(report.failures) < MAX_FAILURES_SHOWN:
         report.failures.append(f"{lang} {titles[0] if titles else '?'}: {result.status} ({result.error})")
     return result
+
+
+def _follow_langlinks(wiki: Wiki, found: dict[str, Lookup], report: EnrichReport) -> None:
+    """A language without a page of the card's names gets the page that a found page links to in it."""
+    donors = [lang for lang, result in found.items() if result.status == "ok"]
+    for lang, result in found.items():
+        if result.status != "missing":
+            continue
+        for donor in donors:
+            link = wiki.langlink(donor, found[donor].data["title"], lang)
+            report.calls += link.calls
+            report.cache_hits += link.cached
+            if link.status != "ok":
+                continue
+            page = wiki.lookup(lang, link.data["title"])
+            report.calls += page.calls
+            report.cache_hits += page.cached
+            if page.status == "ok":
+                found[lang] = Lookup("ok", data={**page.data, "via": f"langlinks:{donor}"})
+                break
+
+
+def _save_taxonomy(engine: Engine, dataset: str, class_id: str, wiki: Wiki, scientific_name: str,
+                   languages: list[str], report: EnrichReport) -> None:
+    """Store the taxon chain; a failed lookup leaves the stored one as it was."""
+    result = taxon_chain(wiki, scientific_name, languages)
+    report.calls += result.calls
+    if result.status not in ("ok", "missing"):
+        report.taxonomy["failed"] += 1
+        if len(report.failures) < MAX_FAILURES_SHOWN:
+            report.failures.append(f"wikidata {scientific_name}: {result.status} ({result.error})")
+        return
+    report.taxonomy["ok" if result.status == "ok" and result.data["chain"] else "missing"] += 1
+    if result.status == "ok" and result.data["chain"]:
+        with transaction(engine) as session:
+            tk.save_enrichment(session, dataset=dataset, class_id=class_id, lang=TAXONOMY,
+                               data={"chain": result.data["chain"], "source": "wikidata"})
 
 
 def _save(engine: Engine, dataset: str, class_id: str, found: dict[str, Lookup], languages: list[str],

@@ -3,7 +3,9 @@
 The snapshot is what `snapid export` copies into a bundle as knowledge.json and what serving
 reads: {"dataset", "version", "cards_version", "rules_version", "languages",
 "cards": {class_id: card}, "rules": [rule]}, where a card is Card.as_dict() plus "name" (the
-dataset's class name) and "wikipedia" {lang: summary} from `snapid knowledge enrich`.
+dataset's class name), "wikipedia" {lang: summary} and "taxonomy" [{rank, name, id, labels}, …]
+from `snapid knowledge enrich`, and "name_sources" {lang: "wikipedia"} for each name taken from
+the title of a page found in that language (only where the card and the dataset give none).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from snapid.errors import NotFound
-from snapid.knowledge.cards import NO_LANGUAGE, Card, check_classes, parse_cards
+from snapid.knowledge.cards import NO_LANGUAGE, TAXONOMY, Card, check_classes, parse_cards
 from snapid.knowledge.rules import parse_rules
 from snapid.track import knowledge as tk
 from snapid.track.db import transaction
@@ -104,13 +106,40 @@ def snapshot(dataset: str, *, engine: Engine) -> dict | None:
             continue
         card = given.get(class_id) or _bare_card(by_id.get(class_id), class_id)
         name = by_id[class_id]["name"] if class_id in by_id else class_id
-        out_cards[class_id] = {**card, "name": name, "wikipedia": wiki.get(class_id, {})}
+        pages = dict(wiki.get(class_id, {}))
+        taxonomy = pages.pop(TAXONOMY, {}).get("chain") or []
+        out_cards[class_id] = {**_named_by_wikipedia(card, by_id.get(class_id), pages), "name": name,
+                               "wikipedia": pages, "taxonomy": taxonomy}
     languages = sorted({lang for card in out_cards.values() for key in ("names", "descriptions", "wikipedia")
                         for lang in card[key] if lang != NO_LANGUAGE})
     return {"dataset": dataset, "version": versions[-1]["version"] if versions else 0,
             "cards_version": cards_info["version"] if cards_info else None,
             "rules_version": rules_info["version"] if rules_info else None,
             "languages": languages, "cards": out_cards, "rules": rules}
+
+
+def _named_by_wikipedia(card: dict, cls: dict | None, pages: dict[str, dict]) -> dict:
+    """``card`` with a name in each language where a page was found under its own title (not a
+    fallback) and neither the card nor the dataset names the class; marked in "name_sources"."""
+    names, sources = dict(card.get("names") or {}), {}
+    given = {**((cls or {}).get("display_names") or {}), **names}
+    scientific = (card.get("scientific_name") or "").casefold()
+    for lang, page in pages.items():
+        title = _plain_title(page.get("title") or "")
+        if page.get("fallback") or page.get("lang") != lang or given.get(lang) or not title:
+            continue
+        if title.casefold() == scientific:  # the page goes by the Latin name: no common name in that language
+            continue
+        names[lang], sources[lang] = title, "wikipedia"
+    return {**card, "names": names, "name_sources": sources}
+
+
+def _plain_title(title: str) -> str:
+    """'해바라기 (식물)' → '해바라기': the disambiguating part of a page title is not part of the name."""
+    title = title.strip()
+    if title.endswith(")") and " (" in title:
+        title = title[:title.rindex(" (")].strip()
+    return title
 
 
 def _bare_card(cls: dict | None, class_id: str) -> dict:

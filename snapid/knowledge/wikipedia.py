@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 from sqlalchemy import Engine
@@ -38,6 +38,7 @@ Clock = Callable[[], float]
 @dataclass(frozen=True)
 class WikiPolicy:
     base_url: str = "https://{lang}.wikipedia.org"
+    wikidata_url: str = "https://www.wikidata.org"
     contact: str = "contact: set SNAPID_WIKI_CONTACT"
     timeout_s: float = 5.0               # per request (connect, each read)
     retries: int = 2                     # after the first try: at most 3 requests per lookup
@@ -56,6 +57,13 @@ class WikiPolicy:
     def summary_url(self, lang: str, title: str) -> str:
         base = self.base_url.replace("{lang}", lang).rstrip("/")
         return base + SUMMARY_PATH + quote(title.replace(" ", "_"), safe="")
+
+    def langlinks_url(self, lang: str, title: str, target: str) -> str:
+        """The action API's language links of ``title`` on ``lang`` Wikipedia, only the one to ``target``."""
+        base = self.base_url.replace("{lang}", lang).rstrip("/")
+        return base + "/w/api.php?" + urlencode({"action": "query", "format": "json", "formatversion": "2",
+                                                 "prop": "langlinks", "lllang": target, "redirects": "1",
+                                                 "titles": title})
 
     def fresh(self, status: str, fetched_at: datetime, now: datetime) -> bool:
         ttl = self.ttl_s if status in ("ok", "missing") else self.error_ttl_s
@@ -79,9 +87,12 @@ def make_client(policy: WikiPolicy) -> httpx.Client:
 def parse_summary(body: bytes, lang: str) -> dict | None:
     """The fields a card shows, from a summary answer; None when the body is not a usable summary."""
     try:
-        doc = json.loads(body)
+        return summary_fields(json.loads(body), lang)
     except (ValueError, RecursionError):
         return None
+
+
+def summary_fields(doc: object, lang: str) -> dict | None:
     if not isinstance(doc, dict) or not isinstance(doc.get("title"), str) or not isinstance(doc.get("extract"), str):
         return None
     page = ((doc.get("content_urls") or {}).get("desktop") or {}).get("page") if isinstance(doc.get("content_urls"), dict) else None
@@ -125,10 +136,27 @@ def _read_capped(response: httpx.Response, limit: int, deadline: float, clock: C
 
 def fetch_summary(client: httpx.Client, policy: WikiPolicy, lang: str, title: str, *,
                   sleep: Sleep = time.sleep, clock: Clock = time.monotonic) -> Lookup:
-    """One lookup over the network, with bounded retries; never raises for network trouble."""
+    """One summary lookup over the network, with bounded retries; never raises for network trouble."""
     if not title.strip() or len(title.encode()) > MAX_TITLE_BYTES:
         return Lookup("missing", error="not a possible Wikipedia title")
-    url, deadline = policy.summary_url(lang, title), clock() + policy.lookup_budget_s
+    return fetch_json(client, policy, policy.summary_url(lang, title), lambda doc: _summary_answer(doc, lang),
+                      sleep=sleep, clock=clock)
+
+
+def _summary_answer(doc: object, lang: str) -> Lookup:
+    data = summary_fields(doc, lang)
+    if data is None:
+        return Lookup("invalid", error="the answer is not a page summary")
+    if data["type"] == "disambiguation":
+        return Lookup("missing", error="a disambiguation page")
+    return Lookup("ok", data=data)
+
+
+def fetch_json(client: httpx.Client, policy: WikiPolicy, url: str, read: Callable[[object], Lookup], *,
+               sleep: Sleep = time.sleep, clock: Clock = time.monotonic) -> Lookup:
+    """GET ``url`` and turn its JSON into a Lookup with ``read``: 404 is "missing", 429 and 5xx are
+    retried a bounded number of times (honouring Retry-After), a timeout or a garbage answer never raises."""
+    deadline = clock() + policy.lookup_budget_s
     lookup = Lookup("error")
     for attempt in range(policy.retries + 1):
         lookup.calls += 1
@@ -136,12 +164,13 @@ def fetch_summary(client: httpx.Client, policy: WikiPolicy, lang: str, title: st
         try:
             with client.stream("GET", url) as response:
                 if response.status_code == 200:
-                    data = parse_summary(_read_capped(response, policy.max_body_bytes, deadline, clock), lang)
-                    if data is None:
-                        return _done(lookup, "invalid", error="the answer is not a page summary")
-                    if data["type"] == "disambiguation":
-                        return _done(lookup, "missing", error="a disambiguation page")
-                    return _done(lookup, "ok", data=data)
+                    try:
+                        doc = json.loads(_read_capped(response, policy.max_body_bytes, deadline, clock))
+                    except (ValueError, RecursionError) as exc:
+                        too_big = "larger than" in str(exc)
+                        return _done(lookup, "invalid", error=str(exc) if too_big else "the answer is not JSON")
+                    result = read(doc)
+                    return _done(lookup, result.status, data=result.data, error=result.error)
                 if response.status_code == 404:
                     return _done(lookup, "missing", error="no such page")
                 lookup.error = f"HTTP {response.status_code}"
@@ -153,8 +182,6 @@ def fetch_summary(client: httpx.Client, policy: WikiPolicy, lang: str, title: st
             break
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             lookup.error = f"{type(exc).__name__}: {exc}"[:300]
-        except ValueError as exc:  # over the size cap
-            return _done(lookup, "invalid", error=str(exc))
         if attempt == policy.retries:
             break
         wait = policy.backoff_s * 2 ** attempt if wait is None else wait
@@ -198,20 +225,52 @@ class Wiki:
     breakers: dict[str, Breaker] = field(default_factory=dict)
 
     def lookup(self, lang: str, title: str) -> Lookup:
+        """The summary of ``title`` on ``lang`` Wikipedia."""
+        return self.cached(lang, title, lambda: fetch_summary(self.client, self.policy, lang, title, sleep=self.sleep))
+
+    def langlink(self, lang: str, title: str, target: str) -> Lookup:
+        """The title in ``target`` of the page ``title`` on ``lang`` Wikipedia: data {"title"}, or missing."""
+        if not title.strip() or len(title.encode()) > MAX_TITLE_BYTES:
+            return Lookup("missing", error="not a possible Wikipedia title")
+        url = self.policy.langlinks_url(lang, title, target)
+        return self.cached(f"{lang}>{target}", title, lambda: fetch_json(
+            self.client, self.policy, url, lambda doc: _langlink_answer(doc, target), sleep=self.sleep),
+            breaker=lang)
+
+    def cached(self, kind: str, key: str, fetch: Callable[[], Lookup], *, breaker: str | None = None) -> Lookup:
+        """``fetch()``'s answer, from the database cache while fresh; each ``breaker`` (default: ``kind``)
+        stops asking after several failures in a row."""
         now = datetime.now(timezone.utc)
         with transaction(self.engine) as session:
-            hit = store.wiki_cached(session, lang=lang, title=title)
+            hit = store.wiki_cached(session, lang=kind, title=key)
         if hit and not self.refresh and self.policy.fresh(hit["status"], hit["fetched_at"], now):
             return Lookup(hit["status"], hit["data"], hit["error"], cached=True)
-        breaker = self.breakers.setdefault(lang, Breaker(self.policy.max_consecutive_failures))
-        if breaker.open:
-            return Lookup("skipped", error=f"{lang}: {breaker.failures} lookups in a row failed; not asking again this run")
-        result = fetch_summary(self.client, self.policy, lang, title, sleep=self.sleep)
-        breaker.record(result.status)
+        name = breaker or kind
+        guard = self.breakers.setdefault(name, Breaker(self.policy.max_consecutive_failures))
+        if guard.open:
+            return Lookup("skipped", error=f"{name}: {guard.failures} lookups in a row failed; not asking again this run")
+        result = fetch()
+        guard.record(result.status)
         with transaction(self.engine) as session:
-            store.save_wiki_lookup(session, lang=lang, title=title, status=result.status, data=result.data,
+            store.save_wiki_lookup(session, lang=kind, title=key, status=result.status, data=result.data,
                                    error=result.error)
         return result
+
+
+def _langlink_answer(doc: object, target: str) -> Lookup:
+    """{"query": {"pages": [{"title", "langlinks": [{"lang", "title"}]}]}} (formatversion 2) → the target title."""
+    pages = doc.get("query", {}).get("pages") if isinstance(doc, dict) and isinstance(doc.get("query"), dict) else None
+    if not isinstance(pages, list):
+        return Lookup("invalid", error="the answer is not a page list")
+    for page in pages:
+        links = page.get("langlinks") if isinstance(page, dict) else None
+        for link in links if isinstance(links, list) else []:
+            if not isinstance(link, dict):
+                continue
+            title = link.get("title")
+            if link.get("lang") == target and isinstance(title, str) and title.strip():
+                return Lookup("ok", data={"title": title.strip()[:MAX_TITLE_BYTES]})
+    return Lookup("missing", error=f"no {target} page linked")
 
 
 Translator = Callable[[str, str, str], "str | None"]  # (text, from_lang, to_lang) → text, or None

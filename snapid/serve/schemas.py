@@ -51,10 +51,18 @@ class WikipediaSummary(BaseModel):
     fallback: bool
 
 
+class Taxon(BaseModel):
+    rank: str = Field(description="species, genus, family or order.")
+    name: str = Field(description="The scientific name at that rank, e.g. Asteraceae.")
+    label: str = Field(description="Its common name in the requested language when Wikidata has one, else empty.")
+
+
 class KnowledgeCard(BaseModel):
     class_id: str
     display_name: str = Field(description="Name in the requested language, else the best available.")
     names: dict[str, str] = Field(description="Display names by language (und: no language given).")
+    name_sources: dict[str, str] = Field(default_factory=dict, description="Languages whose name was not given but "
+                                         "taken from a page title (value: wikipedia).")
     scientific_name: str
     description: str = Field(description="In the requested language, else English, else any.")
     descriptions: dict[str, str] = Field(default_factory=dict, description="Every language of the description.")
@@ -62,6 +70,8 @@ class KnowledgeCard(BaseModel):
     links: list[CardLink]
     fields: list[CardField] = Field(description="Free fields (ingredient, maker, price...), in file order.")
     wikipedia: WikipediaSummary | None = None
+    taxonomy: list[Taxon] = Field(default_factory=list, description="From the taxon up to its order (Wikidata), "
+                                  "when the card has a scientific name and `snapid knowledge enrich` found it.")
 
 
 class RuleWarning(BaseModel):

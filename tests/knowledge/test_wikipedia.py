@@ -283,7 +283,8 @@ def test_enrich_fallback_is_marked_and_rerun_is_free(stub, engine, pills):
     stub.routes[("en", first.name_en)] = [("json", summary(first.name_en))]
     stub.routes[("en", second.name_en)] = [("json", summary(second.name_en))]
     report = run(stub, engine)
-    assert report.classes == 12 and report.calls == stub.count() == 24  # one request per class and language
+    # one request per class and language, and one for the language links of the page found only in English
+    assert report.classes == 12 and report.calls == stub.count() == 25
     assert report.outcomes == {"ok": 3, "fallback": 1, "missing": 20, "failed": 0}
     cards = snapshot("pills", engine=engine)["cards"]
     assert cards[str(first.class_id)]["wikipedia"]["ko"]["lang"] == "ko"
@@ -292,7 +293,7 @@ def test_enrich_fallback_is_marked_and_rerun_is_free(stub, engine, pills):
     assert fallback["fallback"] is True and fallback["lang"] == "en" and fallback["requested_lang"] == "ko"
     assert fallback["title"] == second.name_en
     again = run(stub, engine)
-    assert (again.calls, again.cache_hits, stub.count()) == (0, 24, 24)  # at most 1 call per class per TTL
+    assert (again.calls, again.cache_hits, stub.count()) == (0, 25, 25)  # at most 1 call per lookup per TTL
     assert again.outcomes == report.outcomes
 
 

@@ -38,6 +38,9 @@ def test_same_mode_answer_carries_the_card_in_the_asked_language(client_for, kbu
     card = answer["card"]
     assert card["display_name"] == "빨간 알약" and card["description"] == "빨간 가상의 알약"
     assert card["scientific_name"] == "Rubrum testum"
+    assert card["taxonomy"] == [{"rank": "species", "name": "Rubrum testum", "label": "빨강풀"},
+                                {"rank": "family", "name": "Rubraceae", "label": "빨강과"},
+                                {"rank": "order", "name": "Rubrales", "label": ""}]
     assert [f["name"] for f in card["fields"]] == ["ingredient", "maker", "price"]  # file order kept
     assert card["links"] == [{"label": "maker", "url": "https://example.org/red"}]
     assert card["wikipedia"]["lang"] == "en" and card["wikipedia"]["extract"] == "Red is a colour."  # no ko page

@@ -42,6 +42,7 @@ def test_upload_shows_the_result_card_with_scores_and_knowledge(site, opened):
     assert page.locator("#answers .scores meter").first.get_attribute("value") is not None
     card = page.locator("#answers .card")
     assert "A fictional red pill" in card.text_content() and "Rubrum testum" in card.text_content()
+    assert card.locator(".taxonomy").text_content() == "Classification: Rubrales › reds (Rubraceae) › Rubrum testum"
     assert card.locator("table.fields th").all_text_contents() == ["ingredient", "maker", "price"]
     assert card.locator("img").count() == 0  # a remote picture is offered as a link, never loaded
     assert card.locator("a", has_text="Picture").get_attribute("href") == "https://example.org/red.png"

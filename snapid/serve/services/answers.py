@@ -86,11 +86,22 @@ def card_for(model: LoadedModel, class_id: str, lang: str | None) -> dict | None
             "description": pick_text(card.get("descriptions"), lang), "descriptions": _texts(card.get("descriptions")),
             "image": str(card.get("image") or ""),
             "links": links, "fields": [{"name": str(k), "value": str(v)} for k, v in fields.items()],
-            "wikipedia": _wikipedia(card.get("wikipedia"), lang)}
+            "name_sources": _texts(card.get("name_sources")),
+            "wikipedia": _wikipedia(card.get("wikipedia"), lang), "taxonomy": _taxonomy(card.get("taxonomy"), lang)}
 
 
 def _texts(texts) -> dict[str, str]:
     return {str(k): str(v) for k, v in texts.items() if isinstance(v, str)} if isinstance(texts, dict) else {}
+
+
+def _taxonomy(chain, lang: str | None) -> list[dict]:
+    out = []
+    for taxon in chain if isinstance(chain, list) else []:
+        if isinstance(taxon, dict) and isinstance(taxon.get("name"), str):
+            labels = taxon.get("labels") if isinstance(taxon.get("labels"), dict) else {}
+            label = next((labels[k] for k in (lang, (lang or "").split("-")[0]) if k and isinstance(labels.get(k), str)), "")
+            out.append({"rank": str(taxon.get("rank") or ""), "name": taxon["name"], "label": label})
+    return out
 
 
 def _wikipedia(pages, lang: str | None) -> dict | None:

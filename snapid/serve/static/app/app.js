@@ -314,6 +314,7 @@
     const section = el("section", { class: "card", "aria-label": t("result.card", { name }) },
       el("h4", { text: t("result.card", { name }) }));
     if (card.scientific_name) section.append(el("p", {}, `${t("result.scientific")}: `, el("i", { text: card.scientific_name })));
+    if (card.taxonomy && card.taxonomy.length) section.append(renderTaxonomy(card.taxonomy));
     const description = (card.descriptions && card.descriptions[lang]) || card.description;
     if (description) section.append(el("p", { class: "description", text: description }));
     if (card.image) section.append(renderImage(card.image, name));
@@ -330,6 +331,17 @@
     }
     if (card.wikipedia && card.wikipedia.extract) section.append(renderWikipedia(card.wikipedia, lang));
     return section;
+  }
+
+  function renderTaxonomy(chain) {
+    // order › family › genus › species, each "common name (Latin)" where Wikidata has a common name
+    const line = el("p", { class: "taxonomy" }, `${t("result.taxonomy")}: `);
+    [...chain].reverse().forEach((taxon, i) => {
+      if (i) line.append(" › ");
+      const common = taxon.label && taxon.label !== taxon.name ? `${taxon.label} ` : "";
+      line.append(el("span", { title: t(`rank.${taxon.rank}`) }, common, el("i", { text: common ? `(${taxon.name})` : taxon.name })));
+    });
+    return line;
   }
 
   function renderImage(url, name) {
