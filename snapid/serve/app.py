@@ -24,7 +24,7 @@ from snapid.errors import SnapidError
 from snapid.serve.middleware import SecurityHeadersAndMetrics
 from snapid.serve.routes import admin, health, metrics as metrics_route, model as model_route, predict
 from snapid.serve.routes import feedback as feedback_route, review as review_route
-from snapid.serve.routes import page as page_route, sessions as sessions_route
+from snapid.serve.routes import docs as docs_route, page as page_route, sessions as sessions_route
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.prediction_log import PredictionLog
 from snapid.serve.services.predictor import Predictor
@@ -39,7 +39,8 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     settings = settings or Settings()
     bundle = Path(bundle) if bundle is not None else settings.bundle
     app = FastAPI(title="snapid", version=_version(), lifespan=_lifespan,
-                  description="Identify objects in photos with a model trained by snapid.")
+                  description="Identify objects in photos with a model trained by snapid.",
+                  docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None)  # /docs: routes/docs.py
     metrics = Metrics()
     app.state.settings, app.state.metrics, app.state.bundle_path = settings, metrics, bundle
     app.state.draining = False
@@ -55,7 +56,8 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     # predictions the log could not record (queue full, database down): answers never wait for it
     metrics.gauges["snapid_prediction_log_dropped"] = lambda: app.state.prediction_log.dropped
     for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router,
-                   feedback_route.router, review_route.router, sessions_route.router, page_route.router):
+                   feedback_route.router, review_route.router, sessions_route.router, page_route.router,
+                   docs_route.router):
         app.include_router(router)
     _include_dashboard(app)
     _add_error_handlers(app)
