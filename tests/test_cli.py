@@ -39,7 +39,7 @@ def test_import_list_inspect_prepare_round_trip(tmp_path):
     listed = json.loads(snapid("data", "list", "--json", home=home).stdout)
     assert listed[0]["name"] == "pets" and listed[0]["version"] == 1
     html = tmp_path / "r.html"
-    snapid("data", "inspect", "pets", "--html", str(html), "--json", str(tmp_path / "r.json"), home=home)
+    snapid("data", "inspect", "pets", "--html", str(html), "--out", str(tmp_path / "r.json"), home=home)
     assert html.read_text().startswith("<!DOCTYPE html>") or "<html" in html.read_text()[:200]
     assert json.loads((tmp_path / "r.json").read_text())["summary"]["samples"] == 12
     prepared = json.loads(snapid("data", "prepare", "pets", "--size", "32", "--json", home=home).stdout)
@@ -54,7 +54,8 @@ def test_errors_are_one_line_and_name_the_culprit(tmp_path):
     assert unknown.returncode == 1 and "nothing-here" in unknown.stderr
     root = make_folder(tmp_path / "pets", per_class=2)
     bad = snapid("data", "import", str(root), "--name", "pets", "--format", "parquet", home=tmp_path / "h", check=False)
-    assert bad.returncode == 1 and "parquet" in bad.stderr
+    # a value outside a fixed set is a usage error (status 2) that lists the choices
+    assert bad.returncode == 2 and "parquet" in bad.stderr and "'folder'" in bad.stderr and "'aihub'" in bad.stderr
 
 
 def test_inspect_strict_fails_on_train_test_leakage(tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from enum import Enum
 from typing import Callable, Iterator
 
 from rich.console import Console
@@ -14,6 +15,33 @@ from snapid.config import Settings, get_settings
 from snapid.workspace import Workspace
 
 console = Console(stderr=True)
+
+
+# Options with a fixed set of values: --help lists the choices and any other value is refused by listing them.
+class Split(str, Enum):
+    train = "train"
+    val = "val"
+    test = "test"
+
+
+class ImportFormat(str, Enum):
+    auto = "auto"
+    folder = "folder"
+    csv = "csv"
+    json = "json"
+    plantnet = "plantnet"
+    coco = "coco"
+    voc = "voc"
+    yolo = "yolo"
+    aihub = "aihub"
+
+
+class Resize(str, Enum):
+    crop = "crop"
+    letterbox = "letterbox"
+
+
+DATASET_VERSION = "--dataset-version"  # a dataset version, never snapid's own (`snapid --version`)
 
 
 def settings() -> Settings:

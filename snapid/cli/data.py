@@ -7,12 +7,12 @@ from typing import Optional
 
 import typer
 
-from snapid.cli.common import console, emit_json, engine, progress_bar, settings, workspace
+from snapid.cli.common import DATASET_VERSION, ImportFormat, Resize, console, emit_json, engine, progress_bar, settings, workspace
 from snapid.errors import DatasetError
 
 app = typer.Typer(help="Import, inspect and prepare datasets.", no_args_is_help=True)
 
-FORMAT_HELP = "auto, folder, csv, json, plantnet, coco, voc, yolo or aihub (auto detects and says which it chose)"
+FORMAT_HELP = "The layout (docs/datasets.md); auto detects it and says which it chose."
 
 
 def _parse_columns(spec: str | None) -> dict[str, str]:
@@ -32,8 +32,9 @@ def _parse_columns(spec: str | None) -> dict[str, str]:
 def import_(
     path: Path = typer.Argument(..., help="Dataset folder, a CSV / JSON / COCO manifest file, or a .zip / .tar(.gz) "
                                 "archive (unpacked safely into the workspace)."),
-    name: str = typer.Option(..., "--name", help="Dataset name in the workspace; importing again makes a new version."),
-    format: str = typer.Option("auto", "--format", help=FORMAT_HELP),
+    name: Optional[str] = typer.Option(None, "--name", help="Dataset name in the workspace (default: the folder's or "
+                                       "file's name); importing again makes a new version."),
+    format: ImportFormat = typer.Option(ImportFormat.auto, "--format", help=FORMAT_HELP),
     columns: Optional[str] = typer.Option(None, help="Header names for CSV/JSON, e.g. 'path=filename,label=species'; "
                                           "column numbers (0-based) for header-less files, e.g. 'path=0,label=1'."),
     no_header: bool = typer.Option(False, "--no-header", help="The CSV has no header row."),
@@ -53,11 +54,14 @@ def import_(
     from snapid.data.sources import ReadOptions
     from snapid.images import DecodeLimits
 
+    from snapid.pipeline import default_name
+
     s = settings()
+    name = name or default_name(path)
     options = ReadOptions(columns=_parse_columns(columns), has_header=False if no_header else None)
     limits = DecodeLimits(max_pixels=s.max_pixels, min_side=s.min_side, max_bytes=s.max_file_bytes)
     with progress_bar(f"importing {name}", quiet=as_json) as progress:
-        report = import_dataset(path, name=name, engine=engine(), fmt=format, options=options, seed=seed,
+        report = import_dataset(path, name=name, engine=engine(), fmt=format.value, options=options, seed=seed,
                                 max_per_class=max_per_class, clip_boxes=clip_boxes, workers=workers or s.workers,
                                 limits=limits, progress=progress, unpack_to=workspace().unpacked)
     if as_json:
@@ -100,9 +104,10 @@ def _load(name: str, version: int | None):
 @app.command()
 def inspect(
     name: str = typer.Argument(..., help="Dataset name."),
-    version: Optional[int] = typer.Option(None, help="Version (default: the latest)."),
+    version: Optional[int] = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every figure as JSON here ('-' for stdout)."),
+    as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON on stdout."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write every figure as JSON to this file."),
     strict: bool = typer.Option(False, "--strict", help="Exit non-zero on errors: leakage, broken boxes, too many rejected files."),
     max_rejected: float = typer.Option(0.01, help="Share of rejected files above which --strict fails."),
 ) -> None:
@@ -113,9 +118,12 @@ def inspect(
     findings = inspect_manifest(_load(name, version), max_rejected=max_rejected)
     found = problems(findings)
     html_path = html or (workspace().reports / f"{name}-inspect.html")
-    write_report(findings, html_path=html_path, json_path=json_out if json_out and str(json_out) != "-" else None)
-    if json_out and str(json_out) == "-":
+    write_report(findings, html_path=html_path, json_path=out)
+    if as_json:
         emit_json(findings)
+        if strict and any(p["severity"] == "error" for p in found):
+            raise typer.Exit(1)
+        return
     summary = findings["summary"]
     console.print(f"{summary['name']} v{summary['version']}: {summary['samples']} images, {summary['classes']} classes; "
                   f"report: {html_path}", markup=False)
@@ -128,9 +136,9 @@ def inspect(
 @app.command()
 def prepare(
     name: str = typer.Argument(..., help="Dataset name."),
-    version: Optional[int] = typer.Option(None, help="Version (default: the latest)."),
+    version: Optional[int] = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
     size: int = typer.Option(224, help="Output side in pixels."),
-    resize: str = typer.Option("crop", help="'crop' (short side, then centre crop) or 'letterbox' (pad to a square)."),
+    resize: Resize = typer.Option(Resize.crop, help="crop: short side, then centre crop; letterbox: pad to a square."),
     crop: Optional[str] = typer.Option(None, help="'boxes': one sample per box, cut with --pad around it."),
     pad: float = typer.Option(0.1, help="Box padding as a fraction of the box's longer side."),
     workers: Optional[int] = typer.Option(None, help="Parallel workers (default: the number of cores)."),
@@ -147,7 +155,7 @@ def prepare(
     if crop not in (None, "boxes", "none"):
         raise DatasetError(f"--crop {crop!r}: expected 'boxes'")
     s = settings()
-    params = PrepareParams(size=size, resize=resize, crop_boxes=crop == "boxes", pad=pad)
+    params = PrepareParams(size=size, resize=resize.value, crop_boxes=crop == "boxes", pad=pad)
     limits = DecodeLimits(max_pixels=s.max_pixels, min_side=s.min_side, max_bytes=s.max_file_bytes)
     manifest = _load(name, version)
     with progress_bar(f"preparing {name}", quiet=as_json) as progress:

@@ -135,16 +135,9 @@ def _train_detector(epochs: int, *, pad: float) -> str:
 
 
 def _print_urls(host: str, port: int, public_url: str, *, detector: bool) -> None:
-    from snapid.serve.services.sessions import phone_base
+    from snapid.cli.serve import print_urls
 
-    page_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    console.print(f"10/10 serving the identification page: [bold]http://{page_host}:{port}/[/]", highlight=False)
-    phone, note = phone_base(public_url=public_url, request_host="127.0.0.1", request_port=port, scheme="http")
-    if page_host in ("127.0.0.1", "localhost", "::1") and not public_url:
-        note = f"phones cannot reach a server listening on {host}: run `snapid demo --host 0.0.0.0` for the QR hand-off"
-    console.print(f"    QR hand-off: press \"Use my phone\" on the page; the phone opens {phone}/m/<token>", markup=False)
-    if note:
-        console.print(f"    note: {note}", markup=False)
+    print_urls(host, port, public_url, flag="snapid demo", step="10/10 ")
     if detector:
         console.print("    try: give a photo from demo-data/try/ with several pills (e.g. 4730+7342_together.jpg), "
                       "or both single-pill photos of one pair (4730+7342_4730.jpg and 4730+7342_7342.jpg), to see "

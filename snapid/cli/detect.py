@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from snapid.cli.common import console, emit_json, engine, progress_bar, workspace
+from snapid.cli.common import Split, console, emit_json, engine, progress_bar, workspace
 from snapid.cli.train import RichReporter
 from snapid.errors import SnapidError
 
@@ -74,12 +74,13 @@ def _pct(value) -> str:
 @app.command("eval")
 def evaluate(
     run: str = typer.Argument(..., help="Detector run name."),
-    split: str = typer.Option("test", help="test, val or train."),
+    split: Split = typer.Option(Split.test, help="The split to score."),
     score_threshold: Optional[float] = typer.Option(None, "--score-threshold",
                                                     help="For precision/recall (default: the run's, 0.5)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON on stdout."),
 ) -> None:
     """mAP@0.5, mAP@0.5:0.95, precision and recall per class; stored as detect-eval-SPLIT.json in the run."""
+    split = split.value
     from snapid.detect.evaluate import evaluate_detector
 
     result = evaluate_detector(run, workspace=workspace(), engine=engine(), split=split, score_threshold=score_threshold)
@@ -104,10 +105,11 @@ def compare(
     dataset: str = typer.Argument(..., help="Dataset with boxes (its test split is used)."),
     classifier: str = typer.Option(..., "--classifier", help="Classifier run."),
     detector: str = typer.Option(..., "--detector", help="Detector run."),
-    split: str = typer.Option("test", help="test, val or train."),
+    split: Split = typer.Option(Split.test, help="The split to score."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Classification accuracy on whole photos vs on the detector's crops (and on ground-truth crops)."""
+    split = split.value
     from snapid.detect.compare import compare_two_stage
 
     with progress_bar("detect → crop → classify", quiet=as_json) as update:

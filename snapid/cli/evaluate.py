@@ -8,20 +8,22 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from snapid.cli.common import console, emit_json, engine, progress_bar, workspace
+from snapid.cli.common import Split, console, emit_json, engine, progress_bar, workspace
 from snapid.workspace import atomic_write_text
 
 
 def evaluate(
     run: str = typer.Argument(..., help="Run (or ensemble) name."),
-    split: str = typer.Option("test", help="Split to evaluate: test, val or train."),
+    split: Optional[Split] = typer.Option(None, help="Split to evaluate (default: test, or val when the dataset has "
+                                          "no test photos)."),
     tta: bool = typer.Option(False, "--tta", help="Average each image with its horizontal mirror."),
     target_accuracy: Optional[float] = typer.Option(
         None, "--target-accuracy", help="Rejection threshold for this accuracy of the accepted answers (default 0.95)."),
     target_coverage: Optional[float] = typer.Option(
         None, "--target-coverage", help="Rejection threshold that accepts this share of photos instead."),
     recalibrate: bool = typer.Option(False, "--recalibrate", help="Fit temperature and threshold again on the val split."),
-    json_out: Optional[str] = typer.Option(None, "--json", help="Write the full result as JSON to this file ('-': stdout)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON on stdout."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Also write the full result as JSON to this file."),
     html_out: Optional[Path] = typer.Option(None, "--html", help="Write an HTML report to this file."),
 ) -> None:
     """Evaluate a run: top-k, macro top-k, per-class P/R/F1, confusion, calibration (ECE before and
@@ -34,23 +36,38 @@ def evaluate(
     from snapid.evaluate.evaluation import evaluate_run
 
     ws, db = workspace(), engine()
-    with progress_bar(f"evaluating {run} on {split}", quiet=json_out == "-") as update:
-        result = evaluate_run(run, workspace=ws, engine=db, split=split, tta=tta, recalibrate=recalibrate,
+    chosen = pick_split(run, split, quiet=as_json)
+    with progress_bar(f"evaluating {run} on {chosen}", quiet=as_json) as update:
+        result = evaluate_run(run, workspace=ws, engine=db, split=chosen, tta=tta, recalibrate=recalibrate,
                               target_accuracy=target_accuracy, target_coverage=target_coverage, progress=update)
-    if json_out == "-":
+    if out:
+        atomic_write_text(Path(out), json.dumps(result, ensure_ascii=False, indent=1))
+    if as_json:
         emit_json(result)
     else:
         console.print(headline_table(result))
         for line in calibration_notes(result["calibration"]):
             console.print(f"note: {line}", markup=False, highlight=False)
-        if json_out:
-            atomic_write_text(Path(json_out), json.dumps(result, ensure_ascii=False, indent=1))
-            console.print(f"results written to {json_out}", markup=False, highlight=False)
+        if out:
+            console.print(f"results written to {out}", markup=False, highlight=False)
     if html_out:
         from snapid.evaluate.report import write_report
 
-        write_report([run], html_out, workspace=ws, engine=db, split=split)
-        console.print(f"report written to {html_out}", markup=False, highlight=False)
+        write_report([run], html_out, workspace=ws, engine=db, split=chosen)
+        if not as_json:
+            console.print(f"report written to {html_out}", markup=False, highlight=False)
+
+
+def pick_split(run: str, split: "Split | None", *, quiet: bool = False) -> str:
+    """The asked split, or the held-out one the run's dataset has (saying so when it is not test)."""
+    if split is not None:
+        return split.value
+    from snapid.evaluate.evaluation import held_out_split
+
+    chosen, note = held_out_split(run, engine=engine())
+    if note and not quiet:
+        console.print(f"note: {note}", markup=False, highlight=False)
+    return chosen
 
 
 def _fmt(value, digits: int = 4) -> str:

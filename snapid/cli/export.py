@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -11,14 +12,19 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from snapid.cli.common import console, emit_json, engine, workspace
 
 
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
 def export(
     run: str = typer.Argument(..., help="Run or ensemble name (`snapid runs list`)."),
     out: Optional[Path] = typer.Option(None, "--out", help="Bundle folder to write (default: $SNAPID_HOME/bundles/RUN)."),
     int8: bool = typer.Option(False, "--int8", help="Static int8 quantisation, calibrated on the training cache; "
                               "refused when validation top-1 drops by more than 1 point."),
     force: bool = typer.Option(False, "--force", help="Keep the int8 model even when it loses more than 1 point."),
-    fmt: str = typer.Option("onnx", "--format", help="onnx (servable) or torchscript (model.pt for torch users; "
-                            "the server refuses it)."),
+    fmt: ExportFormat = typer.Option(ExportFormat.onnx, "--format", help="onnx (servable) or torchscript (model.pt "
+                                     "for torch users; the server refuses it)."),
     zip_: bool = typer.Option(False, "--zip", help="Also write the bundle as one OUT.snapid file."),
     as_json: bool = typer.Option(False, "--json", help="Print the bundle's manifest as JSON on stdout."),
     detector: Optional[str] = typer.Option(None, "--detector", help="A detector run (`snapid detect train`) of the same "
@@ -30,7 +36,7 @@ def export(
     from snapid.export.export import export_run
 
     with _Steps(quiet=as_json) as steps:
-        bundle = export_run(run, out, workspace=workspace(), engine=engine(), int8=int8, force=force, fmt=fmt,
+        bundle = export_run(run, out, workspace=workspace(), engine=engine(), int8=int8, force=force, fmt=fmt.value,
                             zip_=zip_, progress=steps.show, detector=detector)
     manifest = bundle.manifest
     if as_json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from snapid.cli.common import console, emit_json, engine, settings, workspace
+from snapid.cli.common import Split, console, emit_json, engine, settings, workspace
 
 app = typer.Typer(help="Saved photos and user feedback.", no_args_is_help=True)
 
@@ -53,13 +53,14 @@ def promote(
     candidate: str = typer.Argument(..., help="The run (or ensemble) that may replace the current one."),
     over: str = typer.Option(..., "--over", help="The run currently promoted (the champion)."),
     margin: float = typer.Option(0.005, "--margin", min=0, max=0.999, help="Top-1 gain the candidate needs (0.005 = 0.5 points)."),
-    split: str = typer.Option("test", "--split", help="The fixed split both are scored on."),
+    split: Split = typer.Option(Split.test, "--split", help="The fixed split both are scored on."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:
     """Evaluate CANDIDATE and CURRENT on the same fixed test split; promote the candidate only when it is
     better by the margin. Its bundle goes to <workspace>/bundles/<dataset>-promoted: a server started on that
     folder (`snapid serve <workspace>/bundles/<dataset>-promoted`) loads each new promotion within
     SNAPID_RELOAD_POLL_S seconds, without a restart."""
+    split = split.value
     from snapid.feedback.promote import promote as decide
 
     result = decide(candidate, over=over, workspace=workspace(), engine=engine(), margin=margin, split=split,

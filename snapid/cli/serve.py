@@ -31,3 +31,20 @@ def serve(
                             announce=common.console.print)
     serve_forever(bundle, settings=settings, host=host, port=port, workers=workers, reload=reload,
                   public_url=public_url, keep_days=keep_days, access_log=access_log)
+
+
+def print_urls(host: str, port: int, public_url: str, *, flag: str = "snapid serve", step: str = "") -> None:
+    """The page's URL and where the QR hand-off sends a phone, with a hint when phones cannot reach it."""
+    from snapid.serve.services.sessions import phone_base
+
+    console = common.console
+    page_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    console.print(f"{step}serving the identification page: [bold]http://{page_host}:{port}/[/]", highlight=False)
+    phone, note = phone_base(public_url=public_url, request_host="127.0.0.1", request_port=port, scheme="http")
+    if page_host in ("127.0.0.1", "localhost", "::1") and not public_url:
+        note = f"phones cannot reach a server listening on {host}: run `{flag} --host 0.0.0.0` for the QR hand-off"
+    indent = " " * len(step)
+    console.print(f"{indent}QR hand-off: press \"Use my phone\" on the page; the phone opens {phone}/m/<token>",
+                  markup=False)
+    if note:
+        console.print(f"{indent}note: {note}", markup=False)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from snapid.cli.common import console, emit_json, engine, settings, workspace
+from snapid.cli.common import DATASET_VERSION, console, emit_json, engine, settings, workspace
 from snapid.errors import SnapidError
 from snapid.train.report import Reporter
 
@@ -70,7 +70,7 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (see docs/training.md); flags override it."),
     name: Optional[str] = typer.Option(None, help="Run name (default: DATASET-MODEL, numbered)."),
     resume: Optional[str] = typer.Option(None, help="Continue a stopped or crashed run from its last checkpoint."),
-    version: Optional[int] = typer.Option(None, help="Dataset version (default: the latest)."),
+    version: Optional[int] = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
     weights: Optional[Path] = typer.Option(None, help="Local pretrained weights (.safetensors or .pth state_dict)."),
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train from scratch (no ImageNet weights)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
@@ -84,9 +84,9 @@ def train(
     Every epoch is written to the workspace database as it ends (`snapid runs show RUN`).
     Ctrl-C stops cleanly; `--resume RUN` continues where it stopped.
     """
+    from snapid.pipeline import train_calibrated
     from snapid.train.augment import augment_from_flag
     from snapid.train.config import TrainConfig
-    from snapid.train.fit import train as run_training
 
     if not dataset and not resume:
         raise SnapidError("give a DATASET to train on, or --resume RUN", code="usage")
@@ -101,32 +101,40 @@ def train(
         _train_seeds(dataset, cfg, seeds, name=name, version=version, as_json=as_json)
         return
     with RichReporter(quiet=as_json) as reporter:
-        summary = run_training(dataset or "", cfg, workspace=workspace(), engine=engine(), name=name, resume=resume,
-                               version=version, reporter=reporter, workers=settings().workers)
+        summary = train_calibrated(dataset or "", cfg, workspace=workspace(), engine=engine(), name=name, resume=resume,
+                                   version=version, reporter=reporter, workers=settings().workers)
     if not summary:  # a torchrun worker other than rank 0
         return
     if as_json:
         emit_json(summary)
         return
+    _print_done(summary)
+
+
+def _print_done(summary: dict) -> None:
+    from snapid.pipeline import describe_calibration
+
     figures = "  ".join(f"{k} {v:.4f}" for k, v in summary.items() if isinstance(v, float))
     console.print(f"[green]done[/]: run {summary['name']}, best epoch {summary['best_epoch']}  {figures}",
                   highlight=False)
-    console.print(f"next: `snapid eval {summary['name']}` (calibration and a report), then "
-                  f"`snapid serve {summary['name']}`", markup=False, highlight=False)
+    console.print(f"  {describe_calibration(summary['calibration'])}", markup=False, highlight=False)
+    console.print(f"  run folder: {summary['run_dir']}", markup=False, highlight=False)
+    console.print(f"next: `snapid serve {summary['name']}` (the page), `snapid report {summary['name']}` (an HTML "
+                  f"report), `snapid export {summary['name']}` (a bundle to ship)", markup=False, highlight=False)
 
 
 def _train_seeds(dataset: str, cfg, seeds: int, *, name: str | None, version: int | None, as_json: bool) -> None:
     """The same recipe trained with several seeds; the spread says how much of a difference is chance."""
     from snapid.evaluate.metrics import mean_and_std
-    from snapid.train.fit import train as run_training
+    from snapid.pipeline import train_calibrated
 
     summaries = []
     for k in range(seeds):
         seeded = cfg.model_copy(update={"seed": cfg.seed + k})
         with RichReporter(quiet=as_json) as reporter:
-            summaries.append(run_training(dataset, seeded, workspace=workspace(), engine=engine(),
-                                          name=f"{name}-s{cfg.seed + k}" if name else None, version=version,
-                                          reporter=reporter, workers=settings().workers))
+            summaries.append(train_calibrated(dataset, seeded, workspace=workspace(), engine=engine(),
+                                              name=f"{name}-s{cfg.seed + k}" if name else None, version=version,
+                                              reporter=reporter, workers=settings().workers))
     split = "test" if all("test_top1" in s for s in summaries) else "val"
     spread = {}
     for key in ("top1", "macro_f1"):

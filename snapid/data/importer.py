@@ -7,6 +7,9 @@ check boxes → subsample → split → store everything in ONE transaction.
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import os
 import re
 import time
@@ -46,6 +49,7 @@ class ImportReport:
     reused: int
     seconds: float
     notes: list[str] = field(default_factory=list)
+    unchanged: bool = False   # reuse_unchanged found the latest version identical: no new version was made
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -173,8 +177,11 @@ def import_dataset(
     limits: DecodeLimits = DecodeLimits(),
     progress: Progress | None = None,
     unpack_to: Path | None = None,
+    reuse_unchanged: bool = False,
 ) -> ImportReport:
-    """``unpack_to``: where an archive (.zip, .tar, .tar.gz) given as ``path`` is safely unpacked."""
+    """``unpack_to``: where an archive (.zip, .tar, .tar.gz) given as ``path`` is safely unpacked.
+    ``reuse_unchanged``: when the files, labels, boxes and splits are exactly the latest version's,
+    make no new version and report that one (``unchanged``)."""
     started = time.perf_counter()
     check_dataset_name(name)
     unpacked_note = ""
@@ -219,18 +226,40 @@ def import_dataset(
         notes.append(f"{len(rejected)} of {len(entries)} files rejected (more than 1%): see `snapid data inspect {name}`")
 
     params = {"format": source.format, "seed": seed, "max_per_class": max_per_class, "clip_boxes": clip_boxes,
-              "source": str(Path(path).resolve())}
+              "source": str(Path(path).resolve()), "fingerprint": _fingerprint(source, classes, samples, rejected)}
+    with transaction(engine) as session:
+        latest = crud.latest_version_params(session, name=name) if reuse_unchanged else None
+    if latest is not None and latest[1].get("fingerprint") == params["fingerprint"]:
+        return _report(name, latest[0], source, samples, classes, rejected, reused, started, notes, unchanged=True)
     with transaction(engine) as session:
         version = crud.save_dataset_version(
             session, name=name, format=source.format, root=str(source.root.resolve()), classes=classes,
             samples=samples, rejected=rejected, params=params, notes=notes,
         )
+    return _report(name, version, source, samples, classes, rejected, reused, started, notes)
+
+
+def _report(name, version, source, samples, classes, rejected, reused, started, notes, unchanged=False) -> ImportReport:
     return ImportReport(
         name=name, version=version, format=source.format, root=str(source.root.resolve()), images=len(samples),
         classes=len(classes), splits=dict(sorted(Counter(s.split for s in samples).items())),
         rejected=dict(Counter(r.reason for r in rejected)), reused=reused,
-        seconds=round(time.perf_counter() - started, 2), notes=notes,
+        seconds=round(time.perf_counter() - started, 2), notes=notes, unchanged=unchanged,
     )
+
+
+def _fingerprint(source: Source, classes, samples: list[Sample], rejected: list[Rejected]) -> str:
+    """sha256 of everything a version holds, where its files are included: two imports with the same
+    fingerprint are the same dataset."""
+    digest = hashlib.sha256(json.dumps([source.format, str(source.root.resolve())]).encode())
+    for c in classes:
+        digest.update(json.dumps([c.id, c.name, c.display_names], sort_keys=True).encode())
+    for s in sorted(samples, key=lambda s: s.path):
+        digest.update(json.dumps([s.path, s.label, s.split, s.group, s.facts.sha256, s.boxes], sort_keys=True,
+                                 default=repr).encode())
+    for r in sorted(rejected, key=lambda r: r.path):
+        digest.update(json.dumps([r.path, r.reason]).encode())
+    return digest.hexdigest()
 
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

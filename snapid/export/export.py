@@ -24,7 +24,7 @@ from torch import nn
 
 from snapid.data.cached_dataset import CachedDataset
 from snapid.errors import SnapidError
-from snapid.evaluate.calibrate import calibrate_run, has_calibration
+from snapid.evaluate.calibrate import calibrate_for_serving, has_calibration
 from snapid.evaluate.loaded import TrainedRun, load_trained, split_dataset
 from snapid.export import onnx as onnx_export
 from snapid.export.bundle import (
@@ -221,7 +221,7 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
     if not source.members and not has_calibration(name, engine=engine):
         # an uncalibrated bundle would never answer "not sure" (threshold 0): fit it now, as `snapid eval` does
         say(f"{name} has no calibration yet: fitting the temperature and the 'unknown' threshold on its validation split")
-        calibrate_run(name, workspace=workspace, engine=engine)
+        calibrate_for_serving(name, workspace=workspace, engine=engine)
     say(f"exporting {fmt} and checking it against torch on {len(source.parity_inputs)} {source.parity_split} images")
     model_file, model_bytes, parity = _checked_model(source, fmt)
     int8_report = None

@@ -87,6 +87,16 @@ def _version_row(session: Session, name: str, version: int | None) -> DatasetVer
     return row
 
 
+def latest_version_params(session: Session, *, name: str) -> tuple[int, dict] | None:
+    """(version, import parameters) of the latest version of ``name``; None when there is no such dataset."""
+    dataset = session.scalar(select(DatasetRow).where(DatasetRow.name == name))
+    if dataset is None:
+        return None
+    row = session.scalar(select(DatasetVersionRow).where(DatasetVersionRow.dataset_id == dataset.id)
+                         .order_by(DatasetVersionRow.version.desc()).limit(1))
+    return (row.version, dict(row.params or {})) if row is not None else None
+
+
 def load_manifest_version(session: Session, *, name: str) -> int:
     """The latest version number of dataset ``name``."""
     return _version_row(session, name, None).version
@@ -128,6 +138,14 @@ def previous_facts(session: Session, *, name: str) -> dict[str, ImageFacts]:
                SampleRow.format, SampleRow.mode, SampleRow.phash, SampleRow.mean_rgb, SampleRow.hist)
     rows = session.execute(select(*columns).where(SampleRow.version_id == version_id))  # plain rows: no ORM objects
     return {r.path: _facts(r) for r in rows}
+
+
+def split_counts(session: Session, *, name: str, version: int | None = None) -> dict[str, int]:
+    """Photos per split of one version (the latest when ``version`` is None)."""
+    row = _version_row(session, name, version)
+    counts = session.execute(select(SampleRow.split, func.count()).where(SampleRow.version_id == row.id)
+                             .group_by(SampleRow.split))
+    return {split: n for split, n in counts}
 
 
 def list_datasets(session: Session) -> list[dict]:

@@ -214,7 +214,8 @@ def _build(state: RunState, workspace: Workspace, run: dict, resuming: bool, wor
     spec = registry.get_spec(config.model)
     params = prepare_params(manifest, config, spec.input_size)
     if info.main:  # the others wait for rank 0's cache, then read it
-        prepare(manifest, workspace, params, workers=workers)
+        state.reporter.phase(f"preparing {manifest.name} v{manifest.version} at {params.size} px", 0)
+        prepare(manifest, workspace, params, workers=workers, progress=state.reporter.progress)
     dist_util.barrier(info)
     train_set, val_set, test_set = load_splits(workspace, manifest, params)
     torch.manual_seed(config.seed)  # the head's (and a scratch backbone's) initial weights

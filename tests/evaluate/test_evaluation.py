@@ -136,12 +136,12 @@ def test_cli_eval_json_table_and_report(evaluated, home, tmp_path):
     from snapid.cli import app
 
     runner = CliRunner()
-    out = runner.invoke(app, ["eval", "e", "--json", "-"])
+    out = runner.invoke(app, ["eval", "e", "--json"])
     assert out.exit_code == 0, out.output
     printed = strict_json(out.stdout)
     assert printed["run"] == "e" and printed["top1"] == pytest.approx(evaluated["top1"])
     target = tmp_path / "out" / "e.json"
-    out = runner.invoke(app, ["eval", "e", "--target-accuracy", "0.9", "--json", str(target)])
+    out = runner.invoke(app, ["eval", "e", "--target-accuracy", "0.9", "--out", str(target)])
     assert out.exit_code == 0, out.output
     assert "macro_top1" in out.output and "rejection threshold" in out.output
     assert strict_json(target.read_text())["calibration"]["target_accuracy"] == 0.9

@@ -158,7 +158,10 @@ def test_cli_train_and_runs(shapes, home):
     (home.home / "run.yaml").write_text("size: 32\nprobe_views: 1\naugment: none\n")
     out = subprocess.run(cmd + ["--config", str(home.home / "run.yaml")], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
-    assert "val_top1" in json.loads(out.stdout)
+    summary = json.loads(out.stdout)
+    assert "val_top1" in summary and summary["name"] == "cli" and summary["run_dir"].endswith("cli")
+    # every completed run is calibrated on its validation split, so it exports with a real threshold
+    assert summary["calibration"]["threshold"] > 0 and summary["calibration"]["temperature"] > 0
     listed = json.loads(subprocess.run([sys.executable, "-m", "snapid", "runs", "list", "--json"], capture_output=True,
                                        text=True, env=env).stdout)
     assert listed[0]["name"] == "cli" and listed[0]["status"] == "completed"
@@ -166,6 +169,12 @@ def test_cli_train_and_runs(shapes, home):
                                       text=True, env=env).stdout)
     # the default linear-probe solver: one L-BFGS fit per weight decay of its grid, then 1 fine-tune epoch
     assert len(shown["epochs"]) == len(WEIGHT_DECAYS) + 1 and shown["config"]["size"] == 32
+    said = subprocess.run([sys.executable, "-m", "snapid", "train", shapes, "--model", "custom_cnn", "--no-pretrained",
+                           "--epochs", "0", "--probe-epochs", "1", "--name", "told", "--config", str(home.home / "run.yaml")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert said.returncode == 0, said.stderr
+    assert "run told" in said.stderr and "calibrated on the validation split" in said.stderr
+    assert "`snapid serve told`" in said.stderr and str(home.home / "runs" / "told") in said.stderr
     (home.home / "bad.yaml").write_text("sise: 32\n")
     bad = subprocess.run(cmd[:-1] + ["--name", "x", "--config", str(home.home / "bad.yaml")], capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "sise" in bad.stderr and "bad.yaml" in bad.stderr
