@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench screenshots clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The README's pictures (docs/images/*.png) from a real small run, taken by Debian's chromium: about 5 minutes.
+screenshots: $(STAMP)
+	$(BIN)/python scripts/screenshots.py --out docs/images
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/decode.py

@@ -199,7 +199,9 @@ def _class_chart(rows: list[dict], log: bool) -> str:
             vals = [r["counts"][split] for r in rows][::-1]
             ax.barh(y, vals, left=left, label=_mpl_text(split), color=SPLIT_COLOURS.get(split))
             left = [a + b for a, b in zip(left, vals)]
-        ax.legend(loc="lower right", fontsize=8)
+        # above the bars: inside the axes it hides the longest bars, and balanced classes are all the longest
+        ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncol=len(rows[0]["counts"]), fontsize=8, frameon=False,
+                  borderaxespad=0.2)
         ax.set_xlabel("images")
     ax.set_yticks(list(y), names, fontsize=7)
     ax.margins(y=0.01)

@@ -297,8 +297,10 @@
     const status = el("p", { class: "msg", role: "status" });
     const wrong = el("button", { type: "button", class: "wrong", text: t("wrong.button") });
     wrong.addEventListener("click", () => openWrong(o.prediction_id, status));
-    return el("article", { class: "answer", dataset: { unknown: String(o.unknown) } },
-      figure,
+    // mode=detect: the objects are boxed on the photo above; an empty figure would leave a blank column
+    const pictured = figure.childElementCount > 0;
+    return el("article", { class: pictured ? "answer" : "answer no-photo", dataset: { unknown: String(o.unknown) } },
+      pictured ? figure : null,
       el("div", { class: "body" },
         o.title ? el("p", { class: "hint", text: o.title }) : null,
         el("h3", { class: "best", text: heading }),
