@@ -15,6 +15,7 @@ from snapid.cli import evaluate as evaluate_cli
 from snapid.cli import export as export_cli
 from snapid.cli import feedback as feedback_cli
 from snapid.cli import knowledge as knowledge_cli
+from snapid.cli import predict as predict_cli
 from snapid.cli import train as train_cli
 from snapid.cli import serve as serve_cli
 from snapid.cli import tune as tune_cli
@@ -40,6 +41,7 @@ app.command("tune")(tune_cli.tune)
 app.command("compare")(tune_cli.compare)
 app.command("export")(export_cli.export)
 app.command("serve")(serve_cli.serve)
+app.command("predict")(predict_cli.predict)
 app.command("eval")(evaluate_cli.evaluate)
 app.command("ensemble")(ensemble_cli.ensemble)
 app.command("leaderboard")(ensemble_cli.leaderboard)
