@@ -10,12 +10,17 @@ __version__ = "0.1.0"
 # The library's entry points, imported on first use: `import snapid` stays light (no NumPy, ONNX Runtime
 # or torch) and only the path a name needs is loaded. Add a name here as "name": "module".
 _LAZY = {
+    "import_dataset": "snapid.api",
+    "fit": "snapid.api",
+    "Dataset": "snapid.api",
+    "Run": "snapid.api",
     "load": "snapid.inference",
     "Model": "snapid.inference",
     "Answer": "snapid.inference",
 }
 
 if TYPE_CHECKING:
+    from snapid.api import Dataset, Run, fit, import_dataset
     from snapid.inference import Answer, Model, load
 
 

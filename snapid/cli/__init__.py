@@ -19,6 +19,7 @@ from snapid.cli import predict as predict_cli
 from snapid.cli import train as train_cli
 from snapid.cli import serve as serve_cli
 from snapid.cli import tune as tune_cli
+from snapid.cli import up as up_cli
 from snapid.cli import weights as weights_cli
 from snapid.cli.common import console
 from snapid.errors import SnapidError
@@ -26,41 +27,73 @@ from snapid.errors import SnapidError
 app = typer.Typer(
     name="snapid",
     help="Turn your own labelled photos into an image-identification web service.\n\n"
+    "Start with `snapid up PHOTOS` (one folder per class) or `snapid demo`. "
     "Workspace: $SNAPID_HOME (default ./snapid-home); database: $SNAPID_DB_URL (default SQLite in the workspace).",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish and PowerShell
 )
-app.add_typer(data_cli.app, name="data")
-app.command("demo")(demo_cli.demo)
-app.command("train")(train_cli.train)
-app.add_typer(train_cli.runs_app, name="runs")
-app.add_typer(weights_cli.app, name="weights")
-app.add_typer(knowledge_cli.app, name="knowledge")
-app.command("tune")(tune_cli.tune)
-app.command("compare")(tune_cli.compare)
-app.command("export")(export_cli.export)
-app.command("serve")(serve_cli.serve)
-app.command("predict")(predict_cli.predict)
-app.command("eval")(evaluate_cli.evaluate)
-app.command("ensemble")(ensemble_cli.ensemble)
-app.command("leaderboard")(ensemble_cli.leaderboard)
-app.command("report")(ensemble_cli.report)
-app.add_typer(feedback_cli.app, name="feedback")
-app.add_typer(detect_cli.app, name="detect")
+
+# --help lists the commands in pipeline order, one panel per stage
+START, DATA, TRAIN, EVALUATE, EXPORT, SERVE, KNOWLEDGE, FEEDBACK = (
+    "Start here", "Data", "Train", "Evaluate", "Export", "Serve and predict", "Knowledge", "Feedback")
+app.command("up", rich_help_panel=START)(up_cli.up)
+app.command("demo", rich_help_panel=START)(demo_cli.demo)
+app.add_typer(data_cli.app, name="data", rich_help_panel=DATA)
+app.add_typer(detect_cli.app, name="detect", rich_help_panel=DATA)
+app.command("train", rich_help_panel=TRAIN)(train_cli.train)
+app.command("tune", rich_help_panel=TRAIN)(tune_cli.tune)
+app.command("compare", rich_help_panel=TRAIN)(tune_cli.compare)
+app.add_typer(train_cli.runs_app, name="runs", rich_help_panel=TRAIN)
+app.add_typer(weights_cli.app, name="weights", rich_help_panel=TRAIN)
+app.command("eval", rich_help_panel=EVALUATE)(evaluate_cli.evaluate)
+app.command("report", rich_help_panel=EVALUATE)(ensemble_cli.report)
+app.command("leaderboard", rich_help_panel=EVALUATE)(ensemble_cli.leaderboard)
+app.command("ensemble", rich_help_panel=EVALUATE)(ensemble_cli.ensemble)
+app.command("export", rich_help_panel=EXPORT)(export_cli.export)
+app.command("serve", rich_help_panel=SERVE)(serve_cli.serve)
+app.command("predict", rich_help_panel=SERVE)(predict_cli.predict)
+app.add_typer(knowledge_cli.app, name="knowledge", rich_help_panel=KNOWLEDGE)
+app.add_typer(feedback_cli.app, name="feedback", rich_help_panel=FEEDBACK)
+app.command("promote", rich_help_panel=FEEDBACK)(feedback_cli.promote)
 data_cli.app.command("merge-feedback")(feedback_cli.merge_feedback)
-app.command("promote")(feedback_cli.promote)
 
 
-@app.command()
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print snapid's version and exit."),
+) -> None:
+    """Turn your own labelled photos into an image-identification web service."""
+
+
+@app.command(rich_help_panel=START)
 def version() -> None:
     """Print snapid's version."""
     typer.echo(__version__)
 
 
+PANELS = (START, DATA, TRAIN, EVALUATE, EXPORT, SERVE, KNOWLEDGE, FEEDBACK)
+
+
+def command():
+    """The click command behind ``app``, its commands in pipeline order (Typer lists groups after commands)."""
+    group = typer.main.get_command(app)
+    order = {panel: i for i, panel in enumerate(PANELS)}
+    group.commands = dict(sorted(group.commands.items(),
+                                 key=lambda item: order.get(getattr(item[1], "rich_help_panel", None), len(order))))
+    return group
+
+
 def main() -> None:
     try:
-        app()
+        command()(prog_name="snapid")
     except SnapidError as exc:
         console.print(f"error: {exc.message}", style="red", highlight=False, markup=False, soft_wrap=True)
         sys.exit(1)

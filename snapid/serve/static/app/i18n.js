@@ -7,7 +7,7 @@
   const STRINGS = {
     en: {
       "title": "What is this?",
-      "subtitle": "Give one to five photos of one thing; the model says what it is.",
+      "subtitle": "Give one to five photos; the model says what is in them.",
       "lang.label": "Language",
       "give.title": "Photos",
       "give.drop": "Drop photos here",
@@ -95,7 +95,7 @@
     },
     ko: {
       "title": "이것은 무엇일까요?",
-      "subtitle": "한 물건의 사진을 1~5장 주시면 모델이 무엇인지 알려 드립니다.",
+      "subtitle": "사진을 1~5장 주시면 모델이 무엇이 찍혔는지 알려 드립니다.",
       "lang.label": "언어",
       "give.title": "사진",
       "give.drop": "여기에 사진을 끌어다 놓으세요",
