@@ -116,10 +116,10 @@ def test_a_new_export_replaces_the_old_bundle_but_never_a_foreign_folder(exporte
     from snapid.evaluate.calibrate import calibrate_run
 
     before = load_bundle(exported)
-    calibrate_run("a", workspace=home, engine=engine, target_coverage=0.9)  # something real changed since the first export
+    calibrate_run("a", workspace=home, engine=engine, target_coverage=0.7)  # something real changed since the first export
     after = export_run("a", exported, workspace=home, engine=engine)
     assert after.path == exported and load_bundle(exported).sha256 == after.sha256 != before.sha256
-    assert after.calibration["target_coverage"] == 0.9 and before.calibration["target_coverage"] is None
+    assert after.calibration["target_coverage"] == 0.7 and before.calibration["target_coverage"] != 0.7
     assert not [p.name for p in exported.parent.iterdir() if p.name.startswith(".good")]  # no staging folders left
     foreign = tmp_path / "photos"
     foreign.mkdir()
