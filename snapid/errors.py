@@ -73,6 +73,12 @@ class AnnotationError(DatasetError):
     code = "bad_annotation"
 
 
+class UnsafeFile(AnnotationError):
+    """An annotation file that is not read: a link leaving the dataset root, a FIFO or device, or too large."""
+
+    code = "unsafe_file"
+
+
 class NotFound(SnapidError):
     code = "not_found"
     status = 404

@@ -27,6 +27,7 @@ from snapid.data.facts import image_facts
 from snapid.data.manifest import Box, ClassInfo, Entry, ImageFacts, Rejected, Sample
 from snapid.data.sources import ReadOptions, Source
 from snapid.data.sources.detect import detect_format, read_source
+from snapid.data.sources.files import inside_root
 from snapid.errors import AnnotationError, DatasetError
 from snapid.images import DecodeLimits
 from snapid.track import crud
@@ -61,14 +62,12 @@ def _job(args: tuple[str, str, DecodeLimits]) -> ImageFacts | Rejected:
 
 
 def _inside(root_real: str, rel: str) -> tuple[str | None, Rejected | None]:
-    """Absolute path of ``rel`` if it stays inside the root (symlinks resolved), else a Rejected."""
-    candidate = os.path.join(root_real, rel)
-    if os.path.islink(candidate) or ".." in Path(rel).parts or os.path.isabs(rel):
-        real = os.path.realpath(candidate)
-        if os.path.commonpath([root_real, real]) != root_real:
-            return None, Rejected(rel, "outside_root", "path or symbolic link leads outside the dataset root")
-        return real, None
-    return candidate, None
+    """The real path of ``rel`` if it stays inside the root, every link in it resolved (a linked folder on the
+    way as much as a linked file), else a Rejected."""
+    real = inside_root(root_real, rel)
+    if real is None:
+        return None, Rejected(rel, "outside_root", "path or symbolic link leads outside the dataset root")
+    return real, None
 
 
 def _read_all(

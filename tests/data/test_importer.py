@@ -225,3 +225,63 @@ def test_real_fruits_voc_with_quirks(engine):
     for s in m.samples:
         for b in s.boxes:
             assert 0 <= b.x1 < b.x2 <= s.facts.width and 0 <= b.y1 < b.y2 <= s.facts.height
+
+
+def _manifest_rows(root: Path, fmt: str, rows: list[tuple[str, str]]) -> Path:
+    """A CSV, JSON or COCO manifest beside the photos listing ``rows`` (path, label)."""
+    import json
+
+    if fmt == "csv":
+        (root / "labels.csv").write_text("path,label\n" + "".join(f"{p},{c}\n" for p, c in rows))
+        return root / "labels.csv"
+    if fmt == "json":
+        (root / "labels.json").write_text(json.dumps([{"path": p, "label": c} for p, c in rows]))
+        return root / "labels.json"
+    cats = sorted({c for _, c in rows})
+    doc = {"images": [{"id": i, "file_name": p} for i, (p, _) in enumerate(rows, 1)],
+           "annotations": [{"id": i, "image_id": i, "category_id": cats.index(c) + 1, "bbox": [2, 2, 20, 20]}
+                           for i, (_, c) in enumerate(rows, 1)],
+           "categories": [{"id": i, "name": c} for i, c in enumerate(cats, 1)]}
+    (root / "coco.json").write_text(json.dumps(doc))
+    return root / "coco.json"
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "coco"])
+def test_a_row_through_a_symlinked_folder_outside_the_root_is_refused(tmp_path, engine, fmt):
+    """BAD_INPUTS, dataset row: "a symlink to /etc/passwd or outside the root ... links leaving the root are never
+    followed". The row names linkdir/x.jpg, where linkdir (not x.jpg) is the link: every path is resolved in full."""
+    write_image(tmp_path / "elsewhere" / "x.jpg", (80, 60), seed=7)
+    root = make_folder(tmp_path / "data", per_class=3)
+    os.symlink(tmp_path / "elsewhere", root / "linkdir")
+    os.symlink(root / "cat", root / "catlink")   # a folder link that stays inside the root is followed
+    rows = [(f"{c}/{i}.jpg", c) for c in ("cat", "dog") for i in range(3)]
+    manifest_file = _manifest_rows(root, fmt, rows + [("catlink/0.jpg", "cat"), ("linkdir/x.jpg", "cat")])
+    report = import_dataset(manifest_file, name=f"link-{fmt}", engine=engine)
+    assert report.images == 7 and report.rejected == {"outside_root": 1}
+    m = manifest(engine, f"link-{fmt}")
+    assert {r.path: r.reason for r in m.rejected} == {"linkdir/x.jpg": "outside_root"}
+    assert "linkdir/x.jpg" not in {s.path for s in m.samples}
+
+
+def test_a_linked_plantnet_images_folder_outside_the_root_is_refused(tmp_path, engine):
+    """BAD_INPUTS, dataset row: Pl@ntNet's images/ folder is walked by name; when it is a link that leaves the root,
+    none of the photos under it are imported."""
+    for i in range(3):
+        write_image(tmp_path / "elsewhere" / "train" / "1355936" / f"{i}.jpg", (80, 60), seed=i)
+    root = tmp_path / "plants"
+    root.mkdir()
+    (root / "plantnet300K_species_id_2_name.json").write_text('{"1355936": "Lactuca virosa"}')
+    os.symlink(tmp_path / "elsewhere", root / "images")
+    with pytest.raises(DatasetError, match=r"every one of the 3 files was rejected \(3 outside_root\)"):
+        import_dataset(root, name="plants", engine=engine)
+
+
+def test_the_folder_walker_never_enters_a_linked_folder(tmp_path, engine):
+    """BAD_INPUTS, dataset row: class folders are walked without following folder links, even one that stays inside
+    (it would list the same photos twice)."""
+    root = make_folder(tmp_path / "pets", per_class=3)
+    os.symlink(root / "cat", root / "dog" / "more")
+    write_image(tmp_path / "elsewhere" / "deep" / "x.jpg")
+    os.symlink(tmp_path / "elsewhere", root / "cat" / "out")
+    report = import_dataset(root, name="pets", engine=engine)
+    assert report.images == 6 and report.rejected == {}
