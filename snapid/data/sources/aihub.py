@@ -65,7 +65,7 @@ def read(path: Path, options: ReadOptions) -> Source:
     for rel in files:
         if not rel.lower().endswith(".json"):
             continue
-        data = load_json(path / rel, MAX_SIDECAR_BYTES)
+        data = load_json(path, path / rel, MAX_SIDECAR_BYTES)
         if not is_aihub(data):
             skipped.append(rel)
             continue

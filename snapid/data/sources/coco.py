@@ -16,28 +16,32 @@ from typing import Any
 from snapid.data.manifest import Box, ClassInfo, Entry
 from snapid.data.sources import ReadOptions, Source
 from snapid.data.sources.common import count_note, load_json, rel_path, single_label, split_name
-from snapid.errors import AnnotationError, DatasetError
+from snapid.data.sources.files import open_sidecar
+from snapid.errors import AnnotationError, DatasetError, UnsafeFile
 
 COCO_KEYS = ("images", "annotations", "categories")
 _SMALL_JSON = 32 << 20
 _PROBE = 20
 
 
-def has_keys(file: Path, keys: tuple[str, ...] = COCO_KEYS) -> bool:
+def has_keys(root: Path, file: Path, keys: tuple[str, ...] = COCO_KEYS) -> bool:
     """Whether a JSON file has these top-level keys, without loading a huge one (COCO puts
-    "categories" after hundreds of MB of annotations, so a big file is scanned for the key names)."""
+    "categories" after hundreds of MB of annotations, so a big file is scanned for the key names).
+    A file that may not be read (a link out of ``root``, a FIFO, a device) is refused, not passed over."""
     try:
         if file.stat().st_size <= _SMALL_JSON:
-            data = load_json(file, _SMALL_JSON)
+            data = load_json(root, file, _SMALL_JSON)
             return isinstance(data, dict) and all(k in data for k in keys)
         wanted = {f'"{k}"'.encode() for k in keys}
         tail = b""
-        with file.open("rb") as fh:
+        with open_sidecar(root, file, None) as fh:
             while wanted and (chunk := fh.read(1 << 20)):
                 window = tail + chunk
                 wanted = {w for w in wanted if w not in window}
                 tail = window[-32:]
         return not wanted
+    except UnsafeFile:
+        raise
     except (OSError, AnnotationError):
         return False
 
@@ -56,7 +60,7 @@ def find_jsons(folder: Path) -> list[Path]:
     found = []
     for place in places:
         if place.is_dir():
-            found += [p for p in sorted(place.glob("*.json")) if has_keys(p)]
+            found += [p for p in sorted(place.glob("*.json")) if has_keys(folder, p)]
     return found
 
 
@@ -115,8 +119,8 @@ def _boxes(file: Path, data: dict, cats: dict[str, str], image_ids: set) -> tupl
     return boxes, crowd
 
 
-def parse(file: Path) -> dict:
-    data = load_json(file)
+def parse(root: Path, file: Path) -> dict:
+    data = load_json(root, file)
     if not isinstance(data, dict) or not all(isinstance(data.get(k), list) for k in COCO_KEYS):
         raise AnnotationError(f"{file}: not a COCO file (needs lists images, annotations, categories)")
     for i, img in enumerate(data["images"]):
@@ -126,7 +130,7 @@ def parse(file: Path) -> dict:
 
 
 def read_one(file: Path, split: str | None, folder: Path | None) -> tuple[list[Entry], list[ClassInfo], list[str], Path]:
-    data = parse(file)
+    data = parse(folder or file.parent, file)
     classes = [ClassInfo(str(c.get("id")), str(c.get("name") or c.get("id"))) for c in data["categories"]
                if isinstance(c, dict)]
     cats = {c.id: c.name for c in classes}

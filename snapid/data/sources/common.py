@@ -1,6 +1,7 @@
 """Helpers shared by the format readers: walking a tree, loading CSV/JSON, finding images by stem.
 
 Readers only collect candidate files; the importer decodes them and rejects what is not an image.
+Annotation files are read through files.read_sidecar: regular files inside the dataset root, size-capped.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from snapid.data.manifest import Box, Entry, normalize_split
+from snapid.data.sources.files import read_sidecar
 from snapid.errors import AnnotationError, DatasetError
 
 IMAGE_EXTENSIONS = frozenset(
@@ -94,34 +96,29 @@ def split_name(part: str) -> str | None:
     return None
 
 
-def check_size(path: Path, limit: int) -> None:
-    size = path.stat().st_size
-    if size > limit:
-        raise AnnotationError(f"{path}: annotation file is {size} bytes, more than the {limit} allowed")
-
-
-def read_text(path: Path, limit: int = MAX_SIDECAR_BYTES) -> str:
-    check_size(path, limit)
+def read_text(root: Path, path: Path, limit: int = MAX_SIDECAR_BYTES) -> str:
+    """A UTF-8 annotation file: a regular file inside ``root`` of at most ``limit`` bytes (see files.py)."""
+    raw = read_sidecar(root, path, limit)
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        line = raw[: exc.start].count(b"\n") + 1
         raise AnnotationError(f"{path}:{line}: not UTF-8 text ({exc.reason})") from None
 
 
-def load_json(path: Path, limit: int = MAX_MANIFEST_BYTES) -> Any:
-    """Parse a JSON file; errors name the file and line."""
-    text = read_text(path, limit)
+def load_json(root: Path, path: Path, limit: int = MAX_MANIFEST_BYTES) -> Any:
+    """Parse a JSON file inside ``root``; errors name the file and line."""
+    text = read_text(root, path, limit)
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"{path}:{exc.lineno}: invalid JSON ({exc.msg})") from None
 
 
-def load_jsonl(path: Path, limit: int = MAX_MANIFEST_BYTES) -> list[tuple[int, Any]]:
+def load_jsonl(root: Path, path: Path, limit: int = MAX_MANIFEST_BYTES) -> list[tuple[int, Any]]:
     """(line number, object) for each non-blank line of a JSON Lines file."""
     rows = []
-    for number, line in enumerate(read_text(path, limit).splitlines(), start=1):
+    for number, line in enumerate(read_text(root, path, limit).splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -138,9 +135,9 @@ def sniff_delimiter(first_line: str, default: str = ",") -> str:
     return best if counts[best] else default
 
 
-def load_csv(path: Path, limit: int = MAX_MANIFEST_BYTES) -> list[tuple[int, list[str]]]:
+def load_csv(root: Path, path: Path, limit: int = MAX_MANIFEST_BYTES) -> list[tuple[int, list[str]]]:
     """(line number, cells) for each non-blank row; BOM tolerated, delimiter sniffed."""
-    text = read_text(path, limit)
+    text = read_text(root, path, limit)
     first = next((line for line in text.splitlines() if line.strip()), "")
     delimiter = sniff_delimiter(first, "\t" if path.suffix.lower() == ".tsv" else ",")
     reader = csv.reader(text.splitlines(), delimiter=delimiter)

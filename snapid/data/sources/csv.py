@@ -12,6 +12,7 @@ from pathlib import Path
 from snapid.data.manifest import Box, normalize_split
 from snapid.data.sources import ReadOptions, Source
 from snapid.data.sources.common import EntryMerger, load_csv, nfc, rel_path
+from snapid.data.sources.files import peek_sidecar, present
 from snapid.errors import AnnotationError, DatasetError
 
 # snapid name → header names accepted without a --columns mapping (first match wins)
@@ -118,19 +119,16 @@ def add_record(merger: EntryMerger, root: Path, cells: dict[str, str], where: st
 def find_manifest(folder: Path, options: ReadOptions) -> Path:
     """The one CSV in ``folder`` whose header has a path-like column."""
     hits = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in MANIFEST_SUFFIXES
-            and p.is_file() and has_path_column(p, options)]
+            and present(p) and has_path_column(folder, p, options)]
     if len(hits) != 1:
         what = "no CSV with a path column" if not hits else f"several CSV files ({', '.join(p.name for p in hits)})"
         raise DatasetError(f"{folder}: {what}; give the CSV file itself")
     return hits[0]
 
 
-def has_path_column(file: Path, options: ReadOptions | None = None) -> bool:
-    try:
-        with file.open(encoding="utf-8-sig", errors="replace") as fh:
-            first = fh.readline().lower()
-    except OSError:
-        return False
+def has_path_column(root: Path, file: Path, options: ReadOptions | None = None) -> bool:
+    """Whether the first line (of the first 64 KiB) names a path column; a file that may not be read is refused."""
+    first = peek_sidecar(root, file, 1 << 16).decode("utf-8-sig", errors="replace").split("\n", 1)[0].lower()
     names = set(ALIASES["path"])
     if options and "path" in options.columns and not _is_index(options.columns["path"]):
         names.add(str(options.columns["path"]).lower())
@@ -141,7 +139,7 @@ def has_path_column(file: Path, options: ReadOptions | None = None) -> bool:
 def read(path: Path, options: ReadOptions) -> Source:
     file = find_manifest(path, options) if path.is_dir() else path
     root = file.parent
-    rows = load_csv(file)
+    rows = load_csv(root, file)
     if not rows:
         raise AnnotationError(f"{file}: the CSV file is empty")
     header = rows[0][1] if guess_header(rows[0][1], options) else None

@@ -15,7 +15,8 @@ from typing import Callable, Iterator
 from snapid.data.sources import FORMATS, ReadOptions, Source
 from snapid.data.sources import coco, csv, plantnet, yolo
 from snapid.data.sources.common import is_candidate, load_json, split_name
-from snapid.errors import AnnotationError, DatasetError, NotFound
+from snapid.data.sources.files import peek_sidecar, present
+from snapid.errors import AnnotationError, DatasetError, NotFound, UnsafeFile
 
 Found = tuple[str, str] | None
 _PEEK = 5   # annotation files opened per check: enough to tell, cheap on huge trees
@@ -31,12 +32,9 @@ def iter_files(root: Path) -> Iterator[str]:
                 yield name if base == "." else f"{base}/{name}"
 
 
-def _peek(file: Path, size: int = 1 << 16) -> bytes:
-    try:
-        with file.open("rb") as fh:
-            return fh.read(size)
-    except OSError:
-        return b""
+def _peek(root: Path, file: Path, size: int = 1 << 16) -> bytes:
+    """The start of an annotation file; one that may not be read (files.py) is refused, naming it."""
+    return peek_sidecar(root, file, size)
 
 
 def _split_dirs(root: Path) -> list[Path]:
@@ -44,10 +42,10 @@ def _split_dirs(root: Path) -> list[Path]:
 
 
 def check_plantnet(root: Path) -> Found:
-    if any((root / n).is_file() for n in (plantnet.METADATA_NAME, *plantnet.NAMES_FILES)):
+    if any(present(root / n) for n in (plantnet.METADATA_NAME, *plantnet.NAMES_FILES)):
         return "plantnet", "found a Pl@ntNet-300K metadata or species-names file"
     meta = plantnet.find_metadata(root)
-    if meta and b"species_id" in _peek(meta):   # a generic metadata.csv is not Pl@ntNet
+    if meta and b"species_id" in _peek(root, meta):   # a generic metadata.csv is not Pl@ntNet
         return "plantnet", f"{meta.name} has species_id metadata"
     return None
 
@@ -71,18 +69,22 @@ def check_coco(root: Path) -> Found:
         return None
     try:
         chosen = coco.choose_jsons(root)
+    except UnsafeFile:
+        raise
     except DatasetError:
         return None
-    if all(_single_image(p) for p, _ in chosen) and _more_jsons(root, len(chosen)):
+    if all(_single_image(root, p) for p, _ in chosen) and _more_jsons(root, len(chosen)):
         return None   # one-image files among other JSONs: per-image AI-Hub annotations
     return "coco", f"COCO annotations in {', '.join(p.relative_to(root).as_posix() for p, _ in chosen)}"
 
 
-def _single_image(file: Path) -> bool:
+def _single_image(root: Path, file: Path) -> bool:
     if file.stat().st_size > 1 << 20:   # a one-image file is small; never load a big COCO file twice
         return False
     try:
-        return len(load_json(file).get("images", [])) <= 1
+        return len(load_json(root, file).get("images", [])) <= 1
+    except UnsafeFile:
+        raise
     except (AnnotationError, AttributeError, TypeError):
         return False
 
@@ -95,7 +97,7 @@ def _more_jsons(root: Path, known: int) -> bool:
 def check_voc(root: Path) -> Found:
     places = [root, root / "Annotations", *_split_dirs(root)]
     xmls = [p for d in places if d.is_dir() for p in islice(sorted(d.glob("*.xml")), _PEEK)]
-    if any(b"<annotation" in _peek(p) for p in xmls[:_PEEK]):
+    if any(b"<annotation" in _peek(root, p) for p in xmls[:_PEEK]):
         return "voc", f"Pascal VOC XML files such as {xmls[0].relative_to(root).as_posix()}"
     return None
 
@@ -103,14 +105,14 @@ def check_voc(root: Path) -> Found:
 def check_aihub(root: Path) -> Found:
     jsons = islice((f for f in iter_files(root) if f.lower().endswith(".json")), _PEEK)
     for rel in jsons:
-        if coco.has_keys(root / rel, ("images", "annotations")):
+        if coco.has_keys(root, root / rel, ("images", "annotations")):
             return "aihub", f"per-image JSON files with images and annotations, such as {rel}"
     return None
 
 
 def check_csv(root: Path) -> Found:
-    hits = [p for p in sorted(root.iterdir()) if p.is_file() and p.suffix.lower() in csv.MANIFEST_SUFFIXES
-            and csv.has_path_column(p)]
+    hits = [p for p in sorted(root.iterdir()) if present(p) and p.suffix.lower() in csv.MANIFEST_SUFFIXES
+            and csv.has_path_column(root, p)]
     return ("csv", f"{hits[0].name} has a path column") if len(hits) == 1 else None
 
 
@@ -128,7 +130,7 @@ def detect_file(path: Path) -> tuple[str, str]:
     if suffix in csv.MANIFEST_SUFFIXES:
         return "csv", f"{path.name} is a CSV file"
     if suffix == ".json":
-        if coco.has_keys(path):
+        if coco.has_keys(path.parent, path):
             return "coco", f"{path.name} has images, annotations and categories (COCO)"
         return "json", f"{path.name} is a JSON manifest"
     if suffix == ".jsonl":
@@ -146,6 +148,8 @@ def detect_format(path: Path) -> tuple[str, str]:
         raise NotFound(f"{path}: no such file or folder")
     if path.is_file():
         return detect_file(path)
+    if not path.is_dir():
+        raise DatasetError(f"{path}: neither a regular file nor a folder")
     for check in CHECKS:
         found = check(path)
         if found:

@@ -32,6 +32,12 @@ def inside_root(root: str | Path, path: str | Path) -> str | None:
     return real if real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep) else None
 
 
+def present(path: Path) -> bool:
+    """Whether an annotation file is there to be read: anything but a folder. A FIFO, a device or a dangling link
+    under an annotation file's name is then refused by name when read, never passed over in silence."""
+    return os.path.lexists(path) and not os.path.isdir(path)
+
+
 def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
@@ -68,9 +74,12 @@ def open_sidecar(root: Path, path: Path, limit: int | None):
 def read_sidecar(root: Path, path: Path, limit: int) -> bytes:
     """All of ``path``'s bytes: a regular file inside ``root`` of at most ``limit`` bytes."""
     with open_sidecar(root, path, limit) as fh:
-        data = fh.read(limit + 1)
+        expected = min(os.fstat(fh.fileno()).st_size, limit)
+        data = fh.read(expected + 1)   # never more than the cap (+1 to see a file that grew), whatever the file does
     if len(data) > limit:
         raise UnsafeFile(f"{path}: annotation file is more than the {limit} bytes allowed")
+    if len(data) > expected:
+        raise UnsafeFile(f"{path}: grew while it was being read; not read")
     return data
 
 

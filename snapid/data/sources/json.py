@@ -27,8 +27,8 @@ def _text(value: Any) -> str:
 def load_records(file: Path) -> tuple[list[tuple[str, Any]], Any]:
     """(where, object) pairs and the raw "classes" value (or None)."""
     if file.suffix.lower() == ".jsonl":
-        return [(f"{file.name}:{line}", obj) for line, obj in load_jsonl(file)], None
-    data = load_json(file)
+        return [(f"{file.name}:{line}", obj) for line, obj in load_jsonl(file.parent, file)], None
+    data = load_json(file.parent, file)
     classes = None
     if isinstance(data, dict):
         if not isinstance(data.get("samples"), list):

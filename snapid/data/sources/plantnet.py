@@ -16,6 +16,7 @@ from snapid.data.manifest import ClassInfo, Entry, normalize_split
 from snapid.data.sources import ReadOptions, Source
 from snapid.data.sources.common import (count_note, is_candidate, load_csv, load_json, require_dir,
                                         split_name, walk_files)
+from snapid.data.sources.files import present
 from snapid.errors import AnnotationError
 
 METADATA_NAME = "plantnet300K_metadata.json"
@@ -25,18 +26,18 @@ Meta = tuple[str | None, str | None, str | None]   # species_id, split, obs_id
 
 
 def find_metadata(root: Path) -> Path | None:
-    if (root / METADATA_NAME).is_file():
+    if present(root / METADATA_NAME):
         return root / METADATA_NAME
-    hits = [p for p in sorted(root.iterdir()) if p.is_file() and "metadata" in p.name.lower()
+    hits = [p for p in sorted(root.iterdir()) if present(p) and "metadata" in p.name.lower()
             and p.suffix.lower() in (".json", ".csv")]
     return hits[0] if hits else None
 
 
 def find_names(root: Path) -> Path | None:
     for name in NAMES_FILES:
-        if (root / name).is_file():
+        if present(root / name):
             return root / name
-    hits = [p for p in sorted(root.iterdir()) if p.is_file() and "species" in p.name.lower()
+    hits = [p for p in sorted(root.iterdir()) if present(p) and "species" in p.name.lower()
             and "metadata" not in p.name.lower() and p.suffix.lower() in (".json", ".csv")]
     return hits[0] if hits else None
 
@@ -57,17 +58,17 @@ def _stem(value: Any) -> str:
     return posixpath.splitext(posixpath.basename(str(value).replace("\\", "/")))[0]
 
 
-def load_metadata(file: Path) -> dict[str, Meta]:
+def load_metadata(root: Path, file: Path) -> dict[str, Meta]:
     """image id (file stem) → (species_id, split, obs_id)."""
     if file.suffix.lower() == ".csv":
-        rows = load_csv(file)
+        rows = load_csv(root, file)
         header = [c.lower() for c in rows[0][1]] if rows else []
         id_col = next((header.index(k) for k in ID_KEYS if k in header), None)
         if id_col is None:
             raise AnnotationError(f"{file}: no image id column ({', '.join(ID_KEYS)}); columns found: {', '.join(header)}")
         records = [(_stem(cells[id_col]), dict(zip(header, cells))) for _, cells in rows[1:]]
     else:
-        data = load_json(file)
+        data = load_json(root, file)
         if isinstance(data, dict):
             records = [(_stem(k), v) for k, v in data.items()]
         elif isinstance(data, list):
@@ -77,13 +78,13 @@ def load_metadata(file: Path) -> dict[str, Meta]:
     return {key: _meta(file, key, rec) for key, rec in records if key and isinstance(rec, dict)}
 
 
-def load_names(file: Path) -> dict[str, str]:
+def load_names(root: Path, file: Path) -> dict[str, str]:
     """species id → scientific name, in the file's order."""
     if file.suffix.lower() == ".csv":
-        rows = load_csv(file)
+        rows = load_csv(root, file)
         start = 1 if rows and not rows[0][1][0].strip().isdigit() else 0   # a header row, or not
         return {cells[0]: cells[1] if len(cells) > 1 else cells[0] for _, cells in rows[start:]}
-    data = load_json(file)
+    data = load_json(root, file)
     if not isinstance(data, dict):
         raise AnnotationError(f"{file}: expected an object mapping species ids to names")
     return {str(k): str(v) for k, v in data.items()}
@@ -122,7 +123,7 @@ def build_classes(labels: set[str], names: dict[str, str] | None, notes: list[st
 def read(path: Path, options: ReadOptions) -> Source:
     require_dir(path, "plantnet")
     meta_file, names_file = find_metadata(path), find_names(path)
-    meta = load_metadata(meta_file) if meta_file else {}
+    meta = load_metadata(path, meta_file) if meta_file else {}
     _, found = scan(path)
     entries, unknown, disagree, seen = [], [], [], set()
     for rel, split, species in found:
@@ -139,5 +140,5 @@ def read(path: Path, options: ReadOptions) -> Source:
     notes += count_note(disagree, "images whose folder disagrees with the metadata (folder kept)")
     notes += count_note(sorted(set(meta) - seen), "metadata ids without an image file")
     labels = {e.label for e in entries if e.label}
-    classes = build_classes(labels, load_names(names_file) if names_file else None, notes)
+    classes = build_classes(labels, load_names(path, names_file) if names_file else None, notes)
     return Source("plantnet", path, entries, classes, notes)

@@ -13,17 +13,17 @@ from pathlib import Path
 
 from snapid.data.manifest import Box, ClassInfo, Entry
 from snapid.data.sources import ReadOptions, Source
-from snapid.data.sources.common import (MAX_SIDECAR_BYTES, ImageIndex, check_size, count_note, is_image, nfc,
-                                        read_text, require_dir, single_label, split_of, walk_files)
+from snapid.data.sources.common import (MAX_SIDECAR_BYTES, ImageIndex, count_note, is_image, nfc, read_text,
+                                        require_dir, single_label, split_of, walk_files)
+from snapid.data.sources.files import present, read_sidecar
 from snapid.errors import AnnotationError
 
 COORDS = ("xmin", "ymin", "xmax", "ymax")
 
 
-def parse_xml(file: Path) -> tuple[str | None, list[Box]]:
-    """(<filename>, boxes) of one VOC annotation file."""
-    check_size(file, MAX_SIDECAR_BYTES)
-    raw = file.read_bytes()
+def parse_xml(root: Path, file: Path) -> tuple[str | None, list[Box]]:
+    """(<filename>, boxes) of one VOC annotation file inside ``root``."""
+    raw = read_sidecar(root, file, MAX_SIDECAR_BYTES)
     lowered = raw.lower()
     if b"<!doctype" in lowered or b"<!entity" in lowered:
         raise AnnotationError(f"{file}: XML with a DOCTYPE or ENTITY declaration is refused")
@@ -56,8 +56,8 @@ def image_sets(root: Path) -> dict[str, str]:
     folder = root / "ImageSets" / "Main"
     out: dict[str, str] = {}
     for name, split in (("trainval", "train"), ("train", "train"), ("val", "val"), ("test", "test")):
-        if (folder / f"{name}.txt").is_file():
-            for line in read_text(folder / f"{name}.txt").splitlines():
+        if present(folder / f"{name}.txt"):
+            for line in read_text(root, folder / f"{name}.txt").splitlines():
                 if line.split():
                     out[line.split()[0]] = split
     return out
@@ -87,7 +87,7 @@ def read(path: Path, options: ReadOptions) -> Source:
     for rel in files:
         if not rel.lower().endswith(".xml") or (devkit and not rel.startswith("Annotations/")):
             continue
-        filename, boxes = parse_xml(path / rel)
+        filename, boxes = parse_xml(path, path / rel)
         image = find_image(index, rel, filename, devkit)
         if image is None:
             orphans.append(rel)

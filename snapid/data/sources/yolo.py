@@ -16,15 +16,16 @@ import yaml
 from snapid.data.manifest import Box, ClassInfo, Entry
 from snapid.data.sources import ReadOptions, Source
 from snapid.data.sources.common import count_note, is_image, read_text, single_label, split_of, walk_files
+from snapid.data.sources.files import present
 from snapid.errors import AnnotationError, DatasetError
 
 YAML_NAMES = ("data.yaml", "dataset.yaml", "data.yml", "dataset.yml")
 LIST_NAMES = ("classes.txt", "obj.names")
 
 
-def names_from_yaml(file: Path) -> dict[int, str] | None:
+def names_from_yaml(root: Path, file: Path) -> dict[int, str] | None:
     try:
-        data = yaml.safe_load(read_text(file))
+        data = yaml.safe_load(read_text(root, file))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise AnnotationError(f"{file}:{mark.line + 1 if mark else '?'}: invalid YAML") from None
@@ -41,16 +42,16 @@ def names_from_yaml(file: Path) -> dict[int, str] | None:
 
 def find_names(root: Path, given: Path | None) -> tuple[dict[int, str] | None, Path | None]:
     """Class names and the file they came from: the given YAML, a data YAML, or a one-per-line list."""
-    yamls = [given] if given else [root / n for n in YAML_NAMES if (root / n).is_file()]
+    yamls = [given] if given else [root / n for n in YAML_NAMES if present(root / n)]
     for file in yamls:
-        names = names_from_yaml(file)
+        names = names_from_yaml(root, file)
         if names is not None:
             return names, file
     for folder in (root, root / "labels"):
         lists = [folder / n for n in LIST_NAMES] + sorted(folder.glob("*.names")) if folder.is_dir() else []
         for file in lists:
-            if file.is_file():
-                lines = [ln.strip() for ln in read_text(file).splitlines() if ln.strip()]
+            if present(file):
+                lines = [ln.strip() for ln in read_text(root, file).splitlines() if ln.strip()]
                 return dict(enumerate(lines)), file
     return None, None
 
@@ -87,24 +88,24 @@ def parse_line(line: str, where: str, names: dict[int, str] | None) -> Box:
 
 
 def parse_file(root: Path, rel: str, names: dict[int, str] | None) -> list[Box]:
-    lines = read_text(root / rel).splitlines()
+    lines = read_text(root, root / rel).splitlines()
     return [parse_line(ln, f"{rel}:{n}", names) for n, ln in enumerate(lines, start=1) if ln.strip()]
 
 
 def read(path: Path, options: ReadOptions) -> Source:
-    given = path if path.is_file() and path.suffix.lower() in (".yaml", ".yml") else None
+    given = path if present(path) and path.suffix.lower() in (".yaml", ".yml") else None
     root = path.parent if given else path
     if not root.is_dir():
         raise DatasetError(f"{path}: the yolo format needs a folder or its data.yaml")
     names, names_file = find_names(root, given)
     files = list(walk_files(root))
-    present = set(files)
+    listed = set(files)
     in_images = any("images" in f.split("/")[:-1] for f in files)
     entries, missing, used = [], [], set()
     for rel in files:
         if not is_image(rel) or (in_images and "images" not in rel.split("/")[:-1]):
             continue
-        label_rel = next((c for c in label_candidates(rel) if c in present), None)
+        label_rel = next((c for c in label_candidates(rel) if c in listed), None)
         boxes = parse_file(root, label_rel, names) if label_rel else []
         if label_rel is None:
             missing.append(rel)
