@@ -317,10 +317,33 @@ def test_voc_devkit_layout(tmp_path):
 def test_voc_rejects_doctype_and_bad_boxes(tmp_path):
     img(tmp_path / "a.jpg")
     write(tmp_path / "a.xml", '<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "y">]>' + voc_xml("a.jpg", []))
-    with pytest.raises(AnnotationError, match=r"a\.xml.*DOCTYPE"):
+    with pytest.raises(AnnotationError, match=r"a\.xml: XML with a DOCTYPE"):
         read_source(tmp_path, "voc")
     write(tmp_path / "a.xml", voc_xml("a.jpg", [("dog", "one", 1, 5, 5)]))
     with pytest.raises(AnnotationError, match=r"a\.xml.*object 1 \(dog\)"):
+        read_source(tmp_path, "voc")
+
+
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
+def test_voc_refuses_entities_in_any_encoding(tmp_path, encoding):
+    """A DOCTYPE that declares entities (billion laughs, small here) is refused whatever the bytes' encoding: a
+    UTF-16 file hides "<!DOCTYPE" from a byte search, and the parser must refuse it itself."""
+    img(tmp_path / "a.jpg")
+    doctype = ('<!DOCTYPE annotation [<!ENTITY a "dog"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">'
+               '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;">]>')
+    text = f'<?xml version="1.0" encoding="UTF-16"?>{doctype}' + voc_xml("a.jpg", [("&c;", 1, 1, 5, 5)])
+    (tmp_path / "a.xml").write_bytes(("\ufeff" + text).encode(encoding))
+    with pytest.raises(AnnotationError, match=r"a\.xml: XML with a DOCTYPE or entity declarations is refused"):
+        read_source(tmp_path, "voc")
+
+
+def test_voc_names_the_file_of_invalid_xml(tmp_path):
+    img(tmp_path / "a.jpg")
+    write(tmp_path / "a.xml", "<annotation><object>")
+    with pytest.raises(AnnotationError, match=r"a\.xml:1: invalid XML"):
+        read_source(tmp_path, "voc")
+    (tmp_path / "a.xml").write_bytes('<?xml version="1.0" encoding="UTF-16-BE"?><annotation/>'.encode("utf-16-be"))
+    with pytest.raises(AnnotationError, match=r"a\.xml: invalid XML"):   # an encoding the parser cannot read
         read_source(tmp_path, "voc")
 
 

@@ -1,8 +1,9 @@
 """Pascal VOC XML: an .xml beside each image, or Annotations/ + JPEGImages/ (+ ImageSets/Main/*.txt).
 
 Boxes come from <object><bndbox> (floats allowed) with label <name>. <size> is ignored: some tools
-write 0 there, and the importer reads the real size from the image. DTDs and entities are refused
-(billion-laughs and external-entity attacks), so plain xml.etree is safe here.
+write 0 there, and the importer reads the real size from the image. Every file is parsed by defusedxml
+with DTDs forbidden: a DOCTYPE, entity declaration or external reference (billion laughs, external
+entities) is refused by the parser itself, whatever the file's encoding (UTF-8, UTF-16 with a BOM...).
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 import posixpath
 import xml.etree.ElementTree as ET
 from pathlib import Path
+
+import defusedxml
+import defusedxml.ElementTree as DET
 
 from snapid.data.manifest import Box, ClassInfo, Entry
 from snapid.data.sources import ReadOptions, Source
@@ -24,13 +28,15 @@ COORDS = ("xmin", "ymin", "xmax", "ymax")
 def parse_xml(root: Path, file: Path) -> tuple[str | None, list[Box]]:
     """(<filename>, boxes) of one VOC annotation file inside ``root``."""
     raw = read_sidecar(root, file, MAX_SIDECAR_BYTES)
-    lowered = raw.lower()
-    if b"<!doctype" in lowered or b"<!entity" in lowered:
-        raise AnnotationError(f"{file}: XML with a DOCTYPE or ENTITY declaration is refused")
     try:
-        tree = ET.fromstring(raw)
+        tree = DET.fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except defusedxml.DefusedXmlException as exc:
+        raise AnnotationError(f"{file}: XML with a DOCTYPE or entity declarations is refused "
+                              f"({type(exc).__name__})") from None
     except ET.ParseError as exc:
         raise AnnotationError(f"{file}:{exc.position[0]}: invalid XML ({exc})") from None
+    except ValueError as exc:   # e.g. an encoding the parser cannot read ("multi-byte encodings are not supported")
+        raise AnnotationError(f"{file}: invalid XML ({exc})") from None
     if tree.tag != "annotation":
         raise AnnotationError(f"{file}: not a Pascal VOC file (root element <{tree.tag}>, expected <annotation>)")
     boxes = [_box(file, i, obj) for i, obj in enumerate(tree.findall("object"), start=1)]
