@@ -89,7 +89,8 @@ def default_name(photos: Path) -> str:
     path = Path(photos)
     stem = path.resolve().name
     if is_archive(path) or path.is_file():
-        for suffix in (".tar.gz", ".tgz", ".tar", ".zip", ".csv", ".json", ".txt"):
+        for suffix in (".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz", ".tar", ".zip", ".csv",
+                       ".json", ".txt"):
             if stem.lower().endswith(suffix):
                 stem = stem[: -len(suffix)]
                 break

@@ -117,6 +117,8 @@ def test_default_names(tmp_path):
     assert default_name(tmp_path / "My Plants") == "My-Plants"
     (tmp_path / "shop photos.zip").write_bytes(b"PK")
     assert default_name(tmp_path / "shop photos.zip") == "shop-photos"
+    (tmp_path / "birds.tar.bz2").write_bytes(b"BZh")
+    assert default_name(tmp_path / "birds.tar.bz2") == "birds"
     (tmp_path / "labels.csv").write_text("path,label\n")
     assert default_name(tmp_path / "labels.csv") == "labels"
     assert default_name(Path("/")) == "photos"

@@ -39,10 +39,12 @@ def test_a_zipped_folder_imports(tmp_path, engine, home):
     assert again.reused == 8  # the same archive unpacks to the same folder: nothing read twice
 
 
-def test_tar_gz_imports(tmp_path, engine, home):
+@pytest.mark.parametrize("suffix, mode", [(".tar.gz", "w:gz"), (".tgz", "w:gz"), (".tar.bz2", "w:bz2"),
+                                          (".tar.xz", "w:xz"), (".tar", "w")])
+def test_tars_import(tmp_path, engine, home, suffix, mode):
     root = make_folder(tmp_path / "pets", per_class=3)
-    archive = tmp_path / "pets.tar.gz"
-    with tarfile.open(archive, "w:gz") as tf:
+    archive = tmp_path / f"pets{suffix}"
+    with tarfile.open(archive, mode) as tf:
         tf.add(root, arcname="pets")
     assert import_dataset(archive, name="pets", engine=engine, unpack_to=home.unpacked).images == 6
 
@@ -162,3 +164,73 @@ def test_a_split_archive_keeps_the_one_part_checks(tmp_path):
     with pytest.raises(ArchiveRejected, match="outside"):
         unpack(tmp_path / "evil.zip.001", tmp_path / "out")
     assert not (tmp_path / "outside.txt").exists()
+
+
+# --- decompression bombs in compressed tars: refused while reading, not after -------------------------------------
+def _zero_streams(compression: str, size: int, repeats: int) -> bytes:
+    """``repeats`` concatenated compressed streams, each of ``size`` zero bytes, compressed once from 1 MiB blocks
+    (never ``size`` bytes in memory); gzip, bzip2 and xz readers all read concatenated streams as one."""
+    import bz2
+    import lzma
+    import zlib
+
+    make = {"gz": lambda: zlib.compressobj(9, zlib.DEFLATED, 31), "bz2": lambda: bz2.BZ2Compressor(9),
+            "xz": lambda: lzma.LZMACompressor(lzma.FORMAT_XZ)}[compression]
+    packer, block = make(), bytes(1 << 20)
+    one = b"".join(packer.compress(block) for _ in range(size >> 20)) + packer.flush()
+    return one * repeats
+
+
+def _declared_bomb(path: Path, compression: str, declared: int) -> Path:
+    """A tar whose one member, photos/zeros.jpg, declares ``declared`` bytes, and holds them: zeros, as concatenated
+    compressed streams. A few KB (bz2, xz) or MB (gzip) on disk; a reader that decompresses to the end before
+    checking the ratio spends seconds to hours on it (a 12 KB .tar.bz2 declaring 4 GiB took 10 s)."""
+    chunk = 16 << 20
+    header = tarfile.TarInfo("photos/zeros.jpg")
+    header.size = declared
+    path.write_bytes(_compress(compression, header.tobuf(tarfile.GNU_FORMAT))
+                     + _zero_streams(compression, chunk, declared // chunk) + _compress(compression, bytes(1024)))
+    return path
+
+
+def _compress(compression: str, data: bytes) -> bytes:
+    import bz2
+    import gzip
+    import lzma
+
+    return {"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[compression](data)
+
+
+@pytest.mark.parametrize("compression", ["bz2", "gz", "xz"])
+def test_a_compressed_tar_declaring_gigabytes_is_refused_while_reading(tmp_path, engine, compression):
+    """BAD_INPUTS, archive row: "a zip bomb with ratio over 100: the whole archive is rejected". A tar member
+    declaring 8 GiB of zeros is refused at its header, before one gigabyte is decompressed, and nothing is left
+    unpacked."""
+    import time
+
+    archive = _declared_bomb(tmp_path / f"bomb.tar.{compression}", compression, 8 << 30)
+    assert archive.stat().st_size < 10 << 20
+    started = time.perf_counter()
+    with pytest.raises(ArchiveRejected, match="zip bomb") as err:
+        import_dataset(archive, name="bomb", engine=engine, unpack_to=tmp_path / "unpacked")
+    assert time.perf_counter() - started < 5, "the archive was decompressed before it was refused"
+    assert str(archive) in err.value.message
+    assert list((tmp_path / "unpacked").iterdir()) == []
+
+
+def test_a_tar_header_block_declaring_gigabytes_is_refused_while_reading(tmp_path):
+    """BAD_INPUTS, archive row: the decompressed stream itself is bounded, not only the members' declared sizes. A GNU
+    long-name block (read whole by tarfile inside its header parsing, before any member is seen) declaring 8 GiB is
+    refused once 100x the archive's size has been read, without reading the 8 GiB into memory."""
+    import time
+
+    long_name = tarfile.TarInfo("././@LongLink")
+    long_name.type, long_name.size = tarfile.GNUTYPE_LONGNAME, 8 << 30
+    archive = tmp_path / "names.tar.bz2"
+    archive.write_bytes(_compress("bz2", long_name.tobuf(tarfile.GNU_FORMAT))
+                        + _zero_streams("bz2", 16 << 20, (8 << 30) // (16 << 20)) + _compress("bz2", bytes(1024)))
+    started = time.perf_counter()
+    with pytest.raises(ArchiveRejected, match="expands more than 100x.*zip bomb"):
+        unpack(archive, tmp_path / "out")
+    assert time.perf_counter() - started < 5
+    assert list((tmp_path / "out").iterdir()) == []
