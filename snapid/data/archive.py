@@ -5,8 +5,8 @@ with `..`, is a link or a device, or when it expands more than 100 times its siz
 past the size limit. The limits are checked while reading, never after: a zip's sizes come from its
 central directory before anything is decompressed; a tar's members are checked one by one as their
 headers are read (the running total of declared sizes), and the decompressed stream of a compressed
-tar is itself bounded, so a read or seek past 100 times the archive's size (plus 1 MiB for headers)
-is refused before it is decompressed: a header declaring gigabytes, or concatenated compressed
+tar is itself bounded, so a read or seek past 100 times the archive's size (plus 1 MiB, and 3 KiB
+per member for its headers and padding) is refused before it is decompressed: a header declaring gigabytes, or concatenated compressed
 streams, cost no more than the limit. Every byte is counted again while copying, chunk by chunk, so
 a header that lies about sizes cannot get past the caps; zip CRCs are checked, and the number of
 files written must equal the number listed — the pill project lost files silently when unzipping.
@@ -37,7 +37,8 @@ ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tb
 MAX_RATIO = 100
 MAX_MEMBERS = 2_000_000
 CHUNK = 1 << 20
-STREAM_SLACK = 1 << 20   # a compressed tar's headers and padding, beyond 100x: tiny archives of tiny files pass
+STREAM_SLACK = 1 << 20   # a compressed tar's stream may pass 100x by this much, plus MEMBER_SLACK per member:
+MEMBER_SLACK = 3 << 10   # headers (pax ones too) and padding compress far better than photos and are not files
 COMPRESSED = ((b"\x1f\x8b", lambda f: gzip.GzipFile(fileobj=f, mode="rb")), (b"BZh", bz2.BZ2File),
               (b"\xfd7zXZ\x00", lzma.LZMAFile))
 
@@ -84,11 +85,13 @@ def _zip_members(archive: Path, zf: zipfile.ZipFile) -> list[Member]:
     return members
 
 
-def _tar_members(archive: Path, tf: tarfile.TarFile, max_bytes: int, packed: int) -> list[Member]:
+def _tar_members(archive: Path, tf: tarfile.TarFile, max_bytes: int, packed: int, stream) -> list[Member]:
     """The members, each checked as its header is read: the running total is checked before tarfile skips
     (and so decompresses) the member's data on its way to the next header."""
     members, total = [], 0
     for info in tf:
+        if isinstance(stream, _Bounded):
+            stream.grant(MEMBER_SLACK)
         if info.issym() or info.islnk() or info.isdev() or info.isfifo():
             raise ArchiveRejected(f"{archive}: member {info.name!r} is a link or a device; the archive is refused")
         if info.isfile():
@@ -148,6 +151,10 @@ class _Bounded:
 
     def tell(self) -> int:
         return self._pos
+
+    def grant(self, extra: int) -> None:
+        """Allow ``extra`` more bytes (a member's headers and padding)."""
+        self._limit += extra
 
     def readable(self) -> bool:
         return True
@@ -230,7 +237,7 @@ def _unpack_into(archive: Path, source: Parts, tmp: Path, max_bytes: int) -> Non
         else:
             with source.open() as raw, _tar_stream(archive, io.BufferedReader(raw), packed) as stream, \
                     tarfile.open(fileobj=stream, mode="r:") as tf:
-                members = _tar_members(archive, tf, max_bytes, packed)
+                members = _tar_members(archive, tf, max_bytes, packed, stream)
                 _check_totals(archive, members, max_bytes, packed)
                 budget = [sum(m.size for m in members)]
                 for info in tf.getmembers():
