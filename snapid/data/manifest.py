@@ -102,7 +102,7 @@ class Sample:
 @dataclass(frozen=True, slots=True)
 class Rejected:
     path: str
-    reason: str          # a code such as empty_file, corrupt_image, symlink_outside_root
+    reason: str          # a code such as empty_file, corrupt_image, outside_root (a path or link leaving the root)
     detail: str = ""
 
 
