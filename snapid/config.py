@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     drain_s: float = Field(1.0, description="On SIGTERM, how long readiness answers 503 before the listener closes.")
     body_deadline_s: float = Field(30.0, description="Whole request body must arrive within this time (slow clients).")
     bundle: Path | None = Field(None, description="The bundle folder or .snapid file to serve (snapid serve sets it).")
+    serve_db_timeout_s: float = Field(1.5, description="How long a request waits for a database lock (a long import, another worker, a backup) before 503 with Retry-After.")
 
     # --- saved photos and feedback (snapid.feedback) ---
     review_token: str = Field("", description="Bearer token for the review queue (/review and /api/v1/review; empty: review disabled).")

@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from snapid import images
@@ -44,7 +45,8 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     metrics = Metrics()
     app.state.settings, app.state.metrics, app.state.bundle_path = settings, metrics, bundle
     app.state.draining = False
-    app.state.db_engine = _lazy_engine(settings.resolved_db_url())
+    # requests wait at most serve_db_timeout_s for a lock another connection holds, then get 503
+    app.state.db_engine = _lazy_engine(settings.resolved_db_url(), lock_timeout_s=settings.serve_db_timeout_s)
     app.state.predictor = Predictor(
         max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
         decode_threads=settings.decode_threads, metrics=metrics,
@@ -55,6 +57,8 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     app.state.prediction_log = PredictionLog(app.state.db_engine)
     # predictions the log could not record (queue full, database down): answers never wait for it
     metrics.gauges["snapid_prediction_log_dropped"] = lambda: app.state.prediction_log.dropped
+    # rows a locked database refused for a while, kept and written later
+    metrics.gauges["snapid_prediction_log_retried"] = lambda: app.state.prediction_log.retried
     for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router,
                    feedback_route.router, review_route.router, sessions_route.router, page_route.router,
                    docs_route.router):
@@ -78,11 +82,11 @@ def _version() -> str:
     return __version__
 
 
-def _lazy_engine(url: str):
+def _lazy_engine(url: str, *, lock_timeout_s: float):
     @lru_cache(maxsize=1)
     def engine():
         from snapid.track.db import get_engine  # opened on first use: startup does not wait for the database
-        return get_engine(url)
+        return get_engine(url, lock_timeout_s=lock_timeout_s)
     return engine
 
 
@@ -157,6 +161,17 @@ def _add_error_handlers(app: FastAPI) -> None:
         if exc.status >= 500 and exc.code not in ("overloaded",):
             log.warning("%s %s: %s", request.method, request.url.path, exc.message)
         return _error(exc.status, exc.code, exc.message, {"Retry-After": str(retry)} if retry else None)
+
+    @app.exception_handler(OperationalError)
+    async def database_error(request: Request, exc: OperationalError):
+        from snapid.track.db import is_busy
+
+        if is_busy(exc):  # another writer (an import, a backup, another worker) holds the lock: try again soon
+            log.warning("%s %s: the database is locked by another writer", request.method, request.url.path)
+            return _error(503, "db_busy", "the database is busy (locked by another writer); try again shortly",
+                          {"Retry-After": "1"})
+        log.error("%s %s: database error", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal_error", "unexpected server error; it has been logged")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):

@@ -1,4 +1,8 @@
-"""Engines and transactions. SQLite by default (WAL, foreign keys, a busy timeout); any SQLAlchemy URL works."""
+"""Engines and transactions. SQLite by default (WAL, foreign keys, a busy timeout); any SQLAlchemy URL works.
+
+How long a statement waits for a lock another connection holds is per engine: 30 s for commands, which
+may as well wait for an import to finish; the server asks for a short one (SNAPID_SERVE_DB_TIMEOUT_S), so
+a request fails fast with 503 (`is_busy`) instead of holding a connection for the whole wait."""
 
 from __future__ import annotations
 
@@ -17,21 +21,43 @@ from snapid.errors import SnapidError
 from snapid.track.tables import Base
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+def _sqlite_pragmas(busy_timeout_ms: int):
+    def on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")  # first: the next pragma may wait for a lock
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+    return on_connect
+
+
+# SQLite's messages for a lock it waited for in vain; PostgreSQL's SQLSTATEs for lock_timeout
+# (lock_not_available) and a cancelled statement (query_canceled)
+_SQLITE_BUSY = ("database is locked", "database table is locked", "database schema is locked", "database is busy")
+_PG_BUSY = {"55P03", "57014"}
+
+
+def is_busy(exc: BaseException) -> bool:
+    """An error raised because another connection held a lock longer than this engine's lock timeout."""
+    if not isinstance(exc, OperationalError):
+        return False
+    orig = getattr(exc, "orig", None)
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    if code in _PG_BUSY:
+        return True
+    message = str(orig).lower()
+    return any(text in message for text in _SQLITE_BUSY)
 
 
 _CREATE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=8)
-def get_engine(url: str) -> Engine:
-    """One engine per URL per process; tables created on first use."""
+def get_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
+    """One engine per URL (and lock timeout) per process; tables created on first use. ``lock_timeout_s``:
+    how long a statement waits for another connection's lock before it fails (`is_busy`): SQLite's busy
+    timeout; PostgreSQL's lock_timeout through psycopg2 / psycopg (other drivers keep the server's)."""
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -39,8 +65,12 @@ def get_engine(url: str) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"timeout": lock_timeout_s})
+        event.listen(engine, "connect", _sqlite_pragmas(round(lock_timeout_s * 1000)))
+    elif (parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "psycopg")
+          and "options" not in parsed.query):  # options in the URL are the user's: left as they are
+        engine = create_engine(url, pool_pre_ping=True,
+                               connect_args={"options": f"-c lock_timeout={max(1, round(lock_timeout_s * 1000))}"})
     else:
         engine = create_engine(url, pool_pre_ping=True)
     try:

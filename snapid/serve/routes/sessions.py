@@ -16,6 +16,7 @@ from datetime import datetime, timezone
 from fastapi import APIRouter, FastAPI, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy.exc import OperationalError
 from starlette.concurrency import run_in_threadpool
 
 from snapid.serve.routes import error_responses
@@ -25,6 +26,7 @@ from snapid.serve.services.handoff import handoff, render
 from snapid.serve.services.photos import decode_slots
 from snapid.serve.services.prediction_log import model_fields
 from snapid.serve.services.uploads import read_photos
+from snapid.track.db import is_busy
 
 STREAM_MAX_S = 60.0     # one event stream lasts at most this long; EventSource reconnects with Last-Event-ID
 POLL_S = 1.0            # how often a stream looks at the database (uploads received by other workers)
@@ -93,7 +95,7 @@ async def session_qr(request: Request, session_id: str = SESSION_ID, key: str | 
     return Response(tokens.qr_svg(url), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
-@router.get("/{session_id}/results", response_model=SessionResults, responses=error_responses(401, 404, 422))
+@router.get("/{session_id}/results", response_model=SessionResults, responses=error_responses(401, 404, 422, 503))
 async def session_results(request: Request, session_id: str = SESSION_ID,
                           after: int = Query(0, ge=0, le=10_000, description="Only uploads after this position."),
                           lang: str | None = LANG, key: str | None = Query(None, max_length=128),
@@ -107,7 +109,7 @@ async def session_results(request: Request, session_id: str = SESSION_ID,
 @router.get("/{session_id}/events", response_class=StreamingResponse, responses={
     200: {"content": {"text/event-stream": {}}, "description": "event: upload (data: SessionResults with one "
           "upload), event: expired; each stream ends after a minute and the browser reconnects."},
-    **error_responses(401, 404, 422)})
+    **error_responses(401, 404, 422, 503)})
 async def session_events(request: Request, session_id: str = SESSION_ID, lang: str | None = LANG,
                          after: int = Query(0, ge=0, le=10_000), key: str | None = Query(None, max_length=128),
                          last_event_id: str | None = Header(None, max_length=16)) -> StreamingResponse:
@@ -124,7 +126,13 @@ async def _stream(request: Request, row: dict, after: int, lang: str | None):
     deadline, quiet_since = time.monotonic() + STREAM_MAX_S, time.monotonic()
     yield "retry: 2000\n\n"
     while time.monotonic() < deadline and not state.draining:
-        page = await run_in_threadpool(service.results, row, model=state.predictor.model, after=after, lang=lang)
+        try:
+            page = await run_in_threadpool(service.results, row, model=state.predictor.model, after=after, lang=lang)
+        except OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            await service.hub.wait(row["id"], POLL_S)  # the database is locked for now: look again shortly
+            continue
         for item in page["uploads"]:
             after = item["position"]
             yield _event("upload", {**page, "uploads": [item]}, event_id=after)
