@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     session_ttl_s: float = Field(600.0, description="How long a hand-off session (and its phone token) lives.")
     session_max_uploads: int = Field(10, description="Photos one hand-off session accepts; more get 429.")
     sessions_per_minute: int = Field(10, description="Hand-off sessions one client address may open per minute; more get 429.")
+    streams_per_session: int = Field(3, description="Open event streams per hand-off session; more get 429.")
+    streams_per_client: int = Field(10, description="Open event streams per client address (and worker); more get 429.")
+    max_streams: int = Field(64, description="Open event streams per worker in all; more get 429, so health checks and predictions keep connections.")
 
     # --- knowledge (snapid knowledge enrich) ---
     wiki_base_url: str = Field("https://{lang}.wikipedia.org", description="Wikipedia site; {lang} becomes the language code (tests point it at 127.0.0.1).")

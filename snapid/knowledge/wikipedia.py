@@ -12,6 +12,7 @@ Serving never imports this module.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -111,7 +112,7 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if re.fullmatch(r"[0-9]{1,18}", value):  # ASCII digits only: str.isdigit() also takes '²', which float() refuses
         return float(value)
     try:
         when = parsedate_to_datetime(value)

@@ -30,6 +30,7 @@ from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.prediction_log import PredictionLog
 from snapid.serve.services.predictor import Predictor
 from snapid.serve.services.reloader import Reloader
+from snapid.serve.services.streams import StreamSlots
 from snapid.serve.services.uploads import BodyLimitMiddleware
 
 log = logging.getLogger("snapid.serve")
@@ -59,6 +60,9 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     metrics.gauges["snapid_prediction_log_dropped"] = lambda: app.state.prediction_log.dropped
     # rows a locked database refused for a while, kept and written later
     metrics.gauges["snapid_prediction_log_retried"] = lambda: app.state.prediction_log.retried
+    app.state.streams = StreamSlots(per_session=settings.streams_per_session, per_client=settings.streams_per_client,
+                                    total=settings.max_streams)
+    metrics.gauges["snapid_event_streams_open"] = lambda: app.state.streams.open
     for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router,
                    feedback_route.router, review_route.router, sessions_route.router, page_route.router,
                    docs_route.router):

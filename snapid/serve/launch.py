@@ -60,14 +60,21 @@ def serve_forever(bundle: Path | None, *, settings: Settings, host: str = "127.0
         uvicorn.run(
             "snapid.serve.app:factory", factory=True, host=host, port=port, workers=workers,
             timeout_graceful_shutdown=math.ceil(settings.graceful_timeout_s),
-            # above our own queue, so overload is answered by the app's JSON 503 with Retry-After
-            limit_concurrency=max(128, settings.queue_size * 4),
+            # above our own queue and stream caps, so overload is answered by the app's JSON 503/429 with
+            # Retry-After, and health checks and predictions keep connections while streams are open
+            limit_concurrency=connection_limit(queue_size=settings.queue_size, max_streams=settings.max_streams),
             timeout_keep_alive=5,
             http=HeaderTimeoutH11Protocol,  # slow request headers are cut off (slowloris)
             h11_max_incomplete_event_size=64 * 1024,  # request line + headers
             proxy_headers=True, forwarded_allow_ips="127.0.0.1",
             log_level="info", access_log=access_log,
         )
+
+
+def connection_limit(*, queue_size: int, max_streams: int) -> int:
+    """uvicorn's limit_concurrency: admitted predictions and open event streams together take at most half
+    of it; the other half stays for health checks, feedback and the page."""
+    return max(128, queue_size * 4, 2 * (queue_size + max_streams))
 
 
 @contextmanager

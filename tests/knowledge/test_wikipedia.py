@@ -219,6 +219,8 @@ def test_retry_after_forms():
     assert retry_after_s("7") == 7.0 and retry_after_s(None) is None and retry_after_s("soon") is None
     later = datetime.now(timezone.utc) + timedelta(seconds=30)
     assert 25 < retry_after_s(format_datetime(later, usegmt=True)) <= 30
+    # non-ASCII digits (str.isdigit() accepts them, float() does not) and other non-numbers are unreadable
+    assert all(retry_after_s(v) is None for v in ("\u00b2", "\u00b9", "\u0663", "-1", "1e3", "1_0"))
 
 
 # --- the cached client -----------------------------------------------------------------

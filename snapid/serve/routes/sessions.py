@@ -25,6 +25,7 @@ from snapid.serve.services import answers, sessions as tokens
 from snapid.serve.services.handoff import handoff, render
 from snapid.serve.services.photos import decode_slots
 from snapid.serve.services.prediction_log import model_fields
+from snapid.serve.services.streams import HeldStream
 from snapid.serve.services.uploads import read_photos
 from snapid.track.db import is_busy
 
@@ -109,16 +110,22 @@ async def session_results(request: Request, session_id: str = SESSION_ID,
 @router.get("/{session_id}/events", response_class=StreamingResponse, responses={
     200: {"content": {"text/event-stream": {}}, "description": "event: upload (data: SessionResults with one "
           "upload), event: expired; each stream ends after a minute and the browser reconnects."},
-    **error_responses(401, 404, 422, 503)})
+    **error_responses(401, 404, 422, 429, 503)})
 async def session_events(request: Request, session_id: str = SESSION_ID, lang: str | None = LANG,
                          after: int = Query(0, ge=0, le=10_000), key: str | None = Query(None, max_length=128),
-                         last_event_id: str | None = Header(None, max_length=16)) -> StreamingResponse:
-    """Server-sent events: one `upload` event per photo as it arrives (id = its position)."""
+                         last_event_id: str | None = Header(None, max_length=18, pattern=r"^([0-9]{1,18})?$",
+                                                            description="The id of the last event received "
+                                                                        "(EventSource sends it on reconnecting).")
+                         ) -> StreamingResponse:
+    """Server-sent events: one `upload` event per photo as it arrives (id = its position). Open streams are
+    capped per session, per client address and per worker (429 `too_many_streams`; poll /results then)."""
     service = handoff(request.app)
     row = await run_in_threadpool(service.desktop_session, session_id, key or request.headers.get("x-snapid-key"))
-    start = int(last_event_id) if (last_event_id or "").isdigit() else after
-    return StreamingResponse(_stream(request, row, start, lang), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    start = int(last_event_id) if last_event_id else after  # ASCII digits only: the pattern above
+    client = request.client.host if request.client else ""  # behind a trusted proxy: the client it reports
+    give_back = request.app.state.streams.take(session_id=row["id"], client=client)
+    return HeldStream(_stream(request, row, start, lang), give_back=give_back, media_type="text/event-stream",
+                      headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
 async def _stream(request: Request, row: dict, after: int, lang: str | None):
