@@ -39,6 +39,9 @@ class Settings(BaseSettings):
     body_deadline_s: float = Field(30.0, description="Whole request body must arrive within this time (slow clients).")
     bundle: Path | None = Field(None, description="The bundle folder or .snapid file to serve (snapid serve sets it).")
     serve_db_timeout_s: float = Field(1.5, description="How long a request waits for a database lock (a long import, another worker, a backup) before 503 with Retry-After.")
+    bind_host: str = Field("", description="The address the server listens on (snapid serve sets it from --host); a name the server answers to.")
+    allowed_hosts: str = Field("", description="More Host names the server answers to, comma-separated, besides localhost, its own addresses and the public URL's host; others get 400 (DNS rebinding). `*` turns the check off: unsafe.")
+    forwarded_allow_ips: str = Field("", description="Reverse proxies (IPs or networks, comma-separated) whose X-Forwarded-For and X-Forwarded-Proto are believed (empty: none; `*`: any sender, unsafe).")
 
     # --- saved photos and feedback (snapid.feedback) ---
     review_token: str = Field("", description="Bearer token for the review queue (/review and /api/v1/review; empty: review disabled).")

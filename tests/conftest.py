@@ -28,6 +28,16 @@ def shared_dataset(name: str) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True, scope="session")
+def allow_testserver_host():
+    """Starlette's TestClient (and schemathesis in-process) send Host: testserver; the server answers only
+    to its own names (snapid.serve.middleware.AllowedHosts), so the tests name that one. A test of the
+    check itself passes allowed_hosts to its Settings."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SNAPID_ALLOWED_HOSTS", "testserver")
+        yield
+
+
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """Tiny models run faster on one thread, and tests running beside other work stay predictable."""

@@ -53,7 +53,7 @@ def live_server(settings, bundle: Path | None, *, port: int | None = None):
 
     port = port or free_port()
     config = uvicorn.Config(_create_app(settings, bundle=bundle), host="127.0.0.1", port=port, log_level="warning",
-                            timeout_graceful_shutdown=2)
+                            timeout_graceful_shutdown=2, proxy_headers=False)  # as snapid serve runs it
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -24,13 +24,18 @@ def serve(
     access_log: bool = typer.Option(False, "--access-log/--no-access-log",
                                     help="Print a line per request (off: /metrics counts requests, and a reverse "
                                          "proxy usually logs them; each line costs the event loop time)."),
+    forwarded_allow_ips: str = typer.Option("", "--forwarded-allow-ips",
+                                            help="Reverse proxies whose X-Forwarded-For/-Proto are believed: IPs or "
+                                                 "networks, comma-separated, e.g. 127.0.0.1 (default "
+                                                 "SNAPID_FORWARDED_ALLOW_IPS, else none: proxy headers ignored)."),
 ) -> None:
     """Serve a model bundle: prediction API, dashboard, health and metrics."""
     settings = common.settings()
     bundle = resolve_bundle(target, workspace=common.workspace(), db_url=settings.resolved_db_url(),
                             announce=common.console.print)
     serve_forever(bundle, settings=settings, host=host, port=port, workers=workers, reload=reload,
-                  public_url=public_url, keep_days=keep_days, access_log=access_log)
+                  public_url=public_url, keep_days=keep_days, access_log=access_log,
+                  forwarded_allow_ips=forwarded_allow_ips)
 
 
 def print_urls(host: str, port: int, public_url: str, *, flag: str = "snapid serve", step: str = "") -> None:

@@ -22,7 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from snapid import images
 from snapid.config import Settings
 from snapid.errors import SnapidError
-from snapid.serve.middleware import SecurityHeadersAndMetrics
+from snapid.serve.middleware import (AllowedHosts, ForwardedClient, SecurityHeadersAndMetrics, host_names,
+                                     trusted_proxies)
 from snapid.serve.routes import admin, health, metrics as metrics_route, model as model_route, predict
 from snapid.serve.routes import feedback as feedback_route, review as review_route
 from snapid.serve.routes import docs as docs_route, page as page_route, sessions as sessions_route
@@ -71,6 +72,11 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes, deadline_s=settings.body_deadline_s)
+    trusted_proxies(settings.forwarded_allow_ips)  # a value that is no address fails here, naming it
+    if settings.forwarded_allow_ips:  # else X-Forwarded-* are ignored: the client is the connection's peer
+        app.add_middleware(ForwardedClient, trusted=settings.forwarded_allow_ips)
+    app.add_middleware(AllowedHosts, names=host_names(allowed=settings.allowed_hosts, bind_host=settings.bind_host,
+                                                      public_url=settings.public_url))
     app.add_middleware(SecurityHeadersAndMetrics, metrics=metrics)  # outermost: sees every response
     return app
 

@@ -45,15 +45,20 @@ def resolve_bundle(target: str | None, *, workspace: Workspace, db_url: str,
 
 def serve_forever(bundle: Path | None, *, settings: Settings, host: str = "127.0.0.1", port: int = 8000,
                   workers: int = 1, reload: bool = True, public_url: str = "", keep_days: float | None = None,
-                  access_log: bool = False) -> None:
-    """Serve BUNDLE (None: the dashboard only) on HOST:PORT until SIGTERM or Ctrl-C."""
+                  access_log: bool = False, forwarded_allow_ips: str = "") -> None:
+    """Serve BUNDLE (None: the dashboard only) on HOST:PORT until SIGTERM or Ctrl-C. ``forwarded_allow_ips``:
+    the reverse proxies whose X-Forwarded-For / -Proto are believed ("": SNAPID_FORWARDED_ALLOW_IPS, by
+    default none)."""
     _check_plain(host=host, port=port, workers=workers, reload=reload, public_url=public_url,
-                 keep_days=keep_days, access_log=access_log)
+                 keep_days=keep_days, access_log=access_log, forwarded_allow_ips=forwarded_allow_ips)
     import uvicorn
 
+    from snapid.serve.middleware import trusted_proxies
     from snapid.serve.protocol import HeaderTimeoutH11Protocol
 
-    os.environ.update(_worker_environment(bundle, reload=reload, public_url=public_url, keep_days=keep_days))
+    trusted_proxies(forwarded_allow_ips or settings.forwarded_allow_ips)  # refused here, named, before anything starts
+    os.environ.update(_worker_environment(bundle, reload=reload, public_url=public_url, keep_days=keep_days,
+                                          host=host, forwarded_allow_ips=forwarded_allow_ips))
     if bundle is None:
         os.environ.pop("SNAPID_BUNDLE", None)
     with _clean_exit_on_sigterm():
@@ -66,7 +71,7 @@ def serve_forever(bundle: Path | None, *, settings: Settings, host: str = "127.0
             timeout_keep_alive=5,
             http=HeaderTimeoutH11Protocol,  # slow request headers are cut off (slowloris)
             h11_max_incomplete_event_size=64 * 1024,  # request line + headers
-            proxy_headers=True, forwarded_allow_ips="127.0.0.1",
+            proxy_headers=False,  # the app believes X-Forwarded-* from SNAPID_FORWARDED_ALLOW_IPS only
             log_level="info", access_log=access_log,
         )
 
@@ -91,10 +96,12 @@ def _clean_exit_on_sigterm():
         signal.signal(signal.SIGTERM, previous)
 
 
-def _worker_environment(bundle: Path | None, *, reload: bool, public_url: str,
-                        keep_days: float | None) -> dict[str, str]:
+def _worker_environment(bundle: Path | None, *, reload: bool, public_url: str, keep_days: float | None,
+                        host: str = "127.0.0.1", forwarded_allow_ips: str = "") -> dict[str, str]:
     """The SNAPID_* variables that carry these options to every worker process."""
-    env: dict[str, str] = {}
+    env: dict[str, str] = {"SNAPID_BIND_HOST": host}  # a Host name the server answers to
+    if forwarded_allow_ips:
+        env["SNAPID_FORWARDED_ALLOW_IPS"] = forwarded_allow_ips
     if bundle is not None:
         env["SNAPID_BUNDLE"] = str(bundle)
     if not reload:

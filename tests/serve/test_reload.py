@@ -84,7 +84,7 @@ async def test_admin_reload_needs_loopback_and_the_token(settings, bundle):
         assert r.status_code == 422 and r.json()["error"] == "bad_bundle"
         assert (await client.get("/api/v1/model")).json()["version"] == "2"  # the old one keeps serving
         remote = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 4000)),
-                                   base_url="http://snapid")
+                                   base_url="http://127.0.0.1")
         async with remote:
             r = await remote.post(url, headers={"X-Admin-Token": "s3cret"})
         assert r.status_code == 403 and r.json()["error"] == "forbidden"

@@ -1,32 +1,27 @@
-"""POST /api/v1/admin/reload: load the bundle again now (loopback only, with the admin token)."""
+"""POST /api/v1/admin/reload: load the bundle again now (clients on this machine only, with the admin token)."""
 
 from __future__ import annotations
 
 import hmac
-import ipaddress
 
 from fastapi import APIRouter, Header, Request
 
 from snapid.errors import SnapidError
+from snapid.serve.middleware import is_local_client
 from snapid.serve.routes import error_responses
 from snapid.serve.schemas import ReloadResponse
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 
-def _is_loopback(host: str | None) -> bool:
-    try:
-        return host is not None and ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_admin(request: Request, token: str | None) -> None:
     expected = request.app.state.settings.admin_token
     if not expected:
         raise SnapidError("admin endpoints are disabled; set SNAPID_ADMIN_TOKEN", code="admin_disabled", status=403)
-    if not _is_loopback(request.client.host if request.client else None):
-        raise SnapidError("admin endpoints answer on the loopback address only", code="forbidden", status=403)
+    if not is_local_client(request.scope):  # behind a trusted proxy: the client address it reports
+        raise SnapidError("admin endpoints answer clients on this machine only (a request through a proxy "
+                          "counts only when SNAPID_FORWARDED_ALLOW_IPS trusts it and it reports a loopback "
+                          "client)", code="forbidden", status=403)
     if not hmac.compare_digest((token or "").encode(), expected.encode()):
         raise SnapidError("missing or wrong X-Admin-Token", code="unauthorized", status=401)
 
