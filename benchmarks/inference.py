@@ -42,7 +42,7 @@ from snapid.data.cached_dataset import CachedDataset  # noqa: E402
 from snapid.data.importer import import_dataset  # noqa: E402
 from snapid.export import onnx as onnx_export  # noqa: E402
 from snapid.export.quantize import CacheCalibrationReader, quantize_int8, top1_and_speed  # noqa: E402
-from snapid.models import registry  # noqa: E402
+from snapid.models import factory, registry  # noqa: E402
 from snapid.track import crud  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
 from snapid.train.features import frozen_backbone  # noqa: E402
@@ -232,8 +232,8 @@ def main() -> int:
         spec = registry.get_spec("mobilenet_v2")
         preprocess = {"size": SIZE, "mean": list(spec.mean), "std": list(spec.std)}
         torch.manual_seed(0)
-        rows = time_model("mobilenet_v2", registry.create("mobilenet_v2", 12, pretrained=True), train_set, preprocess)
-        rows += time_model("resnet18", registry.create("resnet18", 12, pretrained=False), train_set, preprocess)
+        rows = time_model("mobilenet_v2", factory.create("mobilenet_v2", 12, pretrained=True), train_set, preprocess)
+        rows += time_model("resnet18", factory.create("resnet18", 12, pretrained=False), train_set, preprocess)
         accuracy = None if args.skip_accuracy else int8_accuracy(ws, engine, index)
         engine.dispose()
     peak = max(peak, gemm_peak_gflops())  # measured before and after: the quieter moment is the better estimate

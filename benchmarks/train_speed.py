@@ -4,7 +4,7 @@ and the augmentation's share of a training step.
 One training step, as snapid's fine-tune loop does it (snapid.train.loop.train_epoch): a uint8
 batch (random pixels, 32 x 3 x 224 x 224) → snapid.train.augment.build_augment(preset, 224, mean,
 std) under no_grad → forward → cross-entropy → backward → AdamW step, with EVERY layer trainable
-(model = snapid.models.registry.create(name, 12, pretrained=False)). --warmup untimed steps, then
+(model = snapid.models.factory.create(name, 12, pretrained=False)). --warmup untimed steps, then
 --steps timed ones; the augmentation and the rest of the step are timed separately.
 
 FLOPs: torch.utils.flop_counter.FlopCounterMode over one forward, and one forward + backward, of
@@ -42,7 +42,7 @@ from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import machine_info, print_machine, print_table, snapid_commit, write_json  # noqa: E402
 
-from snapid.models import registry  # noqa: E402
+from snapid.models import factory, registry  # noqa: E402
 from snapid.train.augment import PRESETS, build_augment  # noqa: E402
 
 SIZE = 224
@@ -135,7 +135,7 @@ def count_flops(model: nn.Module, channels_last: bool) -> tuple[float, float]:
 
 def time_training(name: str, batch: int, steps: int, warmup: int, preset: str, channels_last: bool) -> dict:
     torch.manual_seed(0)
-    model = registry.create(name, CLASSES, pretrained=False)
+    model = factory.create(name, CLASSES, pretrained=False)
     model.unfreeze(None)  # every layer trainable
     if channels_last:
         model = model.to(memory_format=torch.channels_last)

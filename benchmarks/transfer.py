@@ -12,7 +12,7 @@ naive side's backbone (offline ImageNet weights, a probe phase on cached feature
 then fine-tuning, which by default runs on a GPU only) → the run summary's test_top1 and the wall time of train().
 
 Naive baseline (like the original student projects): the same mobilenet_v2 and ImageNet weights
-(snapid.models.registry.create, so they come from the offline package), backbone frozen, a new
+(snapid.models.factory.create, so they come from the offline package), backbone frozen, a new
 linear head; torchvision ImageFolder over flowers12/train (all 720 photos) with Pillow decode +
 RandomResizedCrop(224) + RandomHorizontalFlip + ToTensor + Normalize EVERY epoch, DataLoader(batch
 32, shuffle, num_workers=2), Adam(lr 1e-3) on the head, the frozen backbone's forward every epoch;
@@ -49,7 +49,7 @@ from decode import (FLOWERS, DEFAULT_CACHE, PHOTO_SIZE, _source_files, link_or_c
 import kornia.augmentation  # noqa: E402,F401  (libraries load outside both clocks, as torchvision does for the naive side)
 from snapid.data.cache import PrepareParams, prepare  # noqa: E402
 from snapid.data.importer import import_dataset  # noqa: E402
-from snapid.models import registry  # noqa: E402
+from snapid.models import factory, registry  # noqa: E402
 from snapid.track import crud  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
 from snapid.train.config import TrainConfig  # noqa: E402
@@ -180,7 +180,7 @@ def run_naive(root: Path, workers: int, batch: int, lr: float, max_epochs: int, 
           f"num_workers={workers}, Adam lr {lr:g}, up to {max_epochs} epochs / {max_minutes:g} min ...", flush=True)
     started = time.perf_counter()
     train_loader, test_loader = naive_loaders(root, workers, batch)
-    model = registry.create("mobilenet_v2", len(train_loader.dataset.classes))  # offline ImageNet weights
+    model = factory.create("mobilenet_v2", len(train_loader.dataset.classes))  # offline ImageNet weights
     model.freeze_backbone()
     optimizer = torch.optim.Adam(model.head.parameters(), lr=lr)
     loss_fn = nn.CrossEntropyLoss()

@@ -85,9 +85,9 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
 
 def mobilenet_v2_features(pretrained: bool) -> nn.Sequential:
     """The registry's mobilenet_v2 feature blocks with BatchNorm frozen and the stem frozen."""
-    from snapid.models import registry
+    from snapid.models import factory
 
-    classifier = registry.create("mobilenet_v2", 1, pretrained=pretrained)
+    classifier = factory.create("mobilenet_v2", 1, pretrained=pretrained)
     features = freeze_batchnorm(classifier.backbone.features)
     for block in list(features)[:FROZEN_BLOCKS]:
         for p in block.parameters():

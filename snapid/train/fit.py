@@ -21,7 +21,7 @@ from sqlalchemy import Engine
 
 from snapid.data.cache import prepare
 from snapid.errors import SnapidError
-from snapid.models import registry
+from snapid.models import factory, registry
 from snapid.track import crud
 from snapid.track import runs as track
 from snapid.track.db import transaction
@@ -219,7 +219,7 @@ def _build(state: RunState, workspace: Workspace, run: dict, resuming: bool, wor
     dist_util.barrier(info)
     train_set, val_set, test_set = load_splits(workspace, manifest, params)
     torch.manual_seed(config.seed)  # the head's (and a scratch backbone's) initial weights
-    model = registry.create(config.model, len(train_set.classes), pretrained=config.pretrained and not resuming,
+    model = factory.create(config.model, len(train_set.classes), pretrained=config.pretrained and not resuming,
                             weights_path=config.weights, head=config.head, head_dims=config.head_dims, dropout=config.dropout)
     weights, loss_mode = class_weights(train_set.class_counts(), config.imbalance)
     train_loss, val_loss = losses(weights, config.label_smoothing, device)

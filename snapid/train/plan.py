@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from snapid.models import registry
+from snapid.models import factory, registry
 from snapid.train.budget import format_seconds, images_per_second, parse_budget
 from snapid.train.config import TrainConfig
 
@@ -81,7 +81,7 @@ def measured_speed(device: torch.device, rounds: int = 1) -> Speed:
 
     def part_speed(name: str, size: int) -> float:
         if (name, size) not in cache:
-            model = registry.create(name, 2, pretrained=False).eval().to(device, memory_format=torch.channels_last)
+            model = factory.create(name, 2, pretrained=False).eval().to(device, memory_format=torch.channels_last)
             cache[name, size] = images_per_second(frozen_backbone(model), size, device=device, dtype=fast_dtype(device),
                                                   rounds=rounds)
         return cache[name, size]

@@ -8,12 +8,12 @@ import torch
 
 from snapid.errors import SnapidError
 from snapid.export.export import export_run
-from snapid.models import registry
+from snapid.models import factory, registry
 
 
 def test_each_part_sees_the_input_in_its_own_normalisation():
-    fused = registry.create("efficientnet_lite0+mobilenet_v2", 4).eval()
-    lite, mobile = registry.create("efficientnet_lite0", 4).eval(), registry.create("mobilenet_v2", 4).eval()
+    fused = factory.create("efficientnet_lite0+mobilenet_v2", 4).eval()
+    lite, mobile = factory.create("efficientnet_lite0", 4).eval(), factory.create("mobilenet_v2", 4).eval()
     raw = torch.rand(2, 3, 96, 96)
     mean, std = torch.tensor(registry.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(registry.IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
@@ -24,7 +24,7 @@ def test_each_part_sees_the_input_in_its_own_normalisation():
 
 
 def test_unfreezing_the_top_group_unfreezes_the_top_of_every_part():
-    fused = registry.create("custom_cnn+mobilenet_v2", 3, pretrained=False)
+    fused = factory.create("custom_cnn+mobilenet_v2", 3, pretrained=False)
     fused.freeze_backbone()
     fused.unfreeze(1)
     trainable = {name.split(".")[1] for name, p in fused.backbone.named_parameters() if p.requires_grad}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from snapid.models import registry
+from snapid.models import factory
 from snapid.models.lite import LITE_MODELS, package_file, to_timm_keys
 from snapid.models.weights import availability
 from tests.conftest import shared_dataset
@@ -52,7 +52,7 @@ def test_the_lite_backbones_are_listed_as_available_offline():
 
 
 def test_a_lite_backbone_loads_its_weights_through_the_registry():
-    model = registry.create("efficientnet_lite0", 3).eval()
+    model = factory.create("efficientnet_lite0", 3).eval()
     sd = torch.load(package_file("efficientnet_lite0"), map_location="cpu", weights_only=True)
     assert torch.equal(model.backbone.conv_stem.weight, sd["_conv_stem.weight"])
     assert model.spec.mean == (0.5, 0.5, 0.5) and model.spec.input_size == 224 and model.feature_dim == 1280

@@ -48,7 +48,7 @@ def test_a_batch_of_one_that_does_not_fit_is_an_error():
 
 def test_feature_extraction_backs_off_with_the_same_features(shapes, home, engine):
     from snapid.data.cache import PrepareParams, prepare
-    from snapid.models import registry
+    from snapid.models import factory
     from snapid.track import crud
     from snapid.track.db import transaction
     from snapid.train.augment import Normalize
@@ -60,7 +60,7 @@ def test_feature_extraction_backs_off_with_the_same_features(shapes, home, engin
     params = PrepareParams(size=32)
     prepare(manifest, home, params)
     train_set, _, _ = load_splits(home, manifest, params)
-    model = registry.create("custom_cnn", 3, pretrained=False).eval()
+    model = factory.create("custom_cnn", 3, pretrained=False).eval()
     backbone = frozen_backbone(model)
     kw = dict(transform=Normalize((0.5,) * 3, (0.5,) * 3), device=torch.device("cpu"), batch_size=16, seed=0)
     whole, labels = extract(backbone, train_set, **kw)
