@@ -30,6 +30,7 @@ class Settings(BaseSettings):
     batch_wait_ms: float = Field(5.0, description="How long a batch waits for more photos when others are on their way.")
     queue_size: int = Field(64, description="Prediction requests admitted at once; more get 503 with Retry-After.")
     decode_threads: int = Field(2, description="Threads decoding uploaded photos.")
+    decode_timeout_s: float = Field(5.0, description="CPU seconds decoding one photo may take (the decoding thread's own time: waiting for a busy CPU does not count); past it 422 decode_timeout (0: no bound).")
     inference_threads: int = Field(0, description="ONNX Runtime intra-op threads (0: one per core).")
     admin_token: str = Field("", description="Token for POST /api/v1/admin/reload (empty: admin endpoints disabled).")
     reload_poll_s: float = Field(1.0, description="How often the served bundle folder is checked for a new version (0: never).")

@@ -59,6 +59,12 @@ class FileTooLarge(ImageError):
     status = 413
 
 
+class DecodeTimeout(ImageError):
+    """Decoding one image took more CPU time than its bound (SNAPID_DECODE_TIMEOUT_S)."""
+    code = "decode_timeout"
+    status = 422
+
+
 # --- datasets and workspace ------------------------------------------------------------
 class DatasetError(SnapidError):
     """A dataset cannot be read as asked: unknown format, missing column, bad box..."""

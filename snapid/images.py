@@ -6,7 +6,16 @@ Rules (see ../shared/BAD_INPUTS.md):
 - the pixel cap is checked from the header, before any pixel is decoded;
 - animated files give frame 0, frames are never iterated;
 - EXIF orientation is applied, and every mode becomes RGB the same way (alpha over white);
-- JPEGs can be decoded at 1/2, 1/4 or 1/8 scale in the DCT ("draft"), the fast path.
+- JPEGs can be decoded at 1/2, 1/4 or 1/8 scale in the DCT ("draft"), the fast path;
+- decoding work is bounded in time (`DecodeLimits.timeout_s`, CPU seconds): Pillow reads every byte
+  through `_Bounded`, which checks the bound on each read and raises DecodeTimeout (422) past it. The
+  decoders get their input in chunks, so the check runs between chunks of real work; a multi-scan
+  JPEG's chunks also end before each scan, because one scan header of ten bytes can start a pass over
+  every block of the picture (thousands of them would otherwise cost minutes of CPU in one chunk).
+  What runs between two reads is bounded by the pixel cap: one scan, the inflation of one chunk, one
+  frame (a WebP is decoded by libwebp in one call, in time linear in its pixels and bytes);
+- the EXIF orientation is read without decoding pixels (a PNG's eXIf after its image data is found by
+  walking the chunk headers), and pixels are decoded once.
 
 This module must not import torch: the server uses it.
 """
@@ -15,16 +24,19 @@ from __future__ import annotations
 
 import io
 import os
+import struct
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from snapid.errors import (
     CorruptImage,
+    DecodeTimeout,
     EmptyFile,
     FileTooLarge,
     ImageTooSmall,
@@ -36,6 +48,8 @@ ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
 WHITE = (255, 255, 255)
 ORIENTATION_TAG = 0x0112
 _SWAPS_AXES = {5, 6, 7, 8}  # EXIF orientations that rotate by 90 degrees
+_SCAN = b"\xff\xda"        # a JPEG's start-of-scan marker (never inside entropy-coded data)
+_PNG_METADATA = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")  # chunks that can carry EXIF or XMP after the pixels
 
 # A truncated file is an error, never silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -46,9 +60,48 @@ class DecodeLimits:
     max_pixels: int = 40_000_000
     min_side: int = 32
     max_bytes: int = 64 * 1024 * 1024
+    timeout_s: float = 5.0  # CPU seconds one open or decode may take (0: no bound)
 
 
 DEFAULT_LIMITS = DecodeLimits()
+
+
+class _Bounded(io.BytesIO):
+    """The bytes of one image, read by Pillow under a time bound (see the module docstring).
+
+    The bound is CPU time of the thread that decodes, so a photo decoded slowly because the machine is
+    busy is not refused: the cheap wall clock is checked on each read, the thread's CPU time only once
+    the wall clock has passed the bound (CPU time never runs ahead of it)."""
+
+    def __init__(self, data: bytes, *, timeout_s: float, name: str):
+        super().__init__(data)
+        self._data, self._timeout, self._name = data, timeout_s, name
+        self._cpu_start = time.thread_time()
+        self._check_at = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
+        self.by_scan = False  # set for a JPEG's pixel data: reads end before each scan
+
+    def read(self, size: int | None = -1) -> bytes:
+        if time.monotonic() >= self._check_at:
+            self._check()
+        if self.by_scan and size is not None and size > 1:
+            here = self.tell()
+            scan = self._data.find(_SCAN, here + 1, here + size)
+            if scan > 0:
+                size = scan - here
+        return super().read(size)
+
+    def first_scan_components(self) -> int:
+        """Components in the scan whose header ends at the current position (Pillow stops opening a
+        JPEG right after its first scan header); 0 when there is none."""
+        sos = self._data.rfind(_SCAN, 0, self.tell())
+        return self._data[sos + 4] if 0 <= sos and sos + 4 < len(self._data) else 0
+
+    def _check(self) -> None:
+        used = time.thread_time() - self._cpu_start
+        if used >= self._timeout:
+            raise DecodeTimeout(f"{self._name}: decoding took more than {self._timeout:g} s of CPU time and was "
+                                "stopped; send an ordinary JPEG or PNG photo")
+        self._check_at = time.monotonic() + (self._timeout - used)
 
 
 def read_file(path: Path, max_bytes: int = DEFAULT_LIMITS.max_bytes) -> bytes:
@@ -85,8 +138,11 @@ def _sniff_unsupported(head: bytes) -> str | None:
 
 
 def open_image(data: bytes | BinaryIO, limits: DecodeLimits = DEFAULT_LIMITS, name: str = "image") -> Image.Image:
-    """Open from bytes or a binary file: header only. Checks type, pixel cap and minimum side."""
-    fp = io.BytesIO(data) if isinstance(data, (bytes, bytearray, memoryview)) else data
+    """Open from bytes or a binary file: header only. Checks type, pixel cap and minimum side. Every
+    later read of this image (its pixels, its metadata) is under ``limits.timeout_s`` from now."""
+    if not isinstance(data, (bytes, bytearray)):
+        data = bytes(data) if isinstance(data, memoryview) else data.read()
+    fp = _Bounded(data, timeout_s=limits.timeout_s, name=name)
     head = fp.read(64)
     fp.seek(0)
     if not head:
@@ -113,11 +169,46 @@ def open_image(data: bytes | BinaryIO, limits: DecodeLimits = DEFAULT_LIMITS, na
 
 
 def orientation(im: Image.Image) -> int:
+    """The EXIF orientation, 1 to 8 (1 when absent or unreadable). Never decodes pixels: Pillow's own
+    PNG getexif() loads the whole image to look past its pixel data, so an image still to be loaded
+    whose EXIF may follow its pixels (a PNG) has its trailing chunks read here instead."""
     try:
-        value = im.getexif().get(ORIENTATION_TAG, 1)
+        if isinstance(im, PngImagePlugin.PngImageFile) and im.tile and "exif" not in im.info:
+            probe = Image.new("L", (1, 1))  # Pillow's own reading of EXIF, raw profiles and XMP from info
+            probe.info = {**im.info, **_png_trailing_info(im)}
+            exif = probe.getexif()
+        else:
+            exif = im.getexif()
+        value = exif.get(ORIENTATION_TAG, 1)
+    except DecodeTimeout:
+        raise
     except Exception:  # a broken EXIF block must not break decoding: treat as upright
         return 1
     return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _png_trailing_info(im: PngImagePlugin.PngImageFile) -> dict:
+    """What the metadata chunks after a PNG's first IDAT add to its info (eXIf, text, XMP), read with
+    Pillow's own chunk readers; every other chunk, the image data included, is skipped unread."""
+    fp = im.fp
+    where = fp.tell()
+    stream = PngImagePlugin.PngStream(fp)
+    try:
+        fp.seek(im.tile[0][2] - 8)  # the header of the first IDAT chunk
+        while True:
+            kind, _, length = stream.read()
+            if kind == b"IEND":
+                break
+            if kind in _PNG_METADATA:
+                stream.call(kind, fp.tell(), length)
+                fp.seek(4, os.SEEK_CUR)  # its CRC
+            else:
+                fp.seek(length + 4, os.SEEK_CUR)
+    except (struct.error, SyntaxError, EOFError, OSError, ValueError, UnicodeDecodeError):
+        pass  # a broken or truncated tail: what was found so far
+    finally:
+        fp.seek(where)
+    return stream.im_info
 
 
 def upright_size(im: Image.Image) -> tuple[int, int]:
@@ -161,18 +252,27 @@ def decode(
     """
     im = open_image(data, limits, name)
     try:
-        turn = orientation(im)
         if min_size is not None and im.format == "JPEG":
+            turn = orientation(im)  # a JPEG's EXIF is in its header
             want = (min_size[1], min_size[0]) if turn in _SWAPS_AXES else min_size
             im.draft(None, (max(1, want[0]), max(1, want[1])))
-        im.load()  # frame 0 only: animated files are never iterated
-        if turn != 1:
+        if im.format == "JPEG" and isinstance(im.fp, _Bounded) and _several_scans(im):
+            im.fp.by_scan = True  # the time bound is checked between scans
+        im.load()  # frame 0 only: animated files are never iterated; the pixels are decoded this once
+        if orientation(im) != 1:  # read after loading: a PNG's EXIF may follow its pixels
             im = ImageOps.exif_transpose(im)
         return to_rgb(im)
     except Image.DecompressionBombError as exc:
         raise TooManyPixels(f"{name}: {exc}") from None
     except (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, TypeError, MemoryError) as exc:
         raise CorruptImage(f"{name}: cannot decode ({exc})") from None
+
+
+def _several_scans(im: Image.Image) -> bool:
+    """libjpeg's own rule: a JPEG has several scans when it is progressive or its first scan holds fewer
+    components than the frame. Any other JPEG is one pass over its blocks (libjpeg refuses a second
+    scan), so its reads need not stop at scan markers (searching for them costs about 3 % of a decode)."""
+    return bool(im.info.get("progressive")) or im.fp.first_scan_components() < getattr(im, "layers", 4)
 
 
 def decode_file(path: Path, *, limits: DecodeLimits = DEFAULT_LIMITS, min_size: tuple[int, int] | None = None) -> Image.Image:
