@@ -8,6 +8,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from snapid.errors import UsageError
+
+MIN_SECRET_CHARS = 16  # tokens and keys: shorter ones are refused at startup
+
 
 def _default_workers() -> int:
     return max(1, min(8, os.cpu_count() or 1))
@@ -32,7 +36,7 @@ class Settings(BaseSettings):
     decode_threads: int = Field(2, description="Threads decoding uploaded photos.")
     decode_timeout_s: float = Field(5.0, description="CPU seconds decoding one photo may take (the decoding thread's own time: waiting for a busy CPU does not count); past it 422 decode_timeout (0: no bound).")
     inference_threads: int = Field(0, description="ONNX Runtime intra-op threads (0: one per core).")
-    admin_token: str = Field("", description="Token for POST /api/v1/admin/reload (empty: admin endpoints disabled).")
+    admin_token: str = Field("", description="Token for POST /api/v1/admin/reload, at least 16 characters (empty: admin endpoints disabled).")
     reload_poll_s: float = Field(1.0, description="How often the served bundle folder is checked for a new version (0: never).")
     top_k: int = Field(5, description="Predictions returned per request.")
     graceful_timeout_s: float = Field(30.0, description="On SIGTERM, how long in-flight requests may take to finish.")
@@ -45,12 +49,12 @@ class Settings(BaseSettings):
     forwarded_allow_ips: str = Field("", description="Reverse proxies (IPs or networks, comma-separated) whose X-Forwarded-For and X-Forwarded-Proto are believed (empty: none; `*`: any sender, unsafe).")
 
     # --- saved photos and feedback (snapid.feedback) ---
-    review_token: str = Field("", description="Bearer token for the review queue (/review and /api/v1/review; empty: review disabled).")
+    review_token: str = Field("", description="Bearer token for the review queue (/review and /api/v1/review), at least 16 characters (empty: review disabled).")
     keep_days: float = Field(30.0, description="Photos kept with consent are deleted this many days after upload (0: no time limit).")
     sweep_interval_s: float = Field(3600.0, description="How often the server deletes photos past keep_days (0: only at startup).")
 
     # --- QR phone hand-off (snapid.serve.services.sessions) ---
-    session_secret: str = Field("", description="HMAC key of phone tokens (empty: generated once into $SNAPID_HOME/session_secret, mode 0600).")
+    session_secret: str = Field("", description="HMAC key of phone tokens, at least 16 characters (empty: generated once into $SNAPID_HOME/session_secret, mode 0600; a file others can read is set back to 0600, with a warning).")
     public_url: str = Field("", description="Base URL phones use to reach this server, e.g. http://192.168.1.20:8000 (empty: the LAN address is detected).")
     session_ttl_s: float = Field(600.0, description="How long a hand-off session (and its phone token) lives.")
     session_max_uploads: int = Field(10, description="Photos one hand-off session accepts; more get 429.")
@@ -69,6 +73,14 @@ class Settings(BaseSettings):
     # --- tools and offline use ---
     chromium: str = Field("", description="Chromium executable that prints PDF reports (empty: chromium or chromium-browser on PATH).")
     offline: bool = Field(False, description="Never try to download pretrained weights: a backbone whose weights are not on the machine is refused at once.")
+
+    def check_secrets(self) -> None:
+        """Refuse a token or key too short to resist guessing: the server calls this when it starts."""
+        for name in ("admin_token", "review_token", "session_secret"):
+            value = getattr(self, name)
+            if value and len(value) < MIN_SECRET_CHARS:
+                raise UsageError(f"SNAPID_{name.upper()} is {len(value)} characters long; use at least {MIN_SECRET_CHARS} "
+                                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'), or leave it empty")
 
     def resolved_db_url(self) -> str:
         if self.db_url:

@@ -1,4 +1,8 @@
-"""Where things live inside SNAPID_HOME. Nothing else builds workspace paths by hand."""
+"""Where things live inside SNAPID_HOME. Nothing else builds workspace paths by hand.
+
+The workspace folder is made readable by its owner only (0700): it holds the database, kept photos
+and the session secret. Those are private themselves too (files 0600, folders 0700), so they stay
+private in a workspace folder that existed before, with looser permissions."""
 
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ class Workspace:
     @classmethod
     def at(cls, home: Path | str) -> "Workspace":
         path = Path(home).expanduser().resolve()
-        path.mkdir(parents=True, exist_ok=True)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing folder keeps its mode
         return cls(path)
 
     @property
@@ -75,12 +79,24 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside ``path``, fsync, then os.replace: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty with mode 0600 (and its folder with 0700) unless it exists: for a file only
+    its owner may read, such as the SQLite database (SQLite gives its -wal and -shm files its mode)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    return path
+
+
+def atomic_write_bytes(path: Path, data: bytes, *, private: bool = False) -> None:
+    """Write to a temporary file beside ``path``, fsync, then os.replace: never half-written.
+    ``private``: the file gets mode 0600 and a folder made for it 0700 (else the umask's usual modes)."""
+    path.parent.mkdir(mode=0o700 if private else 0o777, parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+        os.fchmod(fd, 0o600 if private else 0o666 & ~_UMASK)  # mkstemp makes 0600; else normal permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

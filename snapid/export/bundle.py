@@ -221,9 +221,10 @@ def _verified(path: Path, formats: tuple[str, ...]) -> Bundle:
     for name in required:
         if name not in listed:
             raise BundleError(f"{path}: the manifest does not list {name}")
-    present = {p.name for p in path.iterdir() if not p.name.startswith(".")} - {MANIFEST}
+    present = {p.name for p in path.iterdir()} - {MANIFEST}  # dotfiles too: ONNX may load any file beside the model
     if present - set(listed):
-        raise BundleError(f"{path}: files not in the manifest: {sorted(present - set(listed))}")
+        raise BundleError(f"{path}: files not in the manifest: {sorted(present - set(listed))}; a bundle holds only "
+                          "the files its manifest lists (with their sha256): remove these, or export again")
     for name, facts in listed.items():
         if name not in required + OPTIONAL:
             raise BundleError(f"{path}: the manifest lists an unexpected file {name!r}")

@@ -3,7 +3,8 @@
 Each kept photo is decoded by the one safe decoder (`snapid.images`), turned upright, shrunk to at
 most MAX_SIDE px and re-encoded as JPEG with no metadata at all, so EXIF (GPS, camera serials) never
 reaches the disk. It is stored as ``<root>/<sha[:2]>/<sha>.jpg`` (sha256 of the stored bytes) with a
-thumbnail ``<sha>.thumb.jpg``; clients only ever see the row's server-made UUID.
+thumbnail ``<sha>.thumb.jpg``; clients only ever see the row's server-made UUID. Files are readable by
+their owner only (0600, folders 0700): they are other people's photos.
 
 Crash safety: files are written first (atomically), then the row, in one transaction. A crash in
 between leaves a file without a row, which `sweep_orphans` removes at the next start; the reverse
@@ -91,6 +92,7 @@ class PhotoStore:
     def __init__(self, root: Path, engine: Engine, *, keep_days: float = 30.0,
                  limits: images.DecodeLimits = images.DEFAULT_LIMITS):
         self.root, self.engine, self.keep_days, self.limits = Path(root), engine, keep_days, limits
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # --- paths (only ever built from a sha256 read back from the database) ---
     def photo_path(self, sha256: str) -> Path:
@@ -113,7 +115,7 @@ class PhotoStore:
                 existed = path.exists()  # same content already stored: the file is shared
                 # written even when present (same bytes, atomic replace): a sweep may be deleting the
                 # other row's copy right now, and this row must never point at nothing
-                atomic_write_bytes(path, blob)
+                atomic_write_bytes(path, blob, private=True)
                 if not existed:
                     created.append(path)
             upload_id = str(uuid.uuid4())

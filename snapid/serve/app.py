@@ -40,6 +40,7 @@ STATIC = Path(__file__).parent / "static"
 
 def create_app(settings: Settings | None = None, *, bundle: Path | None = None) -> FastAPI:
     settings = settings or Settings()
+    settings.check_secrets()  # a token or key too short to resist guessing: refused here, naming its setting
     bundle = Path(bundle) if bundle is not None else settings.bundle
     app = FastAPI(title="snapid", version=_version(), lifespan=_lifespan,
                   description="Identify objects in photos with a model trained by snapid.",

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from snapid.errors import SnapidError
 from snapid.track.tables import Base
+from snapid.workspace import private_file
 
 
 def _sqlite_pragmas(busy_timeout_ms: int):
@@ -64,7 +65,7 @@ def get_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
         raise SnapidError(f"SNAPID_DB_URL {url!r} is not a valid SQLAlchemy URL ({exc})", code="bad_db_url") from None
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(parsed.database))  # 0600, and so its -wal and -shm files
         engine = create_engine(url, connect_args={"timeout": lock_timeout_s})
         event.listen(engine, "connect", _sqlite_pragmas(round(lock_timeout_s * 1000)))
     elif (parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("psycopg2", "psycopg")

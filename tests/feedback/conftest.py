@@ -11,7 +11,7 @@ from snapid.serve.app import create_app
 from snapid.serve.services.photos import photo_store
 from tests.serve.conftest import files, make_bundle
 
-TOKEN = "r3view-t0ken"
+TOKEN = "r3view-t0ken-for-tests"  # at least 16 characters
 
 
 @pytest.fixture

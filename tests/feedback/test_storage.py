@@ -118,10 +118,10 @@ def test_disk_full_on_thumbnail_removes_the_photo_already_written(store, engine,
     """The second file fails: the first one this save created must go too (no file without a row)."""
     real = storage.atomic_write_bytes
 
-    def full_on_thumbnail(path, data):
+    def full_on_thumbnail(path, data, **kw):
         if path.name.endswith(".thumb.jpg"):
             raise OSError(28, "No space left on device")
-        real(path, data)
+        real(path, data, **kw)
 
     monkeypatch.setattr(storage, "atomic_write_bytes", full_on_thumbnail)
     with pytest.raises(StorageFull):

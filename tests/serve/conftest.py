@@ -27,6 +27,7 @@ CLASSES = [{"index": 0, "id": "red", "name": "Red thing", "display_names": {"ko"
            {"index": 1, "id": "green", "name": "Green thing", "display_names": {}},
            {"index": 2, "id": "blue", "name": "Blue thing", "display_names": {}}]
 MEAN, STD = [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]
+ADMIN_TOKEN = "s3cret-admin-t0ken"  # tokens shorter than 16 characters are refused at startup
 
 
 def tiny_onnx(scale: float = 4.0, n_classes: int = 3) -> bytes:
@@ -86,7 +87,7 @@ def bundle(tmp_path) -> Path:
 
 @pytest.fixture
 def settings(home) -> Settings:
-    return Settings(home=home.home, reload_poll_s=0.1, admin_token="s3cret", drain_s=0.2)
+    return Settings(home=home.home, reload_poll_s=0.1, admin_token=ADMIN_TOKEN, drain_s=0.2)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from snapid.serve.app import create_app
-from tests.serve.conftest import RED, coloured, files, make_bundle, running
+from tests.serve.conftest import ADMIN_TOKEN, RED, coloured, files, make_bundle, running
 
 pytestmark = pytest.mark.anyio
 
@@ -77,16 +77,16 @@ async def test_admin_reload_needs_loopback_and_the_token(settings, bundle):
         assert (await client.post(url)).status_code == 401
         assert (await client.post(url, headers={"X-Admin-Token": "wrong"})).status_code == 401
         make_bundle(bundle, version="2")
-        r = await client.post(url, headers={"X-Admin-Token": "s3cret"})
+        r = await client.post(url, headers={"X-Admin-Token": ADMIN_TOKEN})
         assert r.status_code == 200 and r.json()["model"]["version"] == "2"
         make_bundle(bundle, version="3", model=b"garbage")
-        r = await client.post(url, headers={"X-Admin-Token": "s3cret"})
+        r = await client.post(url, headers={"X-Admin-Token": ADMIN_TOKEN})
         assert r.status_code == 422 and r.json()["error"] == "bad_bundle"
         assert (await client.get("/api/v1/model")).json()["version"] == "2"  # the old one keeps serving
         remote = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 4000)),
                                    base_url="http://127.0.0.1")
         async with remote:
-            r = await remote.post(url, headers={"X-Admin-Token": "s3cret"})
+            r = await remote.post(url, headers={"X-Admin-Token": ADMIN_TOKEN})
         assert r.status_code == 403 and r.json()["error"] == "forbidden"
 
 

@@ -11,14 +11,14 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from snapid.config import Settings
 from snapid.serve.app import create_app
-from tests.serve.conftest import make_bundle
+from tests.serve.conftest import ADMIN_TOKEN, make_bundle
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
     root = tmp_path_factory.mktemp("schema")
     bundle = make_bundle(root / "bundle")
-    app = create_app(Settings(home=root / "home", reload_poll_s=0, admin_token="s3cret"), bundle=bundle)
+    app = create_app(Settings(home=root / "home", reload_poll_s=0, admin_token=ADMIN_TOKEN), bundle=bundle)
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -21,12 +21,19 @@ def live() -> Health:
 @router.get("/healthz/ready", response_model=Health, responses=error_responses(503))
 @router.get("/health/ready", response_model=Health, include_in_schema=False)
 def ready(request: Request) -> Health:
-    """200 while a model is loaded and the server is not shutting down, else 503."""
+    """200 while a model is loaded and the server is not shutting down, else 503. Anyone may ask, so a
+    refused bundle is named by its error code only; the server log has the whole reason."""
     state = request.app.state
     if state.draining:
         raise SnapidError("the server is shutting down", code="shutting_down", status=503)
     model = state.predictor.model
     if model is None or not state.predictor.ready:
-        detail = state.reloader.last_error if state.reloader and state.reloader.last_error else "no bundle is served"
+        reloader = state.reloader
+        if reloader is None:
+            detail = "no bundle is served"
+        elif reloader.last_error_code:
+            detail = f"the bundle was refused ({reloader.last_error_code}); the server log says why"
+        else:
+            detail = "the bundle is still loading"
         raise SnapidError(f"no model is loaded: {detail}", code="not_ready", status=503)
     return Health(status="ready", model=model.info)

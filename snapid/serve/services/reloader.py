@@ -42,7 +42,8 @@ class Reloader:
         self.predictor, self.path, self.threads, self.poll_s = predictor, Path(path), threads, poll_s
         self._lock = asyncio.Lock()
         self._seen: tuple | None = None
-        self.last_error: str | None = None
+        self.last_error: str | None = None       # the refusal, for the log and the admin (it names server paths)
+        self.last_error_code: str | None = None  # its code, which readiness shows to anyone
 
     async def reload(self) -> LoadedModel:
         """Load and verify the bundle, then swap it in; raises (and keeps the old model) if it fails."""
@@ -54,6 +55,7 @@ class Reloader:
             except Exception as exc:  # a typed refusal, or a bundle malformed in a way nobody foresaw
                 message = exc.message if isinstance(exc, SnapidError) else f"{type(exc).__name__}: {exc}"
                 self._seen, self.last_error = seen, message
+                self.last_error_code = exc.code if isinstance(exc, SnapidError) else "bad_bundle"
                 current = self.predictor.model
                 log.error("bundle refused: %s; %s", message,
                           f"still serving {current.info['name']} version {current.info['version']}" if current
@@ -61,7 +63,7 @@ class Reloader:
                 if isinstance(exc, SnapidError):
                     raise
                 raise SnapidError(f"bundle refused: {message}", code="bad_bundle", status=422) from exc
-            self._seen, self.last_error = seen, None
+            self._seen, self.last_error, self.last_error_code = seen, None, None
             self.predictor.swap(model)
             return model
 

@@ -27,6 +27,7 @@ import os
 import re
 import secrets
 import socket
+import stat
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
@@ -80,6 +81,7 @@ def server_secret(configured: str, home: Path) -> bytes:
 
 
 def _read_secret(path: Path) -> bytes:
+    _private(path)
     for _ in range(50):  # another worker may be between its create and its write
         text = path.read_text().strip()
         if len(text) >= 32:
@@ -87,6 +89,18 @@ def _read_secret(path: Path) -> bytes:
         time.sleep(0.02)
     raise SnapidError(f"{path}: the session secret is empty or too short; delete the file to make a new one",
                       code="bad_session_secret", status=503)
+
+
+def _private(path: Path) -> None:
+    """The secret file must be readable by its owner only: a file that group or others may read (copied
+    with another umask, or chmod-ed) is set back to 0600, and the log says so."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    if mode & 0o077:
+        os.chmod(path, 0o600)
+        log.warning("%s was readable by %s (mode %04o); set it to 0600. If others may have read it, delete "
+                    "the file and restart to make a new secret (phone links then in use stop working)",
+                    path, "group and others" if mode & 0o070 and mode & 0o007 else "others" if mode & 0o007
+                    else "the group", mode)
 
 
 # --- tokens and keys -------------------------------------------------------------------------------
