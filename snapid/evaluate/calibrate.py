@@ -18,6 +18,13 @@ from sqlalchemy.engine import Engine
 
 from snapid.errors import SnapidError
 from snapid.evaluate import metrics
+from snapid.evaluate.sources import (  # re-exported: callers read the stored calibration from here
+    CALIBRATION_DEFAULTS as DEFAULTS,
+    has_calibration,
+    logits_for,
+    run_kind,
+    stored_calibration,
+)
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace, atomic_write_text
@@ -25,8 +32,7 @@ from snapid.workspace import Workspace, atomic_write_text
 T_BOUNDS = (0.05, 20.0)
 DEFAULT_TARGET_ACCURACY = 0.95
 THRESHOLD_Z = 1.0  # the target accuracy must hold one standard error below the validation figure
-DEFAULTS = {"temperature": 1.0, "threshold": 0.0, "target_accuracy": None, "target_coverage": None,
-            "val_ece_before": None, "val_ece_after": None}
+
 
 
 class NoValidationSplit(SnapidError):
@@ -101,26 +107,6 @@ def check_targets(target_accuracy: float | None, target_coverage: float | None) 
             raise SnapidError(f"{flag} {value}: must be in (0, 1]", code="usage", status=422)
 
 
-def run_kind(name: str, *, engine: Engine) -> dict:
-    with transaction(engine) as s:
-        return track.get_run(s, name=name)
-
-
-def logits_for(name: str, split: str, *, workspace: Workspace, engine: Engine, tta: bool = False):
-    """(logits N x C, labels N, dataset) of a run or an ensemble on one split of its prepared cache.
-    An ensemble's "logits" are the log of its averaged calibrated probabilities (same softmax path)."""
-    if run_kind(name, engine=engine)["kind"] == "ensemble":
-        from snapid.evaluate.ensemble import ensemble_logits  # written beside this module; torch-heavy
-
-        return ensemble_logits(name, split, workspace=workspace, engine=engine, tta=tta)
-    from snapid.evaluate.loaded import load_trained, predict_logits, split_dataset
-
-    trained = load_trained(name, engine=engine)
-    dataset = split_dataset(trained, split, workspace=workspace, engine=engine)
-    logits, labels = predict_logits(trained.model, dataset, trained.preprocess, tta=tta)
-    return logits, labels, dataset
-
-
 def calibrate_run(name: str, *, workspace: Workspace, engine: Engine, target_accuracy: float | None = None,
                   target_coverage: float | None = None, tta: bool = False) -> dict:
     """Fit the temperature and the rejection threshold on the validation split (target accuracy of
@@ -155,15 +141,3 @@ def calibrate_for_serving(name: str, *, workspace: Workspace, engine: Engine) ->
         result = calibrate_run(name, workspace=workspace, engine=engine, target_coverage=SERVING_COVERAGE)
         result["accuracy_target_missed"] = True
     return result
-
-
-def stored_calibration(name: str, *, engine: Engine) -> dict:
-    """The run's stored calibration, or the identity (temperature 1, threshold 0) when it has none."""
-    with transaction(engine) as s:
-        found = [a["meta"] for a in track.artifacts(s, name=name) if a["kind"] == "calibration"]
-    return {**DEFAULTS, **(found[0] if found else {})}
-
-
-def has_calibration(name: str, *, engine: Engine) -> bool:
-    with transaction(engine) as s:
-        return any(a["kind"] == "calibration" for a in track.artifacts(s, name=name))

@@ -21,16 +21,23 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from snapid.data.cached_dataset import CachedDataset
 from snapid.errors import NotFound, SnapidError
-from snapid.evaluate.loaded import TrainedRun, load_trained, predict_logits, split_dataset
-from snapid.evaluate.metrics import softmax
+from snapid.evaluate.calibrate import stored_calibration
+from snapid.evaluate.evaluation import HEADLINE, ensure_calibration, evaluate_run
+from snapid.evaluate.loaded import TrainedRun, load_trained
+from snapid.evaluate.sources import (  # re-exported: reading an ensemble lives in sources
+    Ensemble,
+    EnsembleError,
+    ensemble_logits,
+    load_ensemble,
+    member_probabilities,
+    mixture_log_probs,
+)
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace
@@ -43,80 +50,7 @@ PRIOR_ITEMS = 2.0           # "weighted": each member starts with the weight of 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")  # the name becomes a folder name
 
 
-class EnsembleError(SnapidError):
-    code = "bad_ensemble"
-    status = 422
-
-
-@dataclass
-class Ensemble:
-    name: str
-    run: dict                   # the runs row (config holds members, method, weights)
-    members: list[TrainedRun]
-    weights: list[float]
-    temperatures: list[float]   # each member's stored calibration temperature
-
-    @property
-    def classes(self) -> list[dict]:
-        return self.members[0].classes
-
-    @property
-    def method(self) -> str:
-        return self.run["config"].get("method", "soft")
-
-
-# --- reading ---------------------------------------------------------------------------------------
-def load_ensemble(name: str, *, engine: Engine) -> Ensemble:
-    """The ensemble's row, its members' best models, their weights and calibration temperatures."""
-    from snapid.evaluate.calibrate import stored_calibration
-
-    with transaction(engine) as s:
-        run = track.get_run(s, name=name)
-    if run["kind"] != "ensemble":
-        raise EnsembleError(f"run {name!r} is a single {run['kind']} run, not an ensemble")
-    config = run["config"] or {}
-    names, weights = list(config.get("members") or []), list(config.get("weights") or [])
-    if len(names) < 2 or len(weights) != len(names):
-        raise EnsembleError(f"ensemble {name!r} has a broken config (members {names}, weights {weights}); create it again")
-    members = [load_trained(member, engine=engine) for member in names]
-    frozen = config.get("temperatures")
-    temperatures = ([float(t) for t in frozen] if frozen and len(frozen) == len(names) else  # older rows: the live ones
-                    [float(stored_calibration(member, engine=engine)["temperature"]) for member in names])
-    return Ensemble(name=name, run=run, members=members, weights=[float(w) for w in weights], temperatures=temperatures)
-
-
-def member_probabilities(members: list[TrainedRun], temperatures: list[float], split: str, *, workspace: Workspace,
-                         engine: Engine, tta: bool = False) -> tuple[np.ndarray, np.ndarray, CachedDataset]:
-    """(probs M x N x C, labels N, first member's dataset): each member's calibrated softmax on ``split``."""
-    stacked, labels, first = [], None, None
-    for member, temperature in zip(members, temperatures, strict=True):
-        dataset = split_dataset(member, split, workspace=workspace, engine=engine)
-        logits, member_labels = predict_logits(member.model, dataset, member.preprocess, tta=tta)
-        if labels is None:
-            labels, first = member_labels, dataset
-        elif len(member_labels) != len(labels) or not np.array_equal(member_labels, labels):
-            raise EnsembleError(f"members {members[0].name!r} and {member.name!r} see different {split} items "
-                                f"({len(labels)} vs {len(member_labels)}); were their caches prepared from different data?")
-        stacked.append(softmax(logits, temperature))
-    return np.stack(stacked), labels, first
-
-
-def ensemble_logits(name: str, split: str, *, workspace: Workspace, engine: Engine,
-                    tta: bool = False) -> tuple[np.ndarray, np.ndarray, CachedDataset]:
-    """(log of the weighted average of the members' calibrated probabilities N x C, labels N, dataset)."""
-    ens = load_ensemble(name, engine=engine)
-    probs, labels, dataset = member_probabilities(ens.members, ens.temperatures, split, workspace=workspace,
-                                                  engine=engine, tta=tta)
-    return mixture_log_probs(probs, ens.weights), labels, dataset
-
-
-# --- pure helpers ------------------------------------------------------------------------------------
-def mixture_log_probs(probs: np.ndarray, weights: list[float]) -> np.ndarray:
-    """log(sum_m w_m p_m) for probs M x N x C; clipped so a class no member believes in stays finite."""
-    mixed = np.tensordot(np.asarray(weights, dtype=np.float64), probs, axes=1)
-    return np.log(np.clip(mixed, 1e-12, None)).astype(np.float32)
-
-
+# --- the weights -------------------------------------------------------------------------------------
 def fit_mixture_weights(probs: np.ndarray, labels: np.ndarray, *, prior_items: float = PRIOR_ITEMS) -> list[float]:
     """Mixture weights on the simplex maximising sum_i log(sum_m w_m p_m[i, y_i]) + prior_items * sum_m log w_m.
 
@@ -150,9 +84,6 @@ def create_ensemble(members: list[str], *, name: str, method: str = "soft", work
     """Check the members, calibrate those that are not, set the weights, create the ensemble's run,
     then calibrate and evaluate the ensemble itself on the test split. Returns the ensemble's config
     and its headline test figures."""
-    from snapid.evaluate.calibrate import stored_calibration
-    from snapid.evaluate.evaluation import HEADLINE, ensure_calibration, evaluate_run
-
     runs = _check_request(members, name=name, method=method, engine=engine)
     trained = [load_trained(member, engine=engine) for member in members]
     _check_classes(trained)
@@ -232,3 +163,7 @@ def _create_row(name: str, first: dict, *, members: list[str], method: str, weig
         track.start_run(s, name=name, host=socket.gethostname(), pid=os.getpid())
         track.finish_run(s, name=name, status="completed", summary={"parameters": parameters, "members": len(members)})
     Path(folder).mkdir(parents=True, exist_ok=True)
+
+
+__all__ = ["Ensemble", "EnsembleError", "create_ensemble", "ensemble_logits", "equal_weights", "fit_mixture_weights",
+           "load_ensemble", "member_probabilities", "mixture_log_probs"]

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 
 from snapid.errors import SnapidError
 from snapid.evaluate import calibrate, metrics
+from snapid.evaluate.sources import logits_for, trained_members
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace, atomic_write_bytes, atomic_write_text
@@ -64,7 +65,7 @@ def evaluate_run(name: str, *, workspace: Workspace, engine: Engine, split: str 
     calibration = ensure_calibration(name, workspace=workspace, engine=engine, recalibrate=recalibrate,
                                      target_accuracy=target_accuracy, target_coverage=target_coverage)
     step(1, 4)
-    logits, labels, dataset = calibrate.logits_for(name, split, workspace=workspace, engine=engine, tta=tta)
+    logits, labels, dataset = logits_for(name, split, workspace=workspace, engine=engine, tta=tta)
     if len(labels) == 0:
         raise SnapidError(f"run {name!r}: the {split!r} split of its dataset is empty", code="empty_split", status=422)
     step(2, 4)
@@ -102,17 +103,6 @@ def ensure_calibration(name: str, *, workspace: Workspace, engine: Engine, recal
                                        target_coverage=target_coverage)
     except calibrate.NoValidationSplit as exc:
         return {**calibrate.DEFAULTS, "note": exc.message}
-
-
-def trained_members(name: str, *, engine: Engine) -> list:
-    """The TrainedRun(s) behind a name: the run itself, or an ensemble's members."""
-    if calibrate.run_kind(name, engine=engine)["kind"] == "ensemble":
-        from snapid.evaluate.ensemble import load_ensemble
-
-        return list(load_ensemble(name, engine=engine).members)
-    from snapid.evaluate.loaded import load_trained
-
-    return [load_trained(name, engine=engine)]
 
 
 def _train_counts(trained, *, workspace: Workspace, engine: Engine) -> np.ndarray:

@@ -123,7 +123,7 @@ def _run_source(name: str, *, workspace: Workspace, engine: Engine) -> Source:
 
 
 def _ensemble_source(name: str, run: dict, *, workspace: Workspace, engine: Engine) -> Source:
-    from snapid.evaluate.ensemble import ensemble_logits, load_ensemble
+    from snapid.evaluate.sources import ensemble_logits, load_ensemble
 
     ens = load_ensemble(name, engine=engine)
     first = ens.members[0]
