@@ -51,7 +51,10 @@ class Settings(BaseSettings):
     # --- saved photos and feedback (snapid.feedback) ---
     review_token: str = Field("", description="Bearer token for the review queue (/review and /api/v1/review), at least 16 characters (empty: review disabled).")
     keep_days: float = Field(30.0, description="Photos kept with consent are deleted this many days after upload (0: no time limit).")
-    sweep_interval_s: float = Field(3600.0, description="How often the server deletes photos past keep_days (0: only at startup).")
+    sweep_interval_s: float = Field(3600.0, description="How often the server deletes photos past keep_days and predictions past prediction_keep_days (0: only at startup).")
+    photo_quota_bytes: int = Field(5 * 1024**3, description="Most bytes of photos kept with consent (the stored JPEGs, as the database counts them); past it a photo is not kept, the answer still comes and says kept: quota_full (0: no limit).")
+    prediction_keep_days: float = Field(30.0, description="Answered predictions with no feedback and no kept photo are deleted this many days later, in the background, in batches (0: keep them all).")
+    feedback_per_prediction: int = Field(5, description="Feedback records one prediction accepts (one per client key); more get 429 feedback_limit (0: no limit).")
 
     # --- QR phone hand-off (snapid.serve.services.sessions) ---
     session_secret: str = Field("", description="HMAC key of phone tokens, at least 16 characters (empty: generated once into $SNAPID_HOME/session_secret, mode 0600; a file others can read is set back to 0600, with a warning).")

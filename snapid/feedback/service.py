@@ -8,6 +8,11 @@ single match is stored as that class's id. No match, or several, is 422 ``unknow
 Idempotency: one feedback per (prediction_id, client_key). Sending it again returns the first
 record unchanged (first answer wins), so a client may retry after a timeout or a crash without
 creating a duplicate; the unique constraint makes that hold under races and across processes.
+
+Bound: one prediction accepts at most ``limit`` feedback records (SNAPID_FEEDBACK_PER_PREDICTION, 5),
+so new client keys cannot grow the table without end; more are 429 ``feedback_limit`` (a repeat of a
+stored one still answers 200). The count is taken after the insert in the same transaction, so
+concurrent requests cannot pass the limit together.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ class UnknownLabel(SnapidError):
 class InvalidFeedback(SnapidError):
     code = "invalid_feedback"
     status = 422
+
+
+class FeedbackLimit(SnapidError):
+    code = "feedback_limit"
+    status = 429
 
 
 class ReviewConflict(SnapidError):
@@ -86,8 +96,9 @@ def _prediction_exists(engine: Engine, prediction_id: str) -> bool:
 
 def record_feedback(engine: Engine, *, prediction_id: str, client_key: str, label: str | None = None,
                     not_in_list: bool = False, text: str = "", classes: list[dict],
-                    catch_up: Callable[[], None] | None = None) -> tuple[dict, bool]:
-    """Store feedback once per (prediction_id, client_key); returns (record, created).
+                    catch_up: Callable[[], None] | None = None, limit: int = 0) -> tuple[dict, bool]:
+    """Store feedback once per (prediction_id, client_key), at most ``limit`` per prediction (0: no
+    limit); returns (record, created).
 
     ``catch_up`` is called once when the prediction is not in the database yet (the server writes
     predictions in the background), before answering 404."""
@@ -106,6 +117,9 @@ def record_feedback(engine: Engine, *, prediction_id: str, client_key: str, labe
         with transaction(engine) as s:
             record = track.add_feedback(s, id=str(uuid.uuid4()), prediction_id=prediction_id, client_key=client_key,
                                         label=class_id, not_in_list=not_in_list, text=text)
+            if limit > 0 and track.count_feedback(s, prediction_id=prediction_id) > limit:
+                raise FeedbackLimit(f"prediction {prediction_id} already has {limit} feedback answers, the most one "
+                                    "prediction takes (SNAPID_FEEDBACK_PER_PREDICTION); nothing was stored")
         return record, True
     except IntegrityError:  # the same key won a race in another request or process
         with transaction(engine) as s:

@@ -10,6 +10,12 @@ Crash safety: files are written first (atomically), then the row, in one transac
 between leaves a file without a row, which `sweep_orphans` removes at the next start; the reverse
 (a row without its file) cannot be produced by a save, and is repaired by the same sweep. A full disk
 gives StorageFull (507) with every file this save created removed.
+
+Quota: the stored photos may total at most ``quota_bytes`` (SNAPID_PHOTO_QUOTA_BYTES; the rows' byte
+counts, thumbnails aside). A save that would pass it raises QuotaFull and keeps nothing, checked
+before the photo is decoded and again with its re-encoded size; the predict route still answers and
+says the photo was not kept. Saves running at the same moment may pass the quota by their own sizes
+(at most a few photos of 2048 px).
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ _FULL = {errno.ENOSPC, errno.EDQUOT}
 
 class StorageFull(SnapidError):
     code = "storage_full"
+    status = 507
+
+
+class QuotaFull(SnapidError):
+    """The kept photos have reached SNAPID_PHOTO_QUOTA_BYTES: this one is not kept (the answer still comes)."""
+    code = "photo_quota_full"
     status = 507
 
 
@@ -89,9 +101,10 @@ def _is_disk_full(exc: BaseException) -> bool:
 class PhotoStore:
     """Saved photos of one workspace: ``root`` is ``workspace.uploads``, rows live in ``engine``."""
 
-    def __init__(self, root: Path, engine: Engine, *, keep_days: float = 30.0,
+    def __init__(self, root: Path, engine: Engine, *, keep_days: float = 30.0, quota_bytes: int = 0,
                  limits: images.DecodeLimits = images.DEFAULT_LIMITS):
         self.root, self.engine, self.keep_days, self.limits = Path(root), engine, keep_days, limits
+        self.quota_bytes = quota_bytes  # 0: no quota
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
 
     # --- paths (only ever built from a sha256 read back from the database) ---
@@ -106,8 +119,19 @@ class PhotoStore:
         """Keep ``data`` only with consent; returns the new upload id, or None (nothing written)."""
         return self.save(data, prediction_id=prediction_id) if consent else None
 
+    def _check_quota(self, adding: int = 0) -> None:
+        if self.quota_bytes <= 0:
+            return
+        with transaction(self.engine) as s:
+            used = track.stored_bytes(s)
+        if used + adding > self.quota_bytes or used >= self.quota_bytes:
+            raise QuotaFull(f"the kept photos take {used:,} bytes of the {self.quota_bytes:,}-byte quota "
+                            "(SNAPID_PHOTO_QUOTA_BYTES); this photo was not kept")
+
     def save(self, data: bytes, *, prediction_id: str | None) -> str:
+        self._check_quota()  # before decoding: a full store costs nothing more
         rendered = render(data, self.limits)
+        self._check_quota(len(rendered.photo))
         sha = rendered.sha256
         created: list[Path] = []
         try:
@@ -133,7 +157,7 @@ class PhotoStore:
             raise
 
     def save_all(self, photos: list[bytes], *, consent: bool, prediction_id: str | None) -> list[str]:
-        """Every photo of one prediction, or none (a failure removes the ones already kept)."""
+        """Every photo of one prediction, or none (a failure, QuotaFull included, removes the ones already kept)."""
         if not consent:
             return []
         ids: list[str] = []

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -115,6 +117,11 @@ class PredictResponse(BaseModel):
                                                "(empty on fallback).")
     fallback: str | None = Field(None, description="mode=detect: \"no_object_detected\" when the detector found "
                                  "nothing, so the whole photo was identified instead (predictions, card); else null.")
+    kept: Literal["not_asked", "kept", "quota_full"] = Field(
+        "not_asked", description="What happened to the photos: not_asked (consent=false: nothing stored), kept "
+        "(stored for review and retraining), quota_full (consent=true, but the kept photos have reached "
+        "SNAPID_PHOTO_QUOTA_BYTES: not stored; the answer is not affected). mode=each: quota_full when any "
+        "photo was not kept.")
 
 
 class ModelInfo(BaseModel):

@@ -50,6 +50,11 @@ def uploads_for_predictions(session: Session, *, prediction_ids: list[str]) -> d
     return out
 
 
+def stored_bytes(session: Session) -> int:
+    """The bytes of every kept photo as the rows count them (a file shared by two rows counts twice)."""
+    return int(session.scalar(select(func.coalesce(func.sum(UploadRow.bytes), 0))) or 0)
+
+
 def upload_shas(session: Session) -> set[str]:
     """Every sha256 a row refers to (the sweep keeps exactly these files)."""
     return set(session.scalars(select(UploadRow.sha256).distinct()))
@@ -104,6 +109,15 @@ def add_feedback(session: Session, *, id: str, prediction_id: str, client_key: s
     session.add(row)
     session.flush()
     return feedback_dict(row)
+
+
+def count_feedback(session: Session, *, prediction_id: str) -> int:
+    """Feedback rows of one prediction. Call it after adding one, in the same transaction: the prediction's
+    row is locked first (PostgreSQL; SQLite already holds the write lock), so concurrent additions to the
+    same prediction count one another."""
+    session.execute(select(PredictionRow.id).where(PredictionRow.id == prediction_id).with_for_update())
+    query = select(func.count()).select_from(FeedbackRow).where(FeedbackRow.prediction_id == prediction_id)
+    return int(session.scalar(query) or 0)
 
 
 def get_feedback(session: Session, *, feedback_id: str) -> dict:

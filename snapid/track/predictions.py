@@ -1,17 +1,18 @@
 """Keyword-only access to answered predictions (the `predictions` table).
 
 The server writes them in small batches from one writer thread (see
-`snapid.serve.services.prediction_log`), so recording costs a request almost nothing."""
+`snapid.serve.services.prediction_log`), so recording costs a request almost nothing, and deletes
+old ones in the background (`prune_predictions`, in batches)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, exists, func, select
 from sqlalchemy.orm import Session
 
 from snapid.errors import NotFound
-from snapid.track.tables import PredictionRow
+from snapid.track.tables import FeedbackRow, PredictionRow, UploadRow
 
 MAX_TOP = 10  # labels kept per prediction: enough for feedback, bounded per row
 
@@ -46,3 +47,18 @@ def count_predictions(session: Session, *, model_sha256: str | None = None) -> i
     if model_sha256 is not None:
         query = query.where(PredictionRow.model_sha256 == model_sha256)
     return int(session.scalar(query) or 0)
+
+
+def prune_predictions(session: Session, *, before: datetime, limit: int) -> int:
+    """Delete at most ``limit`` predictions answered before ``before`` that no feedback and no kept
+    photo refers to (those stay: review, merging and the photo's own retention need them). Returns how
+    many went; fewer than ``limit`` means none is left."""
+    stale = (select(PredictionRow.id)
+             .where(PredictionRow.created_at < before,
+                    ~exists().where(FeedbackRow.prediction_id == PredictionRow.id),
+                    ~exists().where(UploadRow.prediction_id == PredictionRow.id))
+             .limit(limit))
+    ids = list(session.scalars(stale))
+    if ids:
+        session.execute(delete(PredictionRow).where(PredictionRow.id.in_(ids)))
+    return len(ids)

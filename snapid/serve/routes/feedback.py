@@ -50,7 +50,7 @@ BODY = {"requestBody": {"required": True, "content": {"application/json": {"sche
 
 @router.post("/feedback", status_code=201, response_model=FeedbackOut, openapi_extra=BODY,
              responses={200: {"model": FeedbackOut, "description": "Already stored: the first answer, unchanged."},
-                        **error_responses(404, 413, 422, 503)})
+                        **error_responses(404, 413, 422, 429, 503)})
 async def feedback(request: Request) -> JSONResponse:
     """Record feedback once per prediction and client key (201; a repeat answers 200 with the same id)."""
     try:
@@ -62,7 +62,8 @@ async def feedback(request: Request) -> JSONResponse:
     record, created = await run_in_threadpool(
         service.record_feedback, deps.db_engine(request), prediction_id=body.prediction_id.lower(),
         client_key=body.client_key, label=body.label, not_in_list=body.not_in_list, text=body.text,
-        classes=classes, catch_up=lambda: log.flush(timeout=2.0))
+        classes=classes, catch_up=lambda: log.flush(timeout=2.0),
+        limit=request.app.state.settings.feedback_per_prediction)
     out = FeedbackOut(feedback_id=record["id"], created=created, status=record["status"], label=record["label"],
                       not_in_list=record["not_in_list"])
     return JSONResponse(out.model_dump(), status_code=201 if created else 200)

@@ -53,9 +53,9 @@ async def predict(request: Request,
         return await _predict_each(request, photos, k=k, lang=lang, consent=consent, start=start)
     result = await state.predictor.predict(photos)
     body = answers.answer(result.model, result.probs, k=k, lang=lang)
-    prediction_id = await _keep_and_log(request, result, body, [data for _, data in photos], consent=consent)
+    prediction_id, kept = await _keep_and_log(request, result, body, [data for _, data in photos], consent=consent)
     return PredictResponse(prediction_id=prediction_id, **body, threshold=result.model.threshold, photos=result.photos,
-                           model=result.model.info, timings_ms=_timings(result, result, start), mode="same")
+                           model=result.model.info, timings_ms=_timings(result, result, start), mode="same", kept=kept)
 
 
 async def _predict_each(request: Request, photos: list[tuple[str, bytes]], *, k: int, lang: str | None, consent: bool,
@@ -63,16 +63,18 @@ async def _predict_each(request: Request, photos: list[tuple[str, bytes]], *, k:
     predictor = request.app.state.predictor
     results = await asyncio.gather(*(predictor.predict([photo]) for photo in photos))
     model = results[0].model  # a hot swap between photos is possible; the first photo's model answers the rules
-    objects = []
+    objects, kept = [], []
     for n, (result, (_, data)) in enumerate(zip(results, photos)):
         body = answers.answer(result.model, result.probs, k=k, lang=lang)
-        prediction_id = await _keep_and_log(request, result, body, [data], consent=consent)
+        prediction_id, photo_kept = await _keep_and_log(request, result, body, [data], consent=consent)
+        kept.append(photo_kept)
         objects.append({"photo": n, "prediction_id": prediction_id, **body})
     recognised = answers.recognised((o["photo"], o) for o in objects)
     first = objects[0]
     return PredictResponse(prediction_id=first["prediction_id"], predictions=first["predictions"],
                            unknown=first["unknown"], card=first["card"], threshold=model.threshold, photos=len(photos),
                            model=model.info, mode="each", objects=objects,
+                           kept="quota_full" if "quota_full" in kept else kept[0],
                            warnings=answers.warnings_for(model, recognised, lang),
                            timings_ms=_timings(max(results, key=lambda r: r.decode_ms),
                                                max(results, key=lambda r: r.inference_ms), start))
@@ -86,33 +88,38 @@ async def _predict_detect(request: Request, photos: list[tuple[str, bytes]], *, 
     model, datas = result.model, [data for _, data in photos]
     if result.fallback:
         body = answers.answer(model, np.concatenate(result.probs).mean(axis=0), k=k, lang=lang)
-        prediction_id = await _keep_and_log(request, result, body, datas, consent=consent)
+        prediction_id, kept = await _keep_and_log(request, result, body, datas, consent=consent)
         return PredictResponse(prediction_id=prediction_id, **body, threshold=model.threshold, photos=result.photos,
                                model=model.info, mode="detect", objects=[], fallback="no_object_detected",
-                               timings_ms=_timings(result, result, start))
-    objects = []
+                               timings_ms=_timings(result, result, start), kept=kept)
+    objects, kept = [], "not_asked"
     for photo, (found, probs) in enumerate(zip(result.found, result.probs)):
         for detection, row in zip(found.detections, probs):
             body = answers.answer(model, row, k=k, lang=lang)
-            kept = datas if not objects else []  # the photos are kept once, with the first object's answer
-            objects.append({"photo": photo, "prediction_id": await _keep_and_log(request, result, body, kept, consent=consent),
-                            **body, "box": list(detection.box), "detector_score": round(min(1.0, max(0.0, detection.score)), 6)})
+            first = not objects  # the photos are kept once, with the first object's answer
+            prediction_id, object_kept = await _keep_and_log(request, result, body, datas if first else [],
+                                                             consent=consent and first)
+            kept = object_kept if first else kept
+            objects.append({"photo": photo, "prediction_id": prediction_id, **body, "box": list(detection.box),
+                            "detector_score": round(min(1.0, max(0.0, detection.score)), 6)})
     recognised = answers.recognised(enumerate(objects))
     first = objects[0]
     return PredictResponse(prediction_id=first["prediction_id"], predictions=first["predictions"], unknown=first["unknown"],
                            card=first["card"], threshold=model.threshold, photos=result.photos, model=model.info,
                            mode="detect", objects=objects, warnings=answers.warnings_for(model, recognised, lang),
-                           timings_ms=_timings(result, result, start))
+                           timings_ms=_timings(result, result, start), kept=kept)
 
 
-async def _keep_and_log(request: Request, result, body: dict, photos: list[bytes], *, consent: bool) -> str:
-    """Keep the photos (with consent) and log the answer for feedback; returns its prediction id."""
+async def _keep_and_log(request: Request, result, body: dict, photos: list[bytes], *,
+                        consent: bool) -> tuple[str, str]:
+    """Keep the photos (with consent) and log the answer for feedback; returns its prediction id and
+    what happened to the photos (the answer's ``kept``)."""
     prediction_id = str(uuid.uuid4())
-    await keep_photos(request, photos, consent=consent, prediction_id=prediction_id)
+    kept = await keep_photos(request, photos, consent=consent, prediction_id=prediction_id)
     request.app.state.prediction_log.add({
         "id": prediction_id, **model_fields(result.model), "unknown": body["unknown"],
         "top": [{"id": p["id"], "score": p["score"]} for p in body["predictions"]], "n_photos": result.photos})
-    return prediction_id
+    return prediction_id, kept
 
 
 def _timings(decode, inference, start: float) -> dict:

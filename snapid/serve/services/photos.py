@@ -2,25 +2,37 @@
 keep consented photos, the JSON body reader of the feedback and review routes, and the sweeper.
 
 The sweeper runs in the background from the feedback router's lifespan: at startup it removes
-orphan files (a save killed between its file and its row) and photos past ``keep_days``, then
-repeats the retention sweep every ``sweep_interval_s``. Startup never waits for it."""
+orphan files (a save killed between its file and its row), photos past ``keep_days`` and predictions
+past ``prediction_keep_days`` (`prune_predictions`), then repeats both retention sweeps every
+``sweep_interval_s``. Startup and requests never wait for it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import time
 from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from typing import Literal
 
 from fastapi import FastAPI, Request
+from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from snapid import images
-from snapid.feedback.storage import PhotoStore
+from snapid.feedback.storage import PhotoStore, QuotaFull
+from snapid.track import predictions as track_predictions
+from snapid.track.db import transaction
+from snapid.track.tables import utcnow
 from snapid.serve.services.uploads import BodyTooLarge, InvalidRequest
 from snapid.workspace import Workspace
 
 log = logging.getLogger("snapid.serve")
+Kept = Literal["not_asked", "kept", "quota_full"]
+PRUNE_BATCH = 1000       # predictions deleted per transaction: other writers wait for one small batch at most
+QUOTA_LOG_EVERY_S = 600.0  # a full store is logged at most this often, not once per request
+_quota_logged = [float("-inf")]
 
 
 def photo_store(app: FastAPI) -> PhotoStore:
@@ -30,19 +42,31 @@ def photo_store(app: FastAPI) -> PhotoStore:
         s = app.state.settings
         limits = images.DecodeLimits(max_pixels=s.max_pixels, min_side=s.min_side, max_bytes=s.max_body_bytes,
                                      timeout_s=s.decode_timeout_s)
-        store = PhotoStore(Workspace.at(s.home).uploads, app.state.db_engine(), keep_days=s.keep_days, limits=limits)
+        store = PhotoStore(Workspace.at(s.home).uploads, app.state.db_engine(), keep_days=s.keep_days,
+                           quota_bytes=s.photo_quota_bytes, limits=limits)
         app.state.photo_store = store
     return store
 
 
-async def keep_photos(request: Request, photos: list[bytes], *, consent: bool, prediction_id: str) -> list[str]:
-    """For the predict route: keep the photos of one prediction when the user consented (else nothing
-    is written and [] is returned). Raises StorageFull (507) with nothing kept when the disk is full."""
+async def keep_photos(request: Request, photos: list[bytes], *, consent: bool, prediction_id: str) -> Kept:
+    """For the predict route: keep the photos of one prediction when the user consented. Returns what
+    happened, for the answer's ``kept``: not_asked (no consent: nothing written), kept, or quota_full
+    (the store is at SNAPID_PHOTO_QUOTA_BYTES: nothing kept, the answer still comes). Raises
+    StorageFull (507) with nothing kept when the disk is full."""
     if not consent:
-        return []
+        return "not_asked"
     store = photo_store(request.app)
-    async with decode_slots(request.app):
-        return await run_in_threadpool(store.save_all, photos, consent=True, prediction_id=prediction_id)
+    try:
+        async with decode_slots(request.app):
+            await run_in_threadpool(store.save_all, photos, consent=True, prediction_id=prediction_id)
+    except QuotaFull as exc:
+        now = time.monotonic()
+        if now - _quota_logged[0] >= QUOTA_LOG_EVERY_S:
+            _quota_logged[0] = now
+            log.warning("%s (logged at most every %g s); raise the quota or lower SNAPID_KEEP_DAYS", exc.message,
+                        QUOTA_LOG_EVERY_S)
+        return "quota_full"
+    return "kept"
 
 
 def decode_slots(app: FastAPI) -> asyncio.Semaphore:
@@ -82,7 +106,27 @@ def _sweep_once(app: FastAPI, *, orphans: bool) -> None:
     store = photo_store(app)
     if orphans:
         store.sweep_orphans()
-    store.sweep_retention()
+    store.sweep_retention()  # first: a prediction whose photos went may go too
+    prune_predictions(app.state.db_engine(), keep_days=app.state.settings.prediction_keep_days)
+
+
+def prune_predictions(engine: Engine, *, keep_days: float, batch: int = PRUNE_BATCH,
+                      now: datetime | None = None) -> int:
+    """Delete predictions answered more than ``keep_days`` ago that have no feedback and no kept photo,
+    ``batch`` rows per transaction, until none is left (0 days: keep them all). Returns how many went."""
+    if keep_days <= 0:
+        return 0
+    before = (now or utcnow()) - timedelta(days=keep_days)
+    total = 0
+    while True:
+        with transaction(engine) as session:
+            deleted = track_predictions.prune_predictions(session, before=before, limit=batch)
+        total += deleted
+        if deleted < batch:
+            break
+    if total:
+        log.info("retention: deleted %d predictions older than %g days (no feedback, no kept photo)", total, keep_days)
+    return total
 
 
 async def _sweep_loop(app: FastAPI) -> None:
