@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -76,7 +77,7 @@ class _Bounded(io.BytesIO):
     def __init__(self, data: bytes, *, timeout_s: float, name: str):
         super().__init__(data)
         self._data, self._timeout, self._name = data, timeout_s, name
-        self._cpu_start = time.thread_time()
+        self._thread, self._cpu_start = threading.get_ident(), time.thread_time()
         self._check_at = time.monotonic() + timeout_s if timeout_s > 0 else float("inf")
         self.by_scan = False  # set for a JPEG's pixel data: reads end before each scan
 
@@ -97,6 +98,8 @@ class _Bounded(io.BytesIO):
         return self._data[sos + 4] if 0 <= sos and sos + 4 < len(self._data) else 0
 
     def _check(self) -> None:
+        if threading.get_ident() != self._thread:  # opened on one thread, decoded on another: count from here
+            self._thread, self._cpu_start = threading.get_ident(), time.thread_time()
         used = time.thread_time() - self._cpu_start
         if used >= self._timeout:
             raise DecodeTimeout(f"{self._name}: decoding took more than {self._timeout:g} s of CPU time and was "

@@ -8,6 +8,7 @@ import io
 import json
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -52,6 +53,20 @@ def test_the_bound_counts_cpu_not_waiting():
     time.sleep(0.1)  # wall clock past the bound, no CPU used
     im.load()
     assert im.size == (640, 480)
+
+
+def test_an_image_opened_on_one_thread_and_decoded_on_another_is_timed_on_the_decoding_thread():
+    """Thread CPU clocks are per thread: the bound must not compare one thread's clock with another's (a
+    busy main thread would make a photo opened on a fresh thread look as if it had used seconds)."""
+    data = encode(photo((640, 480)), "JPEG", quality=90)
+    opened = []
+    worker = threading.Thread(target=lambda: opened.append(images.open_image(data, images.DecodeLimits(timeout_s=0.05))))
+    worker.start()
+    worker.join()
+    sum(range(3_000_000))  # this thread has used CPU time of its own
+    time.sleep(0.1)
+    opened[0].load()
+    assert opened[0].size == (640, 480)
 
 
 def test_normal_photos_of_every_format_decode_under_the_default_bound():
