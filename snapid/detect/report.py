@@ -6,7 +6,7 @@ mAP@0.5, mAP@0.5:0.95, precision/recall at the score threshold, per-class AP, va
 gallery of missed and false boxes. A classifier run gets one table of every `snapid detect compare`
 that names it, found through the detector runs' ``detect_compare`` artifacts (compare.py lists every
 comparison in that artifact's meta). A missing or unreadable file becomes a note, never an error.
-Every string goes through ``_e``; thumbnails are only ever our own JPEG/PNG data: URIs.
+Every string goes through ``escape``; thumbnails are only ever our own JPEG/PNG data: URIs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from snapid.data.report import _e, _figure, _n, _png, _section, _table
 from snapid.errors import SnapidError
+from snapid.reporting import escape, figure, number, own_thumbnail, png, section, table
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace
@@ -30,7 +30,7 @@ MAX_COMPARE_ROWS = 50
 
 
 def _note(text: str) -> str:
-    return f'<p class="note">{_e(text)}</p>'
+    return f'<p class="note">{escape(text)}</p>'
 
 
 def _pct(value) -> str:
@@ -100,8 +100,8 @@ def compare_section(classifier: str, anchor: str, *, engine: Engine) -> str:
     body = ("<p>Classification accuracy with and without the detect → crop stage (`snapid detect compare`): "
             "the whole photo, the detector's top box cropped with the classifier's padding, and the ground-truth "
             "box (a perfect detector). A one-label photo where nothing is detected falls back to the whole photo.</p>"
-            + _table(COMPARE_HEADERS, rows, {2, 6, 7}) + "".join(_note(n) for n in notes))
-    return _section(f"{anchor}-detect-compare", "Detect → crop → classify", body)
+            + table(COMPARE_HEADERS, rows, {2, 6, 7}) + "".join(_note(n) for n in notes))
+    return section(f"{anchor}-detect-compare", "Detect → crop → classify", body)
 
 
 # --- a detector run ----------------------------------------------------------------------------------------------
@@ -128,9 +128,9 @@ def detector_subject(name: str, run: dict, *, workspace: Workspace, engine: Engi
 
 def detector_sections(subject: dict, anchor: str) -> str:
     run, ev = subject["run"], subject["eval"]
-    head = (f'<section id="{anchor}"><h2>{_e(run["name"])} <small>detector · {_e(run["model"])} · {_e(run["dataset"])} '
-            f'v{_e(run["dataset_version"])} · {_e(ev.get("split"))} split, {_n(ev.get("n"))} photos, '
-            f'{_n(ev.get("objects"))} boxes</small></h2>{_headline(ev)}'
+    head = (f'<section id="{anchor}"><h2>{escape(run["name"])} <small>detector · {escape(run["model"])} · {escape(run["dataset"])} '
+            f'v{escape(run["dataset_version"])} · {escape(ev.get("split"))} split, {number(ev.get("n"))} photos, '
+            f'{number(ev.get("objects"))} boxes</small></h2>{_headline(ev)}'
             f'{_note(subject["note"]) if subject["note"] else ""}</section>')
     return "".join([head, _curves(subject, anchor), _per_class(ev, anchor), _gallery(ev, anchor)])
 
@@ -144,8 +144,8 @@ def _headline(ev: dict) -> str:
              (f"precision at score ≥ {threshold}", _pct(overall.get("precision"))),
              (f"recall at score ≥ {threshold}", _pct(overall.get("recall"))),
              ("latency ms/photo", f"{latency:.1f}" if isinstance(latency, (int, float)) else "—")]
-    html = "".join(f'<div class="card"><b>{_e(v)}</b><small>{_e(k)}</small></div>' for k, v in cards)
-    return f'<div class="cards">{html}</div><p class="note">evaluated {_e(ev.get("created_at"))}</p>'
+    html = "".join(f'<div class="card"><b>{escape(v)}</b><small>{escape(k)}</small></div>' for k, v in cards)
+    return f'<div class="cards">{html}</div><p class="note">evaluated {escape(ev.get("created_at"))}</p>'
 
 
 def _per_class(ev: dict, anchor: str) -> str:
@@ -159,24 +159,24 @@ def _per_class(ev: dict, anchor: str) -> str:
             for c in classes[:MAX_CLASS_ROWS]]
     note = _note(f"the first {MAX_CLASS_ROWS} of {len(classes)} classes") if len(classes) > MAX_CLASS_ROWS else ""
     headers = ["class", "AP@0.5", "AP@0.5:0.95", "precision", "recall", "true boxes found", "false boxes", "missed boxes"]
-    return _section(f"{anchor}-classes", "Per class", _table(headers, rows, {5, 6, 7}) + note)
+    return section(f"{anchor}-classes", "Per class", table(headers, rows, {5, 6, 7}) + note)
 
 
 def _curves(subject: dict, anchor: str) -> str:
     epochs = subject["curves"][subject["name"]]
     if not epochs:
-        return _section(f"{anchor}-curves", "Training curves", _note("no epochs recorded"))
+        return section(f"{anchor}-curves", "Training curves", _note("no epochs recorded"))
     # detector epochs keep val mAP@0.5 in the `top1` column (train.py)
     rows = [[e["epoch"], e["train_loss"], e["val_loss"], e["top1"], e["lr"], e["seconds"]] for e in epochs[-MAX_EPOCH_ROWS:]]
-    table = _table(["epoch", "train loss", "val loss", "val mAP@0.5", "lr", "seconds"], rows, {0, 1, 2, 3, 4, 5})
-    return _section(f"{anchor}-curves", "Training curves", detector_curves(epochs) + table)
+    epoch_table = table(["epoch", "train loss", "val loss", "val mAP@0.5", "lr", "seconds"], rows, {0, 1, 2, 3, 4, 5})
+    return section(f"{anchor}-curves", "Training curves", detector_curves(epochs) + epoch_table)
 
 
 def detector_curves(epochs: list[dict]) -> str:
     """Train/val loss and validation mAP@0.5 per epoch, as an inline PNG."""
     from matplotlib.ticker import MaxNLocator
 
-    fig = _figure(8, 3.0)
+    fig = figure(8, 3.0)
     loss_ax, map_ax = fig.subplots(1, 2)
     for key, style, label in (("train_loss", "-", "train"), ("val_loss", "--", "val")):
         points = [(e["epoch"], e[key]) for e in epochs if e.get(key) is not None]
@@ -190,12 +190,10 @@ def detector_curves(epochs: list[dict]) -> str:
         ax.set_xlabel("epoch", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=6)
-    return _png(fig)
+    return png(fig)
 
 
 def _gallery(ev: dict, anchor: str) -> str:
-    from snapid.evaluate.report import MAX_THUMBNAIL_CHARS, THUMBNAIL
-
     if not ev:
         return ""
     cells = []
@@ -203,11 +201,11 @@ def _gallery(ev: dict, anchor: str) -> str:
         if not isinstance(g, dict):
             continue
         uri = str(g.get("thumbnail") or "")
-        image = (f'<img alt="{_e(g.get("kind"))} box" src="{uri}">'
-                 if len(uri) <= MAX_THUMBNAIL_CHARS and THUMBNAIL.fullmatch(uri) else "")   # only our own data: URIs
+        image = (f'<img alt="{escape(g.get("kind"))} box" src="{uri}">'
+                 if own_thumbnail(uri) else "")   # only our own data: URIs
         what = "missed box" if g.get("kind") == "missed" else f"false box, score {g.get('score')}"
-        cells.append(f'<figure>{image}<figcaption><span class="bad">{_e(what)}</span><br>{_e(g.get("photo"))}'
+        cells.append(f'<figure>{image}<figcaption><span class="bad">{escape(what)}</span><br>{escape(g.get("photo"))}'
                      f"</figcaption></figure>")
     body = (f'<div class="gallery">{"".join(cells)}</div>' if cells
             else _note(f"no missed or false boxes at score ≥ {ev.get('score_threshold')}"))
-    return _section(f"{anchor}-gallery", "Missed and false boxes (missed first, then the most confident false)", body)
+    return section(f"{anchor}-gallery", "Missed and false boxes (missed first, then the most confident false)", body)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from matplotlib.ticker import MaxNLocator
 
-from snapid.data.report import _class_label, _figure, _mpl_text, _png
+from snapid.reporting import class_label, figure, mpl_text, png
 
 MAX_HEATMAP_CLASSES = 40       # beyond this a heatmap is unreadable: the report lists the top confused pairs
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#ff9da6", "#9d755d", "#bab0ac", "#eeca3b")
@@ -21,12 +21,12 @@ def _values(epochs: list[dict], key: str) -> tuple[list[int], list[float]]:
 
 def training_curves(series: dict[str, list[dict]]) -> str:
     """Loss, validation top-1 / macro-F1 and learning rate per epoch; one colour per run when overlaid."""
-    fig = _figure(10, 3.0)
+    fig = figure(10, 3.0)
     loss_ax, score_ax, lr_ax = fig.subplots(1, 3)
     overlay = len(series) > 1
     for i, (name, epochs) in enumerate(series.items()):
         colour = PALETTE[i % len(PALETTE)]
-        label = _mpl_text(name, 24)
+        label = mpl_text(name, 24)
         for key, style, what in (("train_loss", "-", "train"), ("val_loss", "--", "val")):
             x, y = _values(epochs, key)
             loss_ax.plot(x, y, style, color=colour, label=f"{label} {what}" if overlay else what)
@@ -47,12 +47,12 @@ def training_curves(series: dict[str, list[dict]]) -> str:
         ax.tick_params(labelsize=7)
         if ax.get_lines():
             ax.legend(fontsize=6)
-    return _png(fig)
+    return png(fig)
 
 
 def reliability(before: list[dict], after: list[dict], *, ece_before: float | None, ece_after: float | None) -> str:
     """Reliability diagrams: accuracy against confidence per bin, before and after temperature scaling."""
-    fig = _figure(8, 3.4)
+    fig = figure(8, 3.4)
     for ax, bins, title, ece in zip(fig.subplots(1, 2), (before, after), ("uncalibrated", "calibrated"), (ece_before, ece_after)):
         used = [b for b in bins if b.get("count")]
         ax.plot([0, 1], [0, 1], ":", color="#888", label="perfect")
@@ -67,12 +67,12 @@ def reliability(before: list[dict], after: list[dict], *, ece_before: float | No
         ax.set_ylabel("accuracy", fontsize=8)
         ax.tick_params(labelsize=7)
         ax.legend(fontsize=7, loc="upper left")
-    return _png(fig)
+    return png(fig)
 
 
 def coverage_curve(points: list[dict], *, threshold: float | None) -> str:
     """Accuracy and coverage as the confidence threshold rises, with the chosen threshold marked."""
-    fig = _figure(6, 3.2)
+    fig = figure(6, 3.2)
     ax = fig.add_subplot()
     xs = [p["threshold"] for p in points]
     ax.plot(xs, [p["coverage"] for p in points], color="#4c78a8", label="coverage (answered)")
@@ -85,17 +85,17 @@ def coverage_curve(points: list[dict], *, threshold: float | None) -> str:
     ax.set_xlabel("confidence threshold", fontsize=8)
     ax.tick_params(labelsize=7)
     ax.legend(fontsize=7, loc="lower left")
-    return _png(fig)
+    return png(fig)
 
 
 def confusion_heatmap(normalized: list[list[float]], classes: list[dict]) -> str:
     """Row-normalised confusion matrix (rows: true class, columns: predicted)."""
     n = len(classes)
     side = min(11.0, 2.5 + 0.28 * n)
-    fig = _figure(side, side * 0.85)
+    fig = figure(side, side * 0.85)
     ax = fig.add_subplot()
     image = ax.imshow(normalized, cmap="Blues", vmin=0, vmax=1)
-    names = [_class_label(c["name"], c["id"], 18) for c in classes]
+    names = [class_label(c["name"], c["id"], 18) for c in classes]
     ax.set_xticks(range(n), names, rotation=90, fontsize=7)
     ax.set_yticks(range(n), names, fontsize=7)
     ax.set_xlabel("predicted", fontsize=8)
@@ -107,4 +107,4 @@ def confusion_heatmap(normalized: list[list[float]], classes: list[dict]) -> str
                     ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6,
                             color="white" if value > 0.6 else "#1d232b")
     fig.colorbar(image, ax=ax, shrink=0.8)
-    return _png(fig)
+    return png(fig)

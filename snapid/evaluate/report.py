@@ -3,7 +3,7 @@ for a run, an ensemble, a detector run (snapid.detect.report), or a comparison o
 
 Everything is inline (PNG figures and thumbnails as data: URIs, CSS in a <style>); a Content-Security-
 Policy forbids any script or fetch. Every string from the database or the dataset (run names, class
-ids and names, notes) goes through ``_e`` (html.escape): a class may well be called ``<script>``.
+ids and names, notes) goes through ``escape`` (html.escape): a class may well be called ``<script>``.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.engine import Engine
 
-from snapid.data.report import CSS as BASE_CSS
-from snapid.data.report import _e, _n, _section, _table, _wide_font
 from snapid.detect import report as detect_report
 from snapid.errors import SnapidError
 from snapid.evaluate import figures
 from snapid.evaluate.leaderboard import BOARD_HEADERS, board_table, leaderboard
+from snapid.reporting import CSS as BASE_CSS
+from snapid.reporting import escape, number, own_thumbnail, section, table, wide_font
 from snapid.track import crud
 from snapid.track import runs as track
 from snapid.track.db import transaction
@@ -39,8 +39,6 @@ MAX_CLASS_ROWS = 200
 MAX_EPOCH_ROWS = 300
 MAX_PAIRS = 20
 MAX_MISTAKES = 48
-MAX_THUMBNAIL_CHARS = 256 << 10
-THUMBNAIL = re.compile(r"data:image/(?:jpeg|png);base64,[A-Za-z0-9+/]+={0,2}")
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome")
 PDF_TIMEOUT_S = 180
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -86,7 +84,7 @@ def render_report(names: list[str], *, workspace: Workspace, engine: Engine, spl
     subjects = [_subject(name, workspace=workspace, engine=engine, split=split) for name in names]
     dataset, version = _common_dataset(subjects)
     classifiers = [s for s in subjects if not s.get("detector")]   # detector runs have no leaderboard
-    fonts = {"font.family": ["DejaVu Sans", _wide_font()]} if _wide_font() else {}  # CJK glyphs as fallback
+    fonts = {"font.family": ["DejaVu Sans", wide_font()]} if wide_font() else {}  # CJK glyphs as fallback
     with rc_context(fonts):
         parts = [_dataset_section(dataset, version, engine=engine)]
         if len(classifiers) > 1:
@@ -99,8 +97,8 @@ def render_report(names: list[str], *, workspace: Workspace, engine: Engine, spl
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>"
-            f"<h1>{_e(title)}</h1>{_nav(subjects)}{''.join(parts)}</main></body></html>")
+            f"<title>{escape(title)}</title><style>{CSS}</style></head><body><main>"
+            f"<h1>{escape(title)}</h1>{_nav(subjects)}{''.join(parts)}</main></body></html>")
 
 
 # --- gathering ------------------------------------------------------------------------------------------
@@ -147,7 +145,7 @@ def _nav(subjects: list[dict]) -> str:
     several = sum(not s.get("detector") for s in subjects) > 1
     links = [("dataset", "Dataset")] + ([("leaderboard", "Leaderboard"), ("curves", "Curves")] if several else [])
     links += [(f"r{i}", s["name"]) for i, s in enumerate(subjects)]
-    return "<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in links) + "</nav>"
+    return "<nav>" + "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t in links) + "</nav>"
 
 
 # --- shared sections ---------------------------------------------------------------------------------------
@@ -160,36 +158,36 @@ def _dataset_section(dataset: str, version: int, *, engine: Engine) -> str:
         per_class.setdefault(sample.label, Counter())[sample.split] += 1
     cards = [("images", len(manifest.samples)), ("classes", len(manifest.classes)),
              *[(k, splits.get(k, 0)) for k in ("train", "val", "test")], ("rejected", len(manifest.rejected))]
-    card_html = "".join(f'<div class="card"><b>{_n(v)}</b><small>{_e(k)}</small></div>' for k, v in cards)
+    card_html = "".join(f'<div class="card"><b>{number(v)}</b><small>{escape(k)}</small></div>' for k, v in cards)
     rows = [[c.id, c.name, *(per_class.get(c.id, Counter())[k] for k in ("train", "val", "test"))] for c in manifest.classes]
     rows.sort(key=lambda r: -sum(r[2:]))
     note = f'<p class="note">the {MAX_CLASS_ROWS} largest of {len(rows)} classes</p>' if len(rows) > MAX_CLASS_ROWS else ""
-    body = (f'<p class="note">{_e(dataset)} v{version} · format {_e(manifest.format)} · created {_e(manifest.created_at or "?")}</p>'
+    body = (f'<p class="note">{escape(dataset)} v{version} · format {escape(manifest.format)} · created {escape(manifest.created_at or "?")}</p>'
             f'<div class="cards">{card_html}</div><h3>Images per class</h3>'
-            + _table(["id", "name", "train", "val", "test"], rows[:MAX_CLASS_ROWS], {2, 3, 4}) + note)
-    return _section("dataset", "Dataset", body)
+            + table(["id", "name", "train", "val", "test"], rows[:MAX_CLASS_ROWS], {2, 3, 4}) + note)
+    return section("dataset", "Dataset", body)
 
 
 def _leaderboard_section(names: list[str], dataset: str, version: int, *, split: str, engine: Engine) -> str:
     board = leaderboard(dataset, engine=engine, split=split, version=version, names=names)
     note = ('<p class="note">Differences are against the best run on the same items, with a 95% paired bootstrap '
             'interval; "not significant" means the interval contains 0.</p>')
-    return _section("leaderboard", f"Leaderboard ({split})", _table(BOARD_HEADERS, board_table(board), {0, 4, 5, 6, 7, 8}) + note)
+    return section("leaderboard", f"Leaderboard ({split})", table(BOARD_HEADERS, board_table(board), {0, 4, 5, 6, 7, 8}) + note)
 
 
 def _overlay_section(subjects: list[dict]) -> str:
     series = {s["name"]: s["curves"][s["name"]] for s in subjects if s["run"]["kind"] != "ensemble"}
     if not any(series.values()):
-        return _section("curves", "Training curves", '<p class="note">no epochs recorded</p>')
-    return _section("curves", "Training curves, overlaid", figures.training_curves(series))
+        return section("curves", "Training curves", '<p class="note">no epochs recorded</p>')
+    return section("curves", "Training curves, overlaid", figures.training_curves(series))
 
 
 # --- one run ----------------------------------------------------------------------------------------------
 def _run_sections(subject: dict, anchor: str, *, engine: Engine) -> str:
     run, ev = subject["run"], subject["eval"]
     classes = [{"id": c["id"], "name": c["name"]} for c in ev.get("per_class", [])]
-    head = (f'<section id="{anchor}"><h2>{_e(run["name"])} <small>{_e(run["kind"])} · {_e(run["model"])} · '
-            f'{_e(run["dataset"])} v{_e(run["dataset_version"])} · {_e(ev.get("split"))} split, {_n(ev.get("n"))} images'
+    head = (f'<section id="{anchor}"><h2>{escape(run["name"])} <small>{escape(run["kind"])} · {escape(run["model"])} · '
+            f'{escape(run["dataset"])} v{escape(run["dataset_version"])} · {escape(ev.get("split"))} split, {number(ev.get("n"))} images'
             f'{" · TTA" if ev.get("tta") else ""}</small></h2>{_headline(ev)}{_members(run, engine=engine)}</section>')
     return "".join([head, _curves(subject, anchor), _per_class(ev, anchor), _confusion(ev, classes, anchor),
                     _calibration(ev, anchor), _coverage(ev, anchor), _mistakes(ev, anchor),
@@ -208,9 +206,9 @@ def _headline(ev: dict) -> str:
             return "—"
         return f"{value:.2%}" if kind == "pct" else f"{value:,.0f}" if kind == "int" else f"{value:.4g}"
 
-    cards = "".join(f'<div class="card"><b>{_e(show(ev.get(key), kind))}</b><small>{_e(label)}</small></div>'
+    cards = "".join(f'<div class="card"><b>{escape(show(ev.get(key), kind))}</b><small>{escape(label)}</small></div>'
                     for key, label, kind in HEADLINE)
-    return f'<div class="cards">{cards}</div><p class="note">evaluated {_e(ev.get("created_at"))}</p>'
+    return f'<div class="cards">{cards}</div><p class="note">evaluated {escape(ev.get("created_at"))}</p>'
 
 
 def _members(run: dict, *, engine: Engine) -> str:
@@ -221,33 +219,33 @@ def _members(run: dict, *, engine: Engine) -> str:
     config = run["config"]
     rows = [[m, w, stored_calibration(m, engine=engine)["temperature"]]
             for m, w in zip(config.get("members", []), config.get("weights", []))]
-    return f"<h3>Members ({_e(config.get('method'))} voting)</h3>" + _table(["run", "weight", "temperature"], rows, {1, 2})
+    return f"<h3>Members ({escape(config.get('method'))} voting)</h3>" + table(["run", "weight", "temperature"], rows, {1, 2})
 
 
 def _curves(subject: dict, anchor: str) -> str:
     curves = {k: v for k, v in subject["curves"].items() if v}
     if not curves:
-        return _section(f"{anchor}-curves", "Training curves", '<p class="note">no epochs recorded</p>')
+        return section(f"{anchor}-curves", "Training curves", '<p class="note">no epochs recorded</p>')
     if subject["run"]["kind"] == "ensemble":
-        return _section(f"{anchor}-curves", "Training curves of the members", figures.training_curves(curves))
+        return section(f"{anchor}-curves", "Training curves of the members", figures.training_curves(curves))
     epochs = curves[subject["name"]]
     rows = [[e["epoch"], e["phase"], e["train_loss"], e["val_loss"], e["top1"], e["macro_f1"], e["lr"]]
             for e in epochs[-MAX_EPOCH_ROWS:]]
-    table = _table(["epoch", "phase", "train loss", "val loss", "val top-1", "val macro-F1", "lr"], rows, {0, 2, 3, 4, 5, 6})
-    return _section(f"{anchor}-curves", "Training curves", figures.training_curves(curves) + table)
+    epoch_table = table(["epoch", "phase", "train loss", "val loss", "val top-1", "val macro-F1", "lr"], rows, {0, 2, 3, 4, 5, 6})
+    return section(f"{anchor}-curves", "Training curves", figures.training_curves(curves) + epoch_table)
 
 
 def _per_class(ev: dict, anchor: str) -> str:
     rows = ev.get("per_class", [])
     shown = rows if len(rows) <= MAX_CLASS_ROWS else sorted(rows, key=lambda r: (r["f1"], r["index"]))[:MAX_CLASS_ROWS]
     note = f'<p class="note">the {MAX_CLASS_ROWS} classes with the lowest F1 of {len(rows)}</p>' if len(rows) > MAX_CLASS_ROWS else ""
-    table = _table(["#", "id", "name", "precision", "recall", "F1", "test images", "train images", "top-1"],
-                   [[r["index"], r["id"], r["name"], r["precision"], r["recall"], r["f1"], r["support"], r.get("train_count"),
-                     r.get("top1")] for r in shown], {0, 3, 4, 5, 6, 7, 8})
+    class_table = table(["#", "id", "name", "precision", "recall", "F1", "test images", "train images", "top-1"],
+                        [[r["index"], r["id"], r["name"], r["precision"], r["recall"], r["f1"], r["support"], r.get("train_count"),
+                          r.get("top1")] for r in shown], {0, 3, 4, 5, 6, 7, 8})
     tail = ev.get("long_tail") or []
-    tail_html = ("<h3>By training-set size</h3>" + _table(["bucket", "classes", "train min", "train max", "top-1"],
+    tail_html = ("<h3>By training-set size</h3>" + table(["bucket", "classes", "train min", "train max", "top-1"],
                  [[b["bucket"], b["classes"], b["train_min"], b["train_max"], b["top1"]] for b in tail], {1, 2, 3, 4})) if tail else ""
-    return _section(f"{anchor}-classes", "Per class", table + note + tail_html)
+    return section(f"{anchor}-classes", "Per class", class_table + note + tail_html)
 
 
 def _confusion(ev: dict, classes: list[dict], anchor: str) -> str:
@@ -258,7 +256,7 @@ def _confusion(ev: dict, classes: list[dict], anchor: str) -> str:
     body = ""
     if confusion.get("format") == "top_pairs":   # many classes: only the largest confusions were kept
         pairs = [(p["true"], p["pred"], p["count"]) for p in confusion.get("pairs", [])[:MAX_PAIRS]]
-        body = f'<p class="note">{_e(confusion.get("note"))}</p>'
+        body = f'<p class="note">{escape(confusion.get("note"))}</p>'
     else:
         counts = np.asarray(confusion.get("counts") or [[0]], dtype=np.int64)
         square = counts.shape == (len(classes), len(classes))
@@ -266,39 +264,39 @@ def _confusion(ev: dict, classes: list[dict], anchor: str) -> str:
             body = figures.confusion_heatmap(confusion["normalized"], classes)
         pairs = [(classes[t]["id"], classes[p]["id"], n) for t, p, n in top_confused_pairs(counts, MAX_PAIRS)] if square else []
     rows = [[t, name.get(t), p, name.get(p), n] for t, p, n in pairs]
-    body += "<h3>Most confused pairs</h3>" + _table(["true id", "true", "predicted id", "predicted", "images"], rows, {4})
-    return _section(f"{anchor}-confusion", "Confusion", body)
+    body += "<h3>Most confused pairs</h3>" + table(["true id", "true", "predicted id", "predicted", "images"], rows, {4})
+    return section(f"{anchor}-confusion", "Confusion", body)
 
 
 def _calibration(ev: dict, anchor: str) -> str:
     before, after = ev.get("reliability_uncalibrated") or [], ev.get("reliability") or []
-    text = (f'<p>temperature <b>{_n(ev.get("temperature"))}</b> · ECE {_n(ev.get("ece_uncalibrated"))} → '
-            f'<b>{_n(ev.get("ece"))}</b> · NLL {_n(ev.get("nll"))}</p>')
+    text = (f'<p>temperature <b>{number(ev.get("temperature"))}</b> · ECE {number(ev.get("ece_uncalibrated"))} → '
+            f'<b>{number(ev.get("ece"))}</b> · NLL {number(ev.get("nll"))}</p>')
     figure = figures.reliability(before, after, ece_before=ev.get("ece_uncalibrated"), ece_after=ev.get("ece")) if after else ""
-    return _section(f"{anchor}-calibration", "Calibration", text + figure)
+    return section(f"{anchor}-calibration", "Calibration", text + figure)
 
 
 def _coverage(ev: dict, anchor: str) -> str:
     points, threshold = ev.get("coverage") or [], ev.get("threshold")
     if not points:
-        return _section(f"{anchor}-coverage", "Accuracy and coverage", '<p class="note">no coverage curve</p>')
+        return section(f"{anchor}-coverage", "Accuracy and coverage", '<p class="note">no coverage curve</p>')
     at = min(points, key=lambda p: abs(p["threshold"] - (threshold or 0)))
-    text = (f'<p>with the chosen threshold <b>{_n(threshold)}</b> the service answers {_n(at["coverage"])} of the images '
-            f'with accuracy {_n(at["accuracy"])}; below it, it says "not sure".</p>')
-    return _section(f"{anchor}-coverage", "Accuracy and coverage", text + figures.coverage_curve(points, threshold=threshold))
+    text = (f'<p>with the chosen threshold <b>{number(threshold)}</b> the service answers {number(at["coverage"])} of the images '
+            f'with accuracy {number(at["accuracy"])}; below it, it says "not sure".</p>')
+    return section(f"{anchor}-coverage", "Accuracy and coverage", text + figures.coverage_curve(points, threshold=threshold))
 
 
 def _mistakes(ev: dict, anchor: str) -> str:
     cells = []
     for m in (ev.get("mistakes") or [])[:MAX_MISTAKES]:
         uri = m.get("thumbnail") or ""
-        image = (f'<img alt="item {_e(m.get("position"))}" src="{uri}">'
-                 if len(uri) <= MAX_THUMBNAIL_CHARS and THUMBNAIL.fullmatch(uri) else "")  # only our own data: URIs
-        cells.append(f'<figure>{image}<figcaption>true <b>{_e(m.get("true_name"))}</b><br>'
-                     f'<span class="bad">predicted {_e(m.get("pred_name"))}</span><br>score {_n(m.get("score"))} · '
-                     f'loss {_n(m.get("loss"))}</figcaption></figure>')
+        image = (f'<img alt="item {escape(m.get("position"))}" src="{uri}">'
+                 if own_thumbnail(uri) else "")  # only our own data: URIs
+        cells.append(f'<figure>{image}<figcaption>true <b>{escape(m.get("true_name"))}</b><br>'
+                     f'<span class="bad">predicted {escape(m.get("pred_name"))}</span><br>score {number(m.get("score"))} · '
+                     f'loss {number(m.get("loss"))}</figcaption></figure>')
     body = f'<div class="gallery">{"".join(cells)}</div>' if cells else '<p class="note">no mistakes on this split</p>'
-    return _section(f"{anchor}-mistakes", "Mistakes (hardest first)", body)
+    return section(f"{anchor}-mistakes", "Mistakes (hardest first)", body)
 
 
 # --- PDF --------------------------------------------------------------------------------------------------------
