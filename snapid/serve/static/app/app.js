@@ -48,6 +48,8 @@
       const data = await fetchJSON(`/api/v1/predict?${params}`, { method: "POST", body: form });
       state.last = { kind: "predict", lang: SnapidI18n.lang, data };
       render();
+      if (data.kept === "quota_full") say(t("give.not_kept"));  // consent given, but the server's store is full
+      else if ($("give-msg").textContent === t("give.not_kept")) say("");
     } catch (err) {
       state.last = null;
       render();
