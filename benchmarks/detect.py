@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import ROOT, machine_info, print_machine, print_table, snapid_commit, write_json  # noqa: E402
 
-from snapid.data.importer import import_dataset  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
 from snapid.detect.compare import compare_two_stage  # noqa: E402
 from snapid.detect.evaluate import evaluate_detector  # noqa: E402
 from snapid.detect.train import train_detector  # noqa: E402

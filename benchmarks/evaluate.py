@@ -34,7 +34,7 @@ from decode import FLOWERS, machine_info, print_machine, print_table, snapid_com
 
 from snapid.data.cache import PrepareParams, prepare  # noqa: E402
 from snapid.data.cached_dataset import CachedDataset, normalize  # noqa: E402
-from snapid.data.importer import import_dataset  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
 from snapid.evaluate.evaluation import evaluate_run  # noqa: E402
 from snapid.evaluate.loaded import load_trained, predict_logits, split_dataset  # noqa: E402
 from snapid.track import crud  # noqa: E402

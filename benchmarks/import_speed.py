@@ -34,7 +34,7 @@ from PIL import Image, ImageDraw
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import DEFAULT_CACHE, machine_info, print_machine, print_table, write_json  # noqa: E402
 
-from snapid.data.importer import import_dataset  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
 from snapid.track.db import get_engine  # noqa: E402
 from snapid.workspace import Workspace  # noqa: E402
 

@@ -39,7 +39,7 @@ from decode import FLOWERS, machine_info, print_machine, print_table, snapid_com
 
 from snapid.data.cache import PrepareParams, index_path, prepare  # noqa: E402
 from snapid.data.cached_dataset import CachedDataset  # noqa: E402
-from snapid.data.importer import import_dataset  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
 from snapid.export import onnx as onnx_export  # noqa: E402
 from snapid.export.quantize import CacheCalibrationReader, quantize_int8, top1_and_speed  # noqa: E402
 from snapid.models import factory, registry  # noqa: E402

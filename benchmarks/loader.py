@@ -36,7 +36,7 @@ from decode import DEFAULT_CACHE, link_or_copy, make_photos, machine_info, photo
 
 from snapid.data.cache import PrepareParams, index_path, prepare  # noqa: E402
 from snapid.data.cached_dataset import CachedDataset, make_loader, normalize  # noqa: E402
-from snapid.data.importer import import_dataset  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
 from snapid.track import crud  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
 from snapid.workspace import Workspace  # noqa: E402

@@ -48,7 +48,7 @@ from decode import (FLOWERS, DEFAULT_CACHE, PHOTO_SIZE, _source_files, link_or_c
 
 import kornia.augmentation  # noqa: E402,F401  (libraries load outside both clocks, as torchvision does for the naive side)
 from snapid.data.cache import PrepareParams, prepare  # noqa: E402
-from snapid.data.importer import import_dataset  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
 from snapid.models import factory, registry  # noqa: E402
 from snapid.track import crud  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402

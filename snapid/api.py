@@ -51,7 +51,7 @@ def import_dataset(path: str | os.PathLike, name: str | None = None, *, format: 
     """Import a folder (one sub-folder per class, or any layout `snapid data import` reads), an archive
     or a CSV / JSON manifest. Importing the same photos again gives the same version back, unless
     ``new_version``."""
-    from snapid.data.importer import import_dataset as run_import
+    from snapid.importer import import_dataset as run_import
     from snapid.images import DecodeLimits
     from snapid.pipeline import default_name
 

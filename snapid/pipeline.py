@@ -101,7 +101,7 @@ def default_name(photos: Path) -> str:
 def up(photos: Path, *, workspace: Workspace, engine: Engine, name: str | None = None, budget: str = "10m",
        force: bool = False, workers: int = 1, limits=None, say: Say = print, progress=None, reporter=None) -> UpResult:
     """Import → inspect → train and calibrate → export (int8 when its accuracy gate passes); see the module."""
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
     from snapid.data.inspect import inspect_manifest, problems
     from snapid.data.report import write_report
     from snapid.images import DEFAULT_LIMITS

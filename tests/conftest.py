@@ -121,7 +121,7 @@ def rss_mb() -> float:
 @pytest.fixture
 def shapes(tmp_path, engine) -> str:
     """The three-class shapes dataset (tests/helpers.py), imported as "shapes"."""
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
     from tests.helpers import shapes_dataset
 
     import_dataset(shapes_dataset(tmp_path / "shapes"), name="shapes", engine=engine)

@@ -14,7 +14,7 @@ from pathlib import Path
 def main():
     multiprocessing.set_start_method("spawn", force=True)
     from snapid.data.cache import PrepareParams, prepare
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
     from snapid.track import crud
     from snapid.track.db import get_engine, transaction
     from snapid.workspace import Workspace

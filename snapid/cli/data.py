@@ -50,7 +50,7 @@ def import_(
     non-image and truncated files are recorded as rejected with a reason. Given splits are
     kept; otherwise a stratified (grouped) 80/10/10 split is made.
     """
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
     from snapid.data.sources import ReadOptions
     from snapid.images import DecodeLimits
 

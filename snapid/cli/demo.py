@@ -37,7 +37,7 @@ def demo(
     bundle, then serve the identification page."""
     from snapid.data.cache import PrepareParams, prepare
     from snapid.data.demo import generate_demo, write_try_photos
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
     from snapid.data.inspect import inspect_manifest, problems
     from snapid.data.report import write_report
     from snapid.cli.train import RichReporter

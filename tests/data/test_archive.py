@@ -11,7 +11,7 @@ import pytest
 
 from snapid.data.archive import ArchiveRejected, unpack
 from snapid.errors import DatasetError
-from snapid.data.importer import import_dataset
+from snapid.importer import import_dataset
 from tests.conftest import encode, photo
 from tests.data.test_importer import make_folder
 
@@ -116,7 +116,7 @@ def test_an_info_zip_split_archive_imports_from_its_parts(tmp_path, engine):
                    cwd=folder.parent, check=True, capture_output=True)
     parts = sorted(p.name for p in (tmp_path / "parts").iterdir())
     assert len(parts) >= 3 and parts[-1] == "pets.zip" and "pets.z01" in parts
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
 
     for i, given in enumerate(("pets.zip", "pets.z01")):
         report = import_dataset(tmp_path / "parts" / given, name=f"pets{i}", engine=engine,

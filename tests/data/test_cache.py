@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from snapid.data.cache import Item, PrepareParams, existing_shards, index_path, prepare, render_item
-from snapid.data.importer import import_dataset
+from snapid.importer import import_dataset
 from snapid.errors import DatasetError
 from snapid.images import DEFAULT_LIMITS
 from snapid.track import crud

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from snapid.data.importer import import_dataset
+from snapid.importer import import_dataset
 from snapid.errors import AnnotationError, DatasetError, NotFound
 from snapid.track import crud
 from snapid.track.db import transaction

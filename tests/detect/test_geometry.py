@@ -12,7 +12,7 @@ from PIL import Image
 
 from snapid import images
 from snapid.data.cache import padded_box
-from snapid.data.importer import import_dataset
+from snapid.importer import import_dataset
 from snapid.data.manifest import Box
 from snapid.detect.geometry import (coco_to_xyxy, crop_pixels, letterbox_geometry, padded_region, to_letterbox,
                                     to_original, xyxy_to_coco, xyxy_to_yolo, yolo_to_xyxy)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from snapid.data.importer import import_dataset
+from snapid.importer import import_dataset
 from snapid.detect.compare import compare_two_stage
 from snapid.detect.train import train_detector
 from snapid.evaluate.report import render_report

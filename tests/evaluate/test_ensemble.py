@@ -109,7 +109,7 @@ def test_mixture_log_probs_stay_finite_and_normalised():
 
 
 def test_refusals_name_the_run_at_fault(make_run, home, engine, tmp_path):
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
     from snapid.train.config import TrainConfig
     from snapid.train.fit import train
     from tests.helpers import TINY_TRAIN, shapes_dataset

@@ -7,7 +7,7 @@ import shutil
 
 from typer.testing import CliRunner
 
-from snapid.data.importer import import_dataset
+from snapid.importer import import_dataset
 from snapid.evaluate.evaluation import held_out_split
 from snapid.train.config import TrainConfig
 from snapid.train.fit import train

@@ -22,7 +22,7 @@ SECTIONS = ("curves", "classes", "confusion", "calibration", "coverage", "mistak
 @pytest.fixture
 def hostile_run(tmp_path, home, engine) -> str:
     """A tiny run on the shapes, with the stripes class renamed to a script tag and a run name with markup."""
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
     from snapid.train.config import TrainConfig
     from snapid.train.fit import train
     from tests.helpers import TINY_TRAIN, shapes_dataset

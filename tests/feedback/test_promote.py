@@ -65,7 +65,7 @@ def test_better_candidate_promoted_and_served_without_restart(good_and_bad, engi
 
 
 def test_runs_on_different_test_splits_are_not_compared(make_run, engine, home, tmp_path):
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
     from tests.helpers import shapes_dataset
 
     first = make_run("v1-run")

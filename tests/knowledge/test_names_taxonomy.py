@@ -141,7 +141,7 @@ weed,,,Nonexistus fakeus
 
 @pytest.fixture
 def plants(tmp_path, engine):
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
 
     for seed, name in enumerate(["sunflower", "rosa_rugosa", "dandelion", "weed"]):
         for i in range(2):

@@ -21,7 +21,7 @@ from snapid.track.tables import KnowledgeCardRow
 def demo(tmp_path, engine):
     """The demo dataset (one photo per kind) imported as "pills"; returns its DemoInfo."""
     from snapid.data.demo import generate_demo
-    from snapid.data.importer import import_dataset
+    from snapid.importer import import_dataset
 
     info = generate_demo(tmp_path / "demo", seed=1, per_class=1, multi=0, size=(96, 72))
     import_dataset(info.root, name="pills", engine=engine, fmt="aihub")

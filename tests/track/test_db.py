@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from snapid.config import Settings
-from snapid.data.importer import import_dataset
+from snapid.importer import import_dataset
 from snapid.errors import SnapidError
 from snapid.track import crud
 from snapid.track.db import get_engine, transaction

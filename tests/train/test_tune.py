@@ -11,7 +11,7 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from snapid.data.importer import import_dataset
+from snapid.importer import import_dataset
 from snapid.errors import SnapidError
 from snapid.track import runs as track
 from snapid.track.db import transaction

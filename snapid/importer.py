@@ -3,6 +3,9 @@
 Steps: read annotations (a format reader) → refuse paths that leave the root → read every file
 once in parallel (sha256, size, statistics; unchanged files reuse the last version's facts) →
 check boxes → subsample → split → store everything in ONE transaction.
+
+A stage above both snapid.data (readers, records, splits) and snapid.track (the database it stores
+into), so neither package imports the other's way up (issue 18).
 """
 
 from __future__ import annotations
