@@ -51,6 +51,7 @@ def serve_forever(bundle: Path | None, *, settings: Settings, host: str = "127.0
     default none)."""
     _check_plain(host=host, port=port, workers=workers, reload=reload, public_url=public_url,
                  keep_days=keep_days, access_log=access_log, forwarded_allow_ips=forwarded_allow_ips)
+    settings.check_secrets()  # before uvicorn: with --workers N, a worker that refuses them would be restarted for ever
     import uvicorn
 
     from snapid.serve.middleware import trusted_proxies

@@ -47,6 +47,15 @@ def test_a_short_secret_is_refused_at_startup_naming_the_setting(home, bundle, n
     create_app(settings.model_copy(update={name: ""}), bundle=bundle)  # empty: that feature is off
 
 
+def test_serve_refuses_a_short_secret_before_starting_any_worker(home, bundle):
+    """With --workers N, a refusal inside each worker would only make uvicorn restart them for ever."""
+    from snapid.serve.launch import serve_forever
+
+    settings = Settings(home=home.home, admin_token="short")
+    with pytest.raises(UsageError, match="SNAPID_ADMIN_TOKEN"):
+        serve_forever(bundle, settings=settings, port=1, workers=2)
+
+
 def test_a_secret_file_others_can_read_is_made_private_with_a_warning(home, caplog):
     path = home.home / tokens.SECRET_FILE
     first = tokens.server_secret("", home.home)
