@@ -125,7 +125,7 @@ def _print_done(summary: dict) -> None:
 
 def _train_seeds(dataset: str, cfg, seeds: int, *, name: str | None, version: int | None, as_json: bool) -> None:
     """The same recipe trained with several seeds; the spread says how much of a difference is chance."""
-    from snapid.evaluate.metrics import mean_and_std
+    from snapid.metrics import mean_and_std
     from snapid.pipeline import train_calibrated
 
     summaries = []

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from snapid import metrics
 from snapid.errors import SnapidError
-from snapid.evaluate import metrics
 from snapid.evaluate.sources import (  # re-exported: callers read the stored calibration from here
     CALIBRATION_DEFAULTS as DEFAULTS,
     has_calibration,

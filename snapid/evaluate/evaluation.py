@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy.engine import Engine
 
+from snapid import metrics
 from snapid.errors import SnapidError
-from snapid.evaluate import calibrate, metrics
+from snapid.evaluate import calibrate
 from snapid.evaluate.sources import logits_for, trained_members
 from snapid.track import runs as track
 from snapid.track.db import transaction

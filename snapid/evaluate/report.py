@@ -249,7 +249,7 @@ def _per_class(ev: dict, anchor: str) -> str:
 
 
 def _confusion(ev: dict, classes: list[dict], anchor: str) -> str:
-    from snapid.evaluate.metrics import top_confused_pairs
+    from snapid.metrics import top_confused_pairs
 
     confusion = ev.get("confusion") or {}
     name = {c["id"]: c["name"] for c in classes}

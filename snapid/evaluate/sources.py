@@ -15,7 +15,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from snapid.errors import SnapidError
-from snapid.evaluate.metrics import softmax
+from snapid.metrics import softmax
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace

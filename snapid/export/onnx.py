@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from snapid.errors import SnapidError
-from snapid.evaluate.metrics import softmax
+from snapid.metrics import softmax
 from snapid.train.augment import Normalize
 
 INPUT, OUTPUT = "images", "logits"

@@ -22,7 +22,7 @@ import torch
 from sqlalchemy import Engine
 
 from snapid.errors import NotFound, SnapidError
-from snapid.evaluate.metrics import mean_and_std
+from snapid.metrics import mean_and_std
 from snapid.models import factory, registry
 from snapid.track import crud
 from snapid.track import runs as track

@@ -276,7 +276,7 @@ def _best_into(state: RunState, model) -> None:
 def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
     from snapid.data.cached_dataset import make_loader
     from snapid.train.features import fast_dtype, frozen_backbone
-    from snapid.evaluate.metrics import macro_topk
+    from snapid.metrics import macro_topk
     from snapid.train.loop import predict_images, score
 
     _best_into(state, model)

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from snapid.evaluate.metrics import classification_summary
+from snapid.metrics import classification_summary
 
 StepHook = Callable[[int, int, int], None]  # (step, steps, images so far)
 

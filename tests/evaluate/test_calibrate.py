@@ -8,8 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from snapid import metrics
 from snapid.errors import SnapidError
-from snapid.evaluate import calibrate, metrics
+from snapid.evaluate import calibrate
 
 
 def sampled(n: int, c: int = 10, seed: int = 0, scale: float = 1.0):

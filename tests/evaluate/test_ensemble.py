@@ -59,7 +59,7 @@ def test_an_ensemble_of_two_runs_is_created_evaluated_and_listed(make_run, home,
 def test_ensemble_logits_are_the_log_of_the_averaged_calibrated_probabilities(make_run, home, engine):
     from snapid.evaluate.calibrate import stored_calibration
     from snapid.evaluate.loaded import load_trained, predict_logits, split_dataset
-    from snapid.evaluate.metrics import softmax
+    from snapid.metrics import softmax
 
     make_run("a", probe_epochs=4)
     make_run("b", probe_epochs=4, seed=1)

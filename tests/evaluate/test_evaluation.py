@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from snapid import metrics
 from snapid.errors import SnapidError
-from snapid.evaluate import calibrate, evaluation, metrics
+from snapid.evaluate import calibrate, evaluation
 from snapid.track import runs as track
 from snapid.track.db import transaction
 

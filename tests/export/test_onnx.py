@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from snapid.evaluate.loaded import load_trained, predict_logits, split_dataset
-from snapid.evaluate.metrics import softmax
+from snapid.metrics import softmax
 from snapid.export import export as export_mod
 from snapid.export import onnx as onnx_export
 from snapid.export.bundle import TORCHSCRIPT_FORMAT, BundleError, load_bundle

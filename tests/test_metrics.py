@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as sk
 
-from snapid.evaluate import metrics
+from snapid import metrics
 
 # 5 samples, 3 classes; argmax = [0, 1, 1, 2, 0], labels = [0, 0, 1, 2, 2]
 SCORES = np.array([[0.7, 0.2, 0.1],
