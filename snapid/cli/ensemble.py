@@ -89,7 +89,7 @@ def report(
     if not compare and len(names) != 1:
         raise SnapidError(f"give one RUN (got {len(names)}), or --compare RUN RUN ...", code="usage")
     from snapid.cli.evaluate import pick_split
-    from snapid.evaluate.report import write_report
+    from snapid.run_report import write_report
 
     chosen = pick_split(names[0], split)
     out = out or workspace().reports / f"{'-vs-'.join(names)[:120]}.html"

@@ -51,7 +51,7 @@ def evaluate(
         if out:
             console.print(f"results written to {out}", markup=False, highlight=False)
     if html_out:
-        from snapid.evaluate.report import write_report
+        from snapid.run_report import write_report
 
         write_report([run], html_out, workspace=ws, engine=db, split=chosen)
         if not as_json:

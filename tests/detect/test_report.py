@@ -10,7 +10,7 @@ import pytest
 from snapid.importer import import_dataset
 from snapid.detect.compare import compare_two_stage
 from snapid.detect.train import train_detector
-from snapid.evaluate.report import render_report
+from snapid.run_report import render_report
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.train.config import TrainConfig

@@ -10,7 +10,7 @@ import shutil
 
 import pytest
 
-from snapid.evaluate.report import ReportError, find_chromium, write_report
+from snapid.run_report import ReportError, find_chromium, write_report
 from snapid.track import runs as track
 from snapid.track.db import transaction
 
@@ -119,7 +119,7 @@ def test_pdf_is_printed_by_headless_chromium(make_run, home, engine, tmp_path):
 def test_a_missing_chromium_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("SNAPID_CHROMIUM", raising=False)
-    monkeypatch.setattr("snapid.evaluate.report.CHROMIUM_CANDIDATES", ("chromium",))
+    monkeypatch.setattr("snapid.run_report.CHROMIUM_CANDIDATES", ("chromium",))
     with pytest.raises(ReportError, match="headless Chromium"):
         find_chromium(str(tmp_path / "no-such-browser"))
 

@@ -4,6 +4,9 @@ for a run, an ensemble, a detector run (snapid.detect.report), or a comparison o
 Everything is inline (PNG figures and thumbnails as data: URIs, CSS in a <style>); a Content-Security-
 Policy forbids any script or fetch. Every string from the database or the dataset (run names, class
 ids and names, notes) goes through ``escape`` (html.escape): a class may well be called ``<script>``.
+
+Above both snapid.evaluate and snapid.detect, since it shows classifier and detector runs side by side
+(issue 18: in evaluate it made detect → evaluate → detect).
 """
 
 from __future__ import annotations
