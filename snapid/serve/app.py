@@ -27,6 +27,7 @@ from snapid.serve.middleware import (AllowedHosts, ForwardedClient, SecurityHead
 from snapid.serve.routes import admin, health, metrics as metrics_route, model as model_route, predict
 from snapid.serve.routes import feedback as feedback_route, review as review_route
 from snapid.serve.routes import docs as docs_route, page as page_route, sessions as sessions_route
+from snapid.serve.services.memory import trim_forever
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.prediction_log import PredictionLog
 from snapid.serve.services.predictor import Predictor
@@ -121,14 +122,16 @@ async def _lifespan(app: FastAPI):
     if state.reloader is not None:
         await state.reloader.load_initial()
         watcher = asyncio.create_task(state.reloader.watch(), name="snapid-bundle-watch")
+    trimmer = asyncio.create_task(trim_forever(), name="snapid-malloc-trim")
     restore = _drain_on_sigterm(app)
     try:
         yield
     finally:
         restore()
-        if watcher:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
+        for task in (watcher, trimmer):
+            if task:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
         await state.predictor.stop()
         state.prediction_log.stop()
 

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 from snapid.errors import SnapidError
+from snapid.serve.services.memory import release_soon
 from snapid.serve.services.model import LoadedModel, load_model
 from snapid.serve.services.predictor import Predictor
 
@@ -64,7 +65,10 @@ class Reloader:
                     raise
                 raise SnapidError(f"bundle refused: {message}", code="bad_bundle", status=422) from exc
             self._seen, self.last_error, self.last_error_code = seen, None, None
+            replaced = self.predictor.model is not None
             self.predictor.swap(model)
+            if replaced:
+                release_soon()  # the old session's memory, once its last batch is done
             return model
 
     async def load_initial(self) -> None:
