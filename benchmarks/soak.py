@@ -281,6 +281,16 @@ def main() -> int:
                     server.wait()
                     server = start(cmd, env, base + "/healthz/ready", tmp / "server-restarted.log")
 
+        series: list[tuple[float, float]] = []   # (seconds, MB) every 10 s: whether growth levels off
+
+        def sample() -> None:
+            while not stop.wait(10.0):
+                try:
+                    series.append((time.monotonic() - started, rss_mb(server.pid)))
+                except (OSError, ValueError):
+                    pass  # the server is being restarted
+
+        threading.Thread(target=sample, daemon=True).start()
         locker.start()
         chaos = threading.Thread(target=faults, daemon=True)
         chaos.start()
@@ -311,13 +321,14 @@ def main() -> int:
     print(f"resident memory: {memory['after_warm_up_mb']:.0f} MB after warm-up, {memory['before_kill_mb']:.0f} MB before "
           f"the kill: {100 * growth:+.1f} % (target < +10 %); restarted server at the end "
           f"{memory['end_of_restarted_mb']:.0f} MB")
+    print("resident memory every 30 s (MB): " + " ".join(f"{t:.0f}s:{mb:.0f}" for t, mb in series[2::3]))
     print(f"acknowledged and lost after the kill: feedback {checked['feedback_lost']} of "
           f"{checked['feedback_acknowledged']}, kept photos {checked['photos_lost']} of {checked['photos_acknowledged']} "
           f"(target 0)")
     write_json(args.json, {"machine": info, "commit": snapid_commit(), "minutes": args.minutes, "clients": args.clients,
                            "counts": {f"{k} {s}": n for (k, s), n in soak.counts.items()},
                            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                           "server_errors": server_errors, "memory": memory, "growth": growth, "verify": checked,
+                           "server_errors": server_errors, "memory": memory, "memory_series": series, "growth": growth, "verify": checked,
                            "locks": len(locks), "swaps": swaps})
     ok = not server_errors and growth < 0.10 and not checked["feedback_lost"] and not checked["photos_lost"]
     return 0 if ok else 1
