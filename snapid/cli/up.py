@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional
 
@@ -40,20 +41,12 @@ def up(
     limits = DecodeLimits(max_pixels=s.max_pixels, min_side=s.min_side, max_bytes=s.max_file_bytes,
                           timeout_s=s.decode_timeout_s)
 
-    bars = []
+    with ExitStack() as bars, RichReporter(quiet=as_json) as reporter:
+        def progress(stage: str):  # a bar per stage that reports progress, closed when the pipeline ends
+            return bars.enter_context(progress_bar(stage, quiet=as_json))
 
-    def progress(stage: str):
-        bar = progress_bar(stage, quiet=as_json)
-        bars.append(bar)
-        return bar.__enter__()
-
-    try:
-        with RichReporter(quiet=as_json) as reporter:
-            result = run_up(photos, workspace=workspace(), engine=engine(), name=name, budget=budget, force=force,
-                            workers=s.workers, limits=limits, say=say, progress=progress, reporter=reporter)
-    finally:
-        for bar in bars:
-            bar.__exit__(None, None, None)
+        result = run_up(photos, workspace=workspace(), engine=engine(), name=name, budget=budget, force=force,
+                        workers=s.workers, limits=limits, say=say, progress=progress, reporter=reporter)
     if as_json:
         emit_json(result.as_dict())
     else:

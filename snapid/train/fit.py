@@ -152,7 +152,7 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
     if not resume:
         config, plan = _planned(config, dataset, version, engine, device, info)
         if plan is not None:
-            reporter.note(plan.describe())
+            reporter.note(f"plan: {plan.describe()}")
 
     run, config = _open_run(dataset, config, workspace, engine, info, name, resume, version, kind, parent)
     state = RunState(run["name"], Path(run["run_dir"]), config, engine, info, device, reporter, {})

@@ -53,7 +53,7 @@ class Plan:
         tune = (f"fine-tune the top layers × {self.finetune_epochs} epochs" if self.finetune_epochs
                 else "no fine-tuning" + (" (CPU)" if self.device == "cpu" else ""))
         budget = f" of a {format_seconds(self.budget)} budget" if self.budget else ""
-        return (f"plan: probe on {self.model} at {self.size} px, {views}; {tune}; "
+        return (f"probe on {self.model} at {self.size} px, {views}; {tune}; "
                 f"about {format_seconds(self.seconds)}{budget} on {self.device}")
 
     def as_dict(self) -> dict:
