@@ -56,8 +56,7 @@ def import_dataset(path: str | os.PathLike, name: str | None = None, *, format: 
     from snapid.pipeline import default_name
 
     settings, workspace, engine = _context(home)
-    limits = DecodeLimits(max_pixels=settings.max_pixels, min_side=settings.min_side, max_bytes=settings.max_file_bytes,
-                          timeout_s=settings.decode_timeout_s)
+    limits = DecodeLimits.from_settings(settings)
     report = run_import(Path(path), name=name or default_name(Path(path)), engine=engine, fmt=format,
                         workers=settings.workers, limits=limits, unpack_to=workspace.unpacked,
                         reuse_unchanged=not new_version)

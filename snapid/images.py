@@ -63,6 +63,14 @@ class DecodeLimits:
     max_bytes: int = 64 * 1024 * 1024
     timeout_s: float = 5.0  # CPU seconds one open or decode may take (0: no bound)
 
+    @classmethod
+    def from_settings(cls, settings, *, upload: bool = False) -> "DecodeLimits":
+        """The limits ``settings`` (a snapid.config.Settings) set: an upload is capped by the request body
+        size, a file on disk by ``max_file_bytes``."""
+        return cls(max_pixels=settings.max_pixels, min_side=settings.min_side,
+                   max_bytes=settings.max_body_bytes if upload else settings.max_file_bytes,
+                   timeout_s=settings.decode_timeout_s)
+
 
 DEFAULT_LIMITS = DecodeLimits()
 

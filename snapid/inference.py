@@ -286,8 +286,7 @@ def load(source: str | os.PathLike, *, home: str | os.PathLike | None = None, ba
     the remaining cores (SNAPID_INFERENCE_THREADS when set), ``batch_size`` photos at a time."""
     settings = Settings(home=Path(home)) if home is not None else Settings()
     path = resolve(source, settings=settings)
-    limits = images.DecodeLimits(max_pixels=settings.max_pixels, min_side=settings.min_side,
-                                 max_bytes=settings.max_file_bytes, timeout_s=settings.decode_timeout_s)
+    limits = images.DecodeLimits.from_settings(settings)
     cores = os.cpu_count() or 1
     threads = max(1, threads or min(4, cores - 1))
     loaded = load_model(path, threads=settings.inference_threads or max(1, cores - threads))

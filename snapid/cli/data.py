@@ -59,8 +59,7 @@ def import_(
     s = settings()
     name = name or default_name(path)
     options = ReadOptions(columns=_parse_columns(columns), has_header=False if no_header else None)
-    limits = DecodeLimits(max_pixels=s.max_pixels, min_side=s.min_side, max_bytes=s.max_file_bytes,
-                          timeout_s=s.decode_timeout_s)
+    limits = DecodeLimits.from_settings(s)
     with progress_bar(f"importing {name}", quiet=as_json) as progress:
         report = import_dataset(path, name=name, engine=engine(), fmt=format.value, options=options, seed=seed,
                                 max_per_class=max_per_class, clip_boxes=clip_boxes, workers=workers or s.workers,
@@ -157,8 +156,7 @@ def prepare(
         raise DatasetError(f"--crop {crop!r}: expected 'boxes'")
     s = settings()
     params = PrepareParams(size=size, resize=resize.value, crop_boxes=crop == "boxes", pad=pad)
-    limits = DecodeLimits(max_pixels=s.max_pixels, min_side=s.min_side, max_bytes=s.max_file_bytes,
-                          timeout_s=s.decode_timeout_s)
+    limits = DecodeLimits.from_settings(s)
     manifest = _load(name, version)
     with progress_bar(f"preparing {name}", quiet=as_json) as progress:
         report = run_prepare(manifest, workspace(), params, workers=workers or s.workers, limits=limits, progress=progress)

@@ -38,8 +38,7 @@ def up(
 
     s = settings()
     say = (lambda text: None) if as_json else (lambda text: console.print(text, markup=False, highlight=False))
-    limits = DecodeLimits(max_pixels=s.max_pixels, min_side=s.min_side, max_bytes=s.max_file_bytes,
-                          timeout_s=s.decode_timeout_s)
+    limits = DecodeLimits.from_settings(s)
 
     with ExitStack() as bars, RichReporter(quiet=as_json) as reporter:
         def progress(stage: str):  # a bar per stage that reports progress, closed when the pipeline ends

@@ -54,8 +54,7 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     app.state.predictor = Predictor(
         max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
         decode_threads=settings.decode_threads, metrics=metrics,
-        limits=images.DecodeLimits(max_pixels=settings.max_pixels, min_side=settings.min_side,
-                                   max_bytes=settings.max_body_bytes, timeout_s=settings.decode_timeout_s))
+        limits=images.DecodeLimits.from_settings(settings, upload=True))
     app.state.reloader = Reloader(app.state.predictor, bundle, threads=settings.inference_threads,
                                   poll_s=settings.reload_poll_s) if bundle is not None else None
     app.state.prediction_log = PredictionLog(app.state.db_engine)

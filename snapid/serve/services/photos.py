@@ -40,8 +40,7 @@ def photo_store(app: FastAPI) -> PhotoStore:
     store = getattr(app.state, "photo_store", None)
     if store is None:
         s = app.state.settings
-        limits = images.DecodeLimits(max_pixels=s.max_pixels, min_side=s.min_side, max_bytes=s.max_body_bytes,
-                                     timeout_s=s.decode_timeout_s)
+        limits = images.DecodeLimits.from_settings(s, upload=True)
         store = PhotoStore(Workspace.at(s.home).uploads, app.state.db_engine(), keep_days=s.keep_days,
                            quota_bytes=s.photo_quota_bytes, limits=limits)
         app.state.photo_store = store
