@@ -79,13 +79,15 @@ class Page:
             route.abort()
 
     def close(self):
+        errors = list(self.errors)  # before closing: a stream cut by the close is not the page's error
         self.context.close()
+        self.errors = errors
         assert self.outside == [], f"requests left 127.0.0.1: {self.outside}"
         assert self.errors == [], f"console errors (a CSP violation shows here): {self.errors}"
 
 
 @pytest.fixture
-def page(browser):
+def page(browser, server):  # needs the server, so the page closes before the server stops
     opened = Page(browser)
     yield opened.page
     opened.close()
