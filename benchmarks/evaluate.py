@@ -37,7 +37,7 @@ from snapid.data.cached_dataset import CachedDataset, normalize  # noqa: E402
 from snapid.importer import import_dataset  # noqa: E402
 from snapid.evaluate.evaluation import evaluate_run  # noqa: E402
 from snapid.evaluate.loaded import load_trained, predict_logits, split_dataset  # noqa: E402
-from snapid.track import crud  # noqa: E402
+from snapid.track import datasets as dataset_store  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
 from snapid.models import registry  # noqa: E402
 from snapid.train.config import TrainConfig  # noqa: E402
@@ -53,7 +53,7 @@ def setup(tmp: Path, workers: int, model: str = "mobilenet_v2"):
     engine = get_engine(f"sqlite:///{ws.database}")
     import_dataset(FLOWERS, name="flowers", engine=engine, workers=workers)
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name="flowers")
+        manifest = dataset_store.load_manifest(s, name="flowers")
     size = SIZE if model == "mobilenet_v2" else None  # others at their own input size
     prepare(manifest, ws, PrepareParams(size=size or registry.get_spec(model).input_size), workers=workers)
     config = TrainConfig(model=model, size=size, probe_epochs=3, probe_views=1, finetune_epochs=0)

@@ -43,7 +43,7 @@ from snapid.importer import import_dataset  # noqa: E402
 from snapid.export import onnx as onnx_export  # noqa: E402
 from snapid.export.quantize import CacheCalibrationReader, quantize_int8, top1_and_speed  # noqa: E402
 from snapid.models import factory, registry  # noqa: E402
-from snapid.track import crud  # noqa: E402
+from snapid.track import datasets as dataset_store  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
 from snapid.train.features import frozen_backbone  # noqa: E402
 from snapid.workspace import Workspace  # noqa: E402
@@ -126,7 +126,7 @@ def flowers_workspace(tmp: Path):
     engine = get_engine(f"sqlite:///{ws.database}")
     import_dataset(FLOWERS, name="flowers", engine=engine, workers=THREADS)
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name="flowers")
+        manifest = dataset_store.load_manifest(s, name="flowers")
     params = PrepareParams(size=SIZE)
     prepare(manifest, ws, params, workers=THREADS)
     return ws, engine, index_path(ws, params, "flowers", manifest.version)
@@ -159,7 +159,7 @@ def print_rows(rows: list[dict], peak: float) -> None:
 
 
 def int8_accuracy(ws: Workspace, engine, index: Path) -> dict:
-    from snapid.export.export import export_run
+    from snapid.export.from_run import export_run
     from snapid.train.config import TrainConfig
     from snapid.train.fit import train
 

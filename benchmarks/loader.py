@@ -37,7 +37,7 @@ from decode import DEFAULT_CACHE, link_or_copy, make_photos, machine_info, photo
 from snapid.data.cache import PrepareParams, index_path, prepare  # noqa: E402
 from snapid.data.cached_dataset import CachedDataset, make_loader, normalize  # noqa: E402
 from snapid.importer import import_dataset  # noqa: E402
-from snapid.track import crud  # noqa: E402
+from snapid.track import datasets as dataset_store  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
 from snapid.workspace import Workspace  # noqa: E402
 
@@ -130,7 +130,7 @@ def main() -> int:
         report = import_dataset(root, name="bench", engine=engine, workers=args.workers)
         import_s = time.perf_counter() - started
         with transaction(engine) as session:
-            manifest = crud.load_manifest(session, name="bench")
+            manifest = dataset_store.load_manifest(session, name="bench")
         params = PrepareParams(size=SIZE)
         started = time.perf_counter()
         prepared = prepare(manifest, ws, params, workers=args.workers)

@@ -72,7 +72,7 @@ def main() -> int:
         if bundle is None:
             from evaluate import setup
 
-            from snapid.export.export import export_run
+            from snapid.export.from_run import export_run
 
             print("training a quick mobilenet_v2 run on flowers12 and exporting it ...", flush=True)
             ws, engine = setup(Path(tmp), args.workers)

@@ -190,7 +190,7 @@ def main() -> int:
         tmp = Path(tmp)
         print(f"training a quick {args.model} run on flowers12 and exporting it ...", flush=True)
         ws, engine = setup(tmp, args.workers, args.model)
-        from snapid.export.export import export_run
+        from snapid.export.from_run import export_run
         bundle = export_run("bench", workspace=ws, engine=engine).path
         # the same run quantised (static int8, `snapid export --int8`); forced: a 3-epoch probe run's
         # val gate is not the point here, its report is printed

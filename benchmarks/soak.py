@@ -244,7 +244,7 @@ def main() -> int:
         tmp = Path(tmp)
         print("training a quick mobilenet_v2 run on flowers12 and exporting it ...", flush=True)
         ws, engine = setup(tmp, 2)
-        from snapid.export.export import export_run
+        from snapid.export.from_run import export_run
 
         bundle = ws.bundles / "soak"
         export_run("bench", bundle, workspace=ws, engine=engine)

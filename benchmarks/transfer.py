@@ -50,11 +50,11 @@ import kornia.augmentation  # noqa: E402,F401  (libraries load outside both cloc
 from snapid.data.cache import PrepareParams, prepare  # noqa: E402
 from snapid.importer import import_dataset  # noqa: E402
 from snapid.models import factory, registry  # noqa: E402
-from snapid.track import crud  # noqa: E402
+from snapid.track import datasets as dataset_store  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
 from snapid.train.config import TrainConfig  # noqa: E402
 from snapid.train.fit import train  # noqa: E402
-from snapid.train.report import Reporter  # noqa: E402
+from snapid.train.progress import Reporter  # noqa: E402
 from snapid.workspace import Workspace  # noqa: E402
 
 SIZE = 224
@@ -122,7 +122,7 @@ def run_snapid(root: Path, tmp: Path, workers: int, overrides: dict) -> dict:
     report = import_dataset(root, name="flowers", engine=engine, workers=workers)
     import_s = time.perf_counter() - started
     with transaction(engine) as session:
-        manifest = crud.load_manifest(session, name="flowers")
+        manifest = dataset_store.load_manifest(session, name="flowers")
     splits = {s: sum(1 for x in manifest.samples if x.split == s) for s in ("train", "val", "test")}
     print(f"  {import_s:.1f} s, version {report.version}, splits {splits}", flush=True)
     print("snapid: prepare ...", flush=True)

@@ -75,7 +75,7 @@ class Run:
     def export(self, name: str | None = None, *, int8: bool | None = None) -> "ExportedBundle":
         """Write a verified bundle to $SNAPID_HOME/bundles/NAME (default: the run's name). ``int8``: None
         tries int8 and keeps it only when validation top-1 stays within 1 point; True insists; False: fp32."""
-        from snapid.export.export import export_run
+        from snapid.export.from_run import export_run
         from snapid.export.quantize import Int8Refused
 
         _, workspace, engine = _context(self.home)
@@ -107,7 +107,7 @@ def fit(dataset: Dataset | str, *, budget: str | None = "10m", model: str | None
     e.g. ``probe_epochs=3``; ``model`` picks a backbone instead of the planner's choice."""
     from snapid.pipeline import train_calibrated
     from snapid.train.config import TrainConfig
-    from snapid.train.report import Reporter
+    from snapid.train.progress import Reporter
 
     if isinstance(dataset, Dataset) and home is None:
         home = dataset.home

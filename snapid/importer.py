@@ -29,11 +29,11 @@ from snapid.data.archive import dataset_root, is_archive, unpack
 from snapid.data.facts import image_facts
 from snapid.data.manifest import Box, ClassInfo, Entry, ImageFacts, Rejected, Sample
 from snapid.data.sources import ReadOptions, Source
-from snapid.data.sources.detect import detect_format, read_source
+from snapid.data.sources.formats import detect_format, read_source
 from snapid.data.sources.files import inside_root
 from snapid.errors import AnnotationError, DatasetError
 from snapid.images import DecodeLimits
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 
 Progress = Callable[[int, int], None]
@@ -203,7 +203,7 @@ def import_dataset(
     notes = [n for n in (unpacked_note, chosen) if n] + list(source.notes)
     entries = _unique(source.entries, notes)
     with transaction(engine) as session:
-        previous = crud.previous_facts(session, name=name)
+        previous = dataset_store.previous_facts(session, name=name)
     facts, rejected, reused = _read_all(entries, source.root, previous, limits, workers, progress)
 
     kept = [(e, f) for e, f in zip(entries, facts) if f is not None]
@@ -230,11 +230,11 @@ def import_dataset(
     params = {"format": source.format, "seed": seed, "max_per_class": max_per_class, "clip_boxes": clip_boxes,
               "source": str(Path(path).resolve()), "fingerprint": _fingerprint(source, classes, samples, rejected)}
     with transaction(engine) as session:
-        latest = crud.latest_version_params(session, name=name) if reuse_unchanged else None
+        latest = dataset_store.latest_version_params(session, name=name) if reuse_unchanged else None
     if latest is not None and latest[1].get("fingerprint") == params["fingerprint"]:
         return _report(name, latest[0], source, samples, classes, rejected, reused, started, notes, unchanged=True)
     with transaction(engine) as session:
-        version = crud.save_dataset_version(
+        version = dataset_store.save_dataset_version(
             session, name=name, format=source.format, root=str(source.root.resolve()), classes=classes,
             samples=samples, rejected=rejected, params=params, notes=notes,
         )

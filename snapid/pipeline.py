@@ -105,7 +105,7 @@ def up(photos: Path, *, workspace: Workspace, engine: Engine, name: str | None =
     from snapid.data.inspect import inspect_manifest, problems
     from snapid.data.report import write_report
     from snapid.images import DEFAULT_LIMITS
-    from snapid.track import crud
+    from snapid.track import datasets as dataset_store
     from snapid.track.db import transaction
     from snapid.train.config import TrainConfig
 
@@ -125,7 +125,7 @@ def up(photos: Path, *, workspace: Workspace, engine: Engine, name: str | None =
         f"splits {report.splits}, {sum(report.rejected.values())} files rejected")
 
     with transaction(engine) as session:
-        manifest = crud.load_manifest(session, name=name, version=report.version)
+        manifest = dataset_store.load_manifest(session, name=name, version=report.version)
     findings = inspect_manifest(manifest)
     found = problems(findings)
     html = workspace.reports / f"{name}-inspect.html"
@@ -195,7 +195,7 @@ def _run_to_use(dataset: str, version: int, config, *, engine: Engine, workspace
 def _export(run: str, *, workspace: Workspace, engine: Engine, say: Say) -> tuple[str, bool, bool]:
     """(bundle path, int8?, reused?): the run's intact bundle, else a new one, int8 when it keeps its accuracy."""
     from snapid.export.bundle import BundleError, load_bundle
-    from snapid.export.export import export_run
+    from snapid.export.from_run import export_run
     from snapid.export.quantize import Int8Refused
 
     out = workspace.bundles / run

@@ -30,7 +30,7 @@ from snapid.evaluate import figures
 from snapid.evaluate.leaderboard import BOARD_HEADERS, board_table, leaderboard
 from snapid.reporting import CSS as BASE_CSS
 from snapid.reporting import escape, number, own_thumbnail, section, table, wide_font
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace, atomic_write_bytes, atomic_write_text
@@ -154,7 +154,7 @@ def _nav(subjects: list[dict]) -> str:
 # --- shared sections ---------------------------------------------------------------------------------------
 def _dataset_section(dataset: str, version: int, *, engine: Engine) -> str:
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=dataset, version=version)
+        manifest = dataset_store.load_manifest(s, name=dataset, version=version)
     splits = Counter(sample.split for sample in manifest.samples)
     per_class: dict[str | None, Counter] = {}
     for sample in manifest.samples:

@@ -15,14 +15,14 @@ def main():
     multiprocessing.set_start_method("spawn", force=True)
     from snapid.data.cache import PrepareParams, prepare
     from snapid.importer import import_dataset
-    from snapid.track import crud
+    from snapid.track import datasets as dataset_store
     from snapid.track.db import get_engine, transaction
     from snapid.workspace import Workspace
     ws = Workspace.at(sys.argv[2])
     engine = get_engine(f"sqlite:///{ws.database}")
     report = import_dataset(Path(sys.argv[1]), name="pets", engine=engine, workers=2)
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name="pets")
+        manifest = dataset_store.load_manifest(s, name="pets")
     prepared = prepare(manifest, ws, PrepareParams(size=32), workers=2, shard_size=16)
     print(report.images, prepared.items)
 

@@ -7,6 +7,7 @@ import sys
 import typer
 
 from snapid import __version__
+from snapid.cli import compare as compare_cli
 from snapid.cli import data as data_cli
 from snapid.cli import demo as demo_cli
 from snapid.cli import detect as detect_cli
@@ -15,9 +16,11 @@ from snapid.cli import evaluate as evaluate_cli
 from snapid.cli import export as export_cli
 from snapid.cli import feedback as feedback_cli
 from snapid.cli import knowledge as knowledge_cli
+from snapid.cli import leaderboard as leaderboard_cli
 from snapid.cli import predict as predict_cli
-from snapid.cli import train as train_cli
+from snapid.cli import report as report_cli
 from snapid.cli import serve as serve_cli
+from snapid.cli import train as train_cli
 from snapid.cli import tune as tune_cli
 from snapid.cli import up as up_cli
 from snapid.cli import weights as weights_cli
@@ -43,12 +46,12 @@ app.add_typer(data_cli.app, name="data", rich_help_panel=DATA)
 app.add_typer(detect_cli.app, name="detect", rich_help_panel=DATA)
 app.command("train", rich_help_panel=TRAIN)(train_cli.train)
 app.command("tune", rich_help_panel=TRAIN)(tune_cli.tune)
-app.command("compare", rich_help_panel=TRAIN)(tune_cli.compare)
+app.command("compare", rich_help_panel=TRAIN)(compare_cli.compare)
 app.add_typer(train_cli.runs_app, name="runs", rich_help_panel=TRAIN)
 app.add_typer(weights_cli.app, name="weights", rich_help_panel=TRAIN)
 app.command("eval", rich_help_panel=EVALUATE)(evaluate_cli.evaluate)
-app.command("report", rich_help_panel=EVALUATE)(ensemble_cli.report)
-app.command("leaderboard", rich_help_panel=EVALUATE)(ensemble_cli.leaderboard)
+app.command("report", rich_help_panel=EVALUATE)(report_cli.report)
+app.command("leaderboard", rich_help_panel=EVALUATE)(leaderboard_cli.leaderboard)
 app.command("ensemble", rich_help_panel=EVALUATE)(ensemble_cli.ensemble)
 app.command("export", rich_help_panel=EXPORT)(export_cli.export)
 app.command("serve", rich_help_panel=SERVE)(serve_cli.serve)

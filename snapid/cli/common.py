@@ -6,7 +6,8 @@ import json
 import sys
 from contextlib import contextmanager
 from enum import Enum
-from typing import Callable, Iterator
+from pathlib import Path
+from typing import Callable, Iterator, Optional
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -79,3 +80,15 @@ def progress_bar(description: str, quiet: bool = False) -> Iterator[Callable[[in
 
 def emit_json(obj) -> None:
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, indent=1, default=str) + "\n")
+
+
+def train_config(config: Optional[Path], **overrides):
+    """The recipe from a YAML file (if given) with the command's options over it (None: not given)."""
+    from snapid.train.config import TrainConfig
+
+    return TrainConfig.load(config, overrides)
+
+
+def number(value, fmt: str) -> str:
+    """A figure for a table: '-' where there is none."""
+    return "-" if value is None else format(value, fmt)

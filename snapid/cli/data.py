@@ -79,11 +79,11 @@ def import_(
 @app.command("list")
 def list_(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """List the datasets in the workspace (latest version of each)."""
-    from snapid.track import crud
+    from snapid.track import datasets as dataset_store
     from snapid.track.db import transaction
 
     with transaction(engine()) as session:
-        rows = crud.list_datasets(session)
+        rows = dataset_store.list_datasets(session)
     if as_json:
         emit_json(rows)
         return
@@ -94,11 +94,11 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) 
 
 
 def _load(name: str, version: int | None):
-    from snapid.track import crud
+    from snapid.track import datasets as dataset_store
     from snapid.track.db import transaction
 
     with transaction(engine()) as session:
-        return crud.load_manifest(session, name=name, version=version)
+        return dataset_store.load_manifest(session, name=name, version=version)
 
 
 @app.command()

@@ -41,12 +41,12 @@ def demo(
     from snapid.data.inspect import inspect_manifest, problems
     from snapid.data.report import write_report
     from snapid.cli.train import RichReporter
-    from snapid.track import crud
+    from snapid.track import datasets as dataset_store
     from snapid.track.db import transaction
     from snapid.train.config import TrainConfig
     from snapid.train.fit import train
     from snapid.evaluate.evaluation import evaluate_run
-    from snapid.export.export import export_run
+    from snapid.export.from_run import export_run
     from snapid.knowledge.rules import parse_rules
     from snapid.knowledge.store import import_cards, import_rules
     from snapid.track.runs import unique_name
@@ -68,7 +68,7 @@ def demo(
     console.print(f"3/10 knowledge: {cards.items} drug cards, {rules.items} interaction rules", markup=False)
 
     with transaction(engine()) as session:
-        manifest = crud.load_manifest(session, name=DEMO_NAME)
+        manifest = dataset_store.load_manifest(session, name=DEMO_NAME)
     findings = inspect_manifest(manifest)
     html = ws.reports / f"{DEMO_NAME}-inspect.html"
     write_report(findings, html_path=html)

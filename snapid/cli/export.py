@@ -33,7 +33,7 @@ def export(
     """Export a run (or an ensemble) as a bundle: the model, labels, preprocessing, calibration, model card
     and a manifest with the sha256 of every file. The ONNX graph must match torch on real validation
     images (max probability difference 1e-4), or nothing is written."""
-    from snapid.export.export import export_run
+    from snapid.export.from_run import export_run
 
     with _Steps(quiet=as_json) as steps:
         bundle = export_run(run, out, workspace=workspace(), engine=engine(), int8=int8, force=force, fmt=fmt.value,

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from snapid.cli.common import DATASET_VERSION, console, emit_json, engine, settings, workspace
 from snapid.errors import SnapidError
-from snapid.train.report import Reporter
+from snapid.train.progress import Reporter
 
 
 class RichReporter(Reporter):

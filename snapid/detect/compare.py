@@ -25,7 +25,7 @@ from snapid import images
 from snapid.detect.geometry import crop_pixels, letterbox_geometry, padded_region, to_original
 from snapid.detect.matching import greedy_match
 from snapid.errors import SnapidError
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace, atomic_write_json
@@ -133,7 +133,7 @@ def compare_two_stage(dataset: str, *, classifier: str, detector: str, workspace
     classify = Classify(trained)
     threshold = float(meta.get("score_threshold", 0.5) if score_threshold is None else score_threshold)
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=dataset, version=version)
+        manifest = dataset_store.load_manifest(s, name=dataset, version=version)
         det_run = track.get_run(s, name=detector)
     known = set(classify.ids)
     samples = [s for s in manifest.samples if s.split == split and s.boxes

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from snapid.detect.data import collate, detection_split
 from snapid.detect.matching import count_matches, greedy_match
 from snapid.errors import SnapidError
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace, atomic_write_json
@@ -138,7 +138,7 @@ def evaluate_detector(name: str, *, workspace: Workspace, engine: Engine, split:
     model, meta = load_detector(name, engine=engine)
     with transaction(engine) as s:
         run = track.get_run(s, name=name)
-        manifest = crud.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
+        manifest = dataset_store.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
     threshold = float(meta.get("score_threshold", 0.5) if score_threshold is None else score_threshold)
     dataset = detection_split(manifest, split, size=int(meta["size"]), classes=list(meta["classes"]))
     if not len(dataset):

@@ -28,12 +28,12 @@ from snapid.detect.data import collate, detection_classes, detection_split
 from snapid.detect.evaluate import map_scores, predict_dataset, targets_of
 from snapid.detect.models import NMS_IOU, build_detector, canonical_arch, detector_config
 from snapid.errors import SnapidError
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.train.checkpoint import load_checkpoint, save_checkpoint
 from snapid.train.oom import in_batches
-from snapid.train.report import Reporter
+from snapid.train.progress import Reporter
 from snapid.workspace import Workspace
 
 DEFAULT_EPOCHS = 12
@@ -135,7 +135,7 @@ def _resume_run(resume: str, epochs: int | None, engine: Engine, reporter: Repor
 
 def _open_run(dataset, config, workspace, engine, name, version) -> dict:
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=dataset, version=version)
+        manifest = dataset_store.load_manifest(s, name=dataset, version=version)
     if not any(sample.boxes for sample in manifest.samples):
         raise SnapidError(f"dataset {dataset!r} v{manifest.version} has no boxes: a detector needs box annotations "
                           "(COCO, VOC, YOLO or AI-Hub)", code="no_boxes", status=422)
@@ -154,7 +154,7 @@ def _build(state: DetectState, run: dict, saved: tuple | None):
     resuming = saved is not None
     config = state.config
     with transaction(state.engine) as s:
-        manifest = crud.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
+        manifest = dataset_store.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
     classes = detection_classes(manifest, config["class_agnostic"])
     if not classes:
         raise SnapidError(f"dataset {manifest.name!r} v{manifest.version} has no labelled boxes for a per-class "

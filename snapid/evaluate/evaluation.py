@@ -38,13 +38,13 @@ SPLITS = ("train", "val", "test")
 def held_out_split(name: str, *, engine: Engine) -> tuple[str, str]:
     """The split to report on when none is asked for: ("test", "") when the run's dataset has test
     photos, else ("val", a note saying so), e.g. for a dataset that came with train/ and val/ only."""
-    from snapid.track import crud
+    from snapid.track import datasets as dataset_store
     from snapid.track import runs as track
     from snapid.track.db import transaction
 
     with transaction(engine) as s:
         run = track.get_run(s, name=name)
-        counts = crud.split_counts(s, name=run["dataset"], version=run["dataset_version"])
+        counts = dataset_store.split_counts(s, name=run["dataset"], version=run["dataset_version"])
     if counts.get("test"):
         return "test", ""
     return "val", (f"{run['dataset']} v{run['dataset_version']} has no test photos: reporting on the validation "

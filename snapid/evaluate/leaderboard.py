@@ -13,7 +13,7 @@ import numpy as np
 from sqlalchemy.engine import Engine
 
 from snapid.errors import SnapidError
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import runs as track
 from snapid.track.db import transaction
 
@@ -73,7 +73,7 @@ def leaderboard(dataset: str, *, engine: Engine, split: str = "test", version: i
     """Runs and ensembles of ``dataset`` (latest version by default) ranked by top-1 on ``split``;
     ``names`` keeps only those runs (a comparison)."""
     with transaction(engine) as s:
-        version = version or crud.load_manifest_version(s, name=dataset)
+        version = version or dataset_store.load_manifest_version(s, name=dataset)
         runs = [r for r in track.list_runs(s, dataset=dataset, status="completed")
                 if r["dataset_version"] == version and (names is None or r["name"] in names)]
         found = {r["name"]: _eval_artifact(track.artifacts(s, name=r["name"]), split) for r in runs}

@@ -16,7 +16,7 @@ from snapid.data.cached_dataset import CachedDataset
 from snapid.errors import NotFound, SnapidError
 from snapid.models import factory
 from snapid.models.classifier import Classifier
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from snapid.train.augment import Normalize
 from snapid.train.checkpoint import load_checkpoint
@@ -68,7 +68,7 @@ def split_dataset(trained: TrainedRun, split: str, *, workspace: Workspace, engi
     index = index_path(workspace, trained.params, dataset, version)
     if not index.exists():
         with transaction(engine) as s:
-            manifest = crud.load_manifest(s, name=dataset, version=version)
+            manifest = dataset_store.load_manifest(s, name=dataset, version=version)
         prepare(manifest, workspace, trained.params, workers=workers)
     return CachedDataset(index, split=split)
 

@@ -28,7 +28,7 @@ from torch import nn
 from snapid import images
 from snapid.detect.geometry import letterbox_geometry
 from snapid.export.onnx import ExportError, ParityError, make_session
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace
@@ -131,7 +131,7 @@ def check_parity(session: ort.InferenceSession, model: nn.Module, photos: list[n
 def dataset_photos(dataset: str, version: int, size: int, *, engine: Engine, limit: int = PARITY_PHOTOS) -> list[np.ndarray]:
     """The first readable photos of the dataset (validation first, photos with boxes first), letterboxed."""
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=dataset, version=version)
+        manifest = dataset_store.load_manifest(s, name=dataset, version=version)
     order = {split: i for i, split in enumerate(PARITY_SPLITS)}
     samples = sorted(manifest.samples, key=lambda smp: (order.get(smp.split, 9), not smp.boxes))
     photos = []

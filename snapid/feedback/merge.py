@@ -25,7 +25,7 @@ from snapid import images
 from snapid.data.facts import image_facts
 from snapid.data.manifest import Manifest, Rejected, Sample
 from snapid.feedback.storage import PhotoStore
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import feedback as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace
@@ -97,7 +97,7 @@ def merge_feedback(dataset: str, *, workspace: Workspace, engine: Engine,
     folder = feedback_folder(workspace, dataset)
     skipped: Counter = Counter()
     with transaction(engine) as s:  # one transaction: read the latest version, write the next
-        manifest = crud.load_manifest(s, name=dataset)
+        manifest = dataset_store.load_manifest(s, name=dataset)
         approved = track.approved_feedback(s, dataset=dataset)  # never another dataset's feedback
         photos = track.uploads_for_predictions(s, prediction_ids=sorted({a["prediction_id"] for a in approved}))
         added: list[Sample] = []
@@ -116,7 +116,7 @@ def merge_feedback(dataset: str, *, workspace: Workspace, engine: Engine,
         version = None
         if added:
             note = f"{len(added)} photos from {len(merged)} approved feedback added to train (from version {manifest.version})"
-            version = crud.save_dataset_version(
+            version = dataset_store.save_dataset_version(
                 s, name=dataset, format=manifest.format, root=manifest.root, classes=manifest.classes,
                 samples=manifest.samples + added, rejected=manifest.rejected,
                 params={**manifest.params, "merged_feedback": len(merged), "from_version": manifest.version},

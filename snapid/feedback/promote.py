@@ -22,7 +22,7 @@ import numpy as np
 from sqlalchemy import Engine
 
 from snapid.errors import SnapidError
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import feedback as track
 from snapid.track import runs as runs_db
 from snapid.track.db import transaction
@@ -45,7 +45,7 @@ def promoted_bundle_path(workspace: Workspace, dataset: str) -> Path:
 def split_shas(engine: Engine, *, dataset: str, version: int, split: str) -> list[str]:
     """sha256 of the split's photos in manifest order (the order the prepared cache scores them)."""
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=dataset, version=version)
+        manifest = dataset_store.load_manifest(s, name=dataset, version=version)
     return [sample.facts.sha256 for sample in manifest.samples if sample.split == split]
 
 
@@ -97,7 +97,7 @@ def promote(candidate: str, *, over: str, workspace: Workspace, engine: Engine, 
     """Evaluate both runs on the fixed ``split``; export the candidate to the promoted bundle folder
     only when top-1(candidate) >= top-1(current) + ``margin``. Returns the recorded decision."""
     from snapid.evaluate.evaluation import evaluate_run
-    from snapid.export.export import export_run
+    from snapid.export.from_run import export_run
 
     if not 0 <= margin < 1:
         raise SnapidError(f"--margin {margin}: must be in [0, 1) (a top-1 difference, e.g. 0.005)", code="usage", status=422)

@@ -34,7 +34,7 @@ def resolve_bundle(target: str | None, *, workspace: Workspace, db_url: str,
     if (existing / "manifest.json").is_file():
         return existing
     try:
-        from snapid.export.export import export_run
+        from snapid.export.from_run import export_run
         from snapid.track.db import get_engine
     except ImportError as exc:
         raise SnapidError(f"{target!r} is not a bundle, and exporting the run needs snapid[train] ({exc})",

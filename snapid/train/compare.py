@@ -24,12 +24,12 @@ from sqlalchemy import Engine
 from snapid.errors import NotFound, SnapidError
 from snapid.metrics import mean_and_std
 from snapid.models import factory, registry
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.train.config import TrainConfig
 from snapid.train.fit import train
-from snapid.train.report import Reporter
+from snapid.train.progress import Reporter
 from snapid.train.setup import pick_device
 from snapid.workspace import Workspace, atomic_write_json
 
@@ -183,7 +183,7 @@ def compare(dataset: str, models: list[str], base: TrainConfig, *, workspace: Wo
     specs = [registry.get_spec(m) for m in models]  # a typo fails now, not after hours of training
     size = base.size or specs[0].input_size
     with transaction(engine) as s:
-        version = crud.load_manifest_version(s, name=dataset)  # pinned: every model sees the same data
+        version = dataset_store.load_manifest_version(s, name=dataset)  # pinned: every model sees the same data
     group = free_group_name(engine, workspace, name or f"{dataset}-compare", explicit=name is not None)
     device = pick_device(base.device)
     if seeds < 1:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from snapid.data.cache import prepare
 from snapid.errors import SnapidError
 from snapid.models import factory, registry
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.train import distributed as dist_util
@@ -32,7 +32,7 @@ from snapid.train.checkpoint import load_checkpoint, save_checkpoint
 from snapid.train.config import TrainConfig
 from snapid.train.phases import finetune_phase, probe_phase
 from snapid.train.plan import needs_measuring, plan_run
-from snapid.train.report import Reporter
+from snapid.train.progress import Reporter
 from snapid.train.setup import class_weights, load_splits, losses, pick_device, prepare_params
 from snapid.workspace import Workspace
 
@@ -197,7 +197,7 @@ def _planned(config: TrainConfig, dataset: str, version: int | None, engine: Eng
     plan = None
     if info.main:
         with transaction(engine) as s:
-            manifest = crud.load_manifest(s, name=dataset, version=version)
+            manifest = dataset_store.load_manifest(s, name=dataset, version=version)
         counts: dict[str, int] = {}
         for sample in manifest.samples:
             counts[sample.split] = counts.get(sample.split, 0) + 1
@@ -210,7 +210,7 @@ def _build(state: RunState, workspace: Workspace, run: dict, resuming: bool, wor
     """Data, model, losses and augmentation for a run; fills state.meta (what checkpoints record)."""
     config, info, device, engine = state.config, state.info, state.device, state.engine
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
+        manifest = dataset_store.load_manifest(s, name=run["dataset"], version=run["dataset_version"])
     spec = registry.get_spec(config.model)
     params = prepare_params(manifest, config, spec.input_size)
     if info.main:  # the others wait for rank 0's cache, then read it
@@ -247,7 +247,7 @@ def _open_run(dataset, config, workspace, engine, info, name, resume, version, k
     run = None
     if info.main:
         with transaction(engine) as s:
-            manifest_version = version or crud.load_manifest_version(s, name=dataset)
+            manifest_version = version or dataset_store.load_manifest_version(s, name=dataset)
             base = name or f"{dataset}-{config.model.replace('/', '-')}"
             run_name = name or track.unique_name(s, base)
             folder = workspace.runs / run_name

@@ -32,12 +32,12 @@ from pydantic import ValidationError
 from sqlalchemy import Engine
 
 from snapid.errors import SnapidError
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from snapid.train.compare import error_text, free_group_name, settle_run
 from snapid.train.config import TrainConfig
 from snapid.train.fit import train
-from snapid.train.report import Reporter
+from snapid.train.progress import Reporter
 from snapid.workspace import Workspace, atomic_write_json, atomic_write_text
 
 DEFAULT_SPACE = {
@@ -314,7 +314,7 @@ def tune(dataset: str, base: TrainConfig, space: dict, *, trials: int | None, wo
     if not trials or trials < 1:
         raise SnapidError("--trials must be at least 1", code="bad_config")
     with transaction(engine) as s:
-        version = crud.load_manifest_version(s, name=dataset)  # pinned: every trial sees the same data
+        version = dataset_store.load_manifest_version(s, name=dataset)  # pinned: every trial sees the same data
     sweep = free_group_name(engine, workspace, name or f"{dataset}-tune", explicit=name is not None)
     folder = workspace.runs / sweep
     direction = "minimize" if base.monitor == "val_loss" else "maximize"

@@ -17,7 +17,7 @@ from snapid.data.cache import Item, PrepareParams, existing_shards, index_path, 
 from snapid.importer import import_dataset
 from snapid.errors import DatasetError
 from snapid.images import DEFAULT_LIMITS
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from tests.conftest import write_image
 from tests.data.test_importer import make_folder
@@ -25,7 +25,7 @@ from tests.data.test_importer import make_folder
 
 def load(engine, name):
     with transaction(engine) as session:
-        return crud.load_manifest(session, name=name)
+        return dataset_store.load_manifest(session, name=name)
 
 
 @pytest.fixture
@@ -108,12 +108,12 @@ def test_bad_parameters_are_named(pets, home):
 KILL_SCRIPT = """
 import sys
 from snapid.data.cache import Item, PrepareParams, prepare
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import get_engine, transaction
 from snapid.workspace import Workspace
 ws = Workspace.at(sys.argv[1])
 with transaction(get_engine(f"sqlite:///{ws.database}")) as s:
-    m = crud.load_manifest(s, name="big")
+    m = dataset_store.load_manifest(s, name="big")
 r = prepare(m, ws, PrepareParams(size=96), shard_size=4, workers=1)
 print(r.processed)
 """

@@ -10,7 +10,7 @@ import pytest
 
 from snapid.importer import import_dataset
 from snapid.errors import AnnotationError, DatasetError, NotFound
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from tests.conftest import encode, photo, shared_dataset, write_image
 
@@ -24,7 +24,7 @@ def make_folder(root: Path, classes=("cat", "dog"), per_class=10, size=(80, 60))
 
 def manifest(engine, name, version=None):
     with transaction(engine) as session:
-        return crud.load_manifest(session, name=name, version=version)
+        return dataset_store.load_manifest(session, name=name, version=version)
 
 
 def test_folder_import_makes_a_versioned_manifest(tmp_path, engine):

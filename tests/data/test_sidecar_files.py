@@ -19,7 +19,7 @@ from typing import Callable
 
 import pytest
 
-from snapid.data.sources.detect import read_source
+from snapid.data.sources.formats import read_source
 from snapid.data.sources.files import inside_root, peek_sidecar, read_sidecar
 from snapid.errors import AnnotationError, UnsafeFile
 from tests.data.test_sources import aihub_doc, coco_doc, img, voc_xml, write
@@ -31,7 +31,7 @@ CHILD = """
 import json, resource, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 from pathlib import Path
-from snapid.data.sources.detect import read_source
+from snapid.data.sources.formats import read_source
 from snapid.errors import DatasetError
 path, fmt = Path(sys.argv[1]), sys.argv[2]
 outcomes = []

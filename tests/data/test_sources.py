@@ -12,7 +12,7 @@ from PIL import Image
 from snapid.data.manifest import Box
 from snapid.data.sources import ReadOptions
 from snapid.data.sources.common import ImageIndex, rel_path, walk_files
-from snapid.data.sources.detect import detect_format, read_source
+from snapid.data.sources.formats import detect_format, read_source
 from snapid.errors import AnnotationError, DatasetError, NotFound
 
 from tests.conftest import SHARED_DATASETS as SHARED  # noqa: E402

@@ -17,7 +17,7 @@ from snapid.data.manifest import Box
 from snapid.detect.geometry import (coco_to_xyxy, crop_pixels, letterbox_geometry, padded_region, to_letterbox,
                                     to_original, xyxy_to_coco, xyxy_to_yolo, yolo_to_xyxy)
 from snapid.detect.matching import box_iou, count_matches, greedy_match
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from tests.conftest import write_image
 
@@ -28,7 +28,7 @@ BOXES = [(8.5, 4.0, 40.25, 30.0), (50.0, 10.0, 44.0, 52.0), (0.0, 0.0, 96.0, 64.
 
 def stored_boxes(engine, name: str) -> dict[str, list[Box]]:
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=name)
+        manifest = dataset_store.load_manifest(s, name=name)
     return {sample.path.split("/")[-1]: sample.boxes for sample in manifest.samples}
 
 

@@ -52,7 +52,7 @@ def test_detector_json_rejects_out_of_range_values():
 
 
 def test_export_refuses_a_classifier_as_detector_and_another_datasets_detector(make_run, home, engine):
-    from snapid.export.export import export_run
+    from snapid.export.from_run import export_run
     from snapid.track import runs as track
     from snapid.track.db import transaction
 

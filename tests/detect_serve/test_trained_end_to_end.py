@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from snapid.config import Settings
 from snapid.detect.train import train_detector
-from snapid.export.export import export_run
+from snapid.export.from_run import export_run
 from snapid.serve.app import create_app
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from snapid.train.config import TrainConfig
 from snapid.train.fit import train
@@ -34,7 +34,7 @@ def test_trained_detector_and_classifier_export_and_serve_together(pills, home, 
     assert spec["pad"] == 0.15 and spec["size"] == 128  # crops as the classifier was trained, at the detector's size
     assert bundle.manifest["detector"]["run"] == "det"
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=pills)
+        manifest = dataset_store.load_manifest(s, name=pills)
     with TestClient(create_app(Settings(home=home.home, reload_poll_s=0), bundle=bundle.path)) as client:
         assert client.get("/healthz/ready").status_code == 200
         for sample in manifest.samples[:3]:

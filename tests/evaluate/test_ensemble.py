@@ -50,7 +50,7 @@ def test_an_ensemble_of_two_runs_is_created_evaluated_and_listed(make_run, home,
 
     # exportable like a single run (tests/export checks the graph's parity in depth)
     from snapid.export.bundle import load_bundle
-    from snapid.export.export import export_run
+    from snapid.export.from_run import export_run
 
     bundle = load_bundle(export_run("ab", workspace=home, engine=engine).path)
     assert bundle.manifest["kind"] == "ensemble" and bundle.calibration["temperature"] == pytest.approx(result["temperature"])

@@ -18,7 +18,7 @@ import torch
 
 from snapid.errors import SnapidError
 from snapid.export.bundle import BundleError, load_bundle
-from snapid.export.export import export_run
+from snapid.export.from_run import export_run
 from snapid.train.checkpoint import CheckpointError
 
 

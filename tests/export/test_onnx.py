@@ -12,10 +12,10 @@ import torch
 
 from snapid.evaluate.loaded import load_trained, predict_logits, split_dataset
 from snapid.metrics import softmax
-from snapid.export import export as export_mod
+from snapid.export import from_run as export_mod
 from snapid.export import onnx as onnx_export
 from snapid.export.bundle import TORCHSCRIPT_FORMAT, BundleError, load_bundle
-from snapid.export.export import export_run
+from snapid.export.from_run import export_run
 from snapid.export.onnx import (
     PARITY_TOLERANCE,
     ParityError,

@@ -7,7 +7,7 @@ import pytest
 
 from snapid.evaluate.loaded import load_trained, split_dataset
 from snapid.export.bundle import load_bundle
-from snapid.export.export import export_run
+from snapid.export.from_run import export_run
 from snapid.export.quantize import CacheCalibrationReader, Int8Refused, check_drop
 from snapid.track import runs as track
 from snapid.track.db import transaction

@@ -15,7 +15,7 @@ from snapid.feedback import service
 from snapid.feedback.merge import feedback_folder, merge_feedback
 from snapid.feedback.promote import split_shas
 from snapid.feedback.storage import PhotoStore
-from snapid.track import crud, runs
+from snapid.track import datasets as dataset_store, runs
 from snapid.track.db import transaction
 from snapid.track.predictions import record_predictions
 from snapid.track.tables import utcnow
@@ -41,7 +41,7 @@ def give(engine, pid: str, **fields) -> str:
 
 def manifest(engine, version=None):
     with transaction(engine) as s:
-        return crud.load_manifest(s, name="shapes", version=version)
+        return dataset_store.load_manifest(s, name="shapes", version=version)
 
 
 def test_approved_feedback_becomes_train_samples_of_a_new_version(shapes, engine, home, make_run):

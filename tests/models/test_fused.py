@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from snapid.errors import SnapidError
-from snapid.export.export import export_run
+from snapid.export.from_run import export_run
 from snapid.models import factory, registry
 
 

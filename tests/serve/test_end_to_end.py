@@ -45,7 +45,7 @@ def test_exported_run_is_served_with_the_same_scores_as_torch(make_run, home, en
     from fastapi.testclient import TestClient
 
     from snapid.evaluate.loaded import load_trained
-    from snapid.export.export import export_run
+    from snapid.export.from_run import export_run
     from snapid.serve.app import create_app
     from snapid.serve.services.preprocess import normalise
 

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from snapid.config import Settings
 from snapid.importer import import_dataset
 from snapid.errors import SnapidError
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import get_engine, transaction
 from tests.data.test_importer import make_folder
 
@@ -34,11 +34,11 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(engine):
 def test_a_failed_transaction_leaves_nothing(engine, tmp_path):
     with pytest.raises(RuntimeError):
         with transaction(engine) as session:
-            crud.save_dataset_version(session, name="half", format="folder", root="/x", classes=[], samples=[],
+            dataset_store.save_dataset_version(session, name="half", format="folder", root="/x", classes=[], samples=[],
                                       rejected=[], params={}, notes=[])
             raise RuntimeError("crash mid-import")
     with transaction(engine) as session:
-        assert crud.list_datasets(session) == []
+        assert dataset_store.list_datasets(session) == []
 
 
 def test_a_bad_url_is_a_clear_error():
@@ -76,8 +76,8 @@ def test_import_round_trips_through_postgresql(pg_engine, tmp_path):
     second = import_dataset(root, name="pets", engine=pg_engine)
     assert (first.version, second.version, second.reused) == (1, 2, 15)
     with transaction(pg_engine) as session:
-        m = crud.load_manifest(session, name="pets")
-        listed = crud.list_datasets(session)
+        m = dataset_store.load_manifest(session, name="pets")
+        listed = dataset_store.list_datasets(session)
     assert [c.id for c in m.classes] == ["0012", "10", "9"]   # ids stay strings, sorted as strings
     assert len(m.samples) == 15 and all(len(s.facts.sha256) == 64 for s in m.samples)
     assert listed[0]["version"] == 2

@@ -73,7 +73,7 @@ def test_out_of_memory_halves_the_batch_and_continues(shapes, engine, home, monk
     monkeypatch.setattr(phases, "train_epoch", flaky)
     notes = []
 
-    class Notes(__import__("snapid.train.report", fromlist=["Reporter"]).Reporter):
+    class Notes(__import__("snapid.train.progress", fromlist=["Reporter"]).Reporter):
         def note(self, text):
             notes.append(text)
 

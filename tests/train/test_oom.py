@@ -49,14 +49,14 @@ def test_a_batch_of_one_that_does_not_fit_is_an_error():
 def test_feature_extraction_backs_off_with_the_same_features(shapes, home, engine):
     from snapid.data.cache import PrepareParams, prepare
     from snapid.models import factory
-    from snapid.track import crud
+    from snapid.track import datasets as dataset_store
     from snapid.track.db import transaction
     from snapid.train.augment import Normalize
     from snapid.train.features import extract, frozen_backbone
     from snapid.train.setup import load_splits
 
     with transaction(engine) as s:
-        manifest = crud.load_manifest(s, name=shapes)
+        manifest = dataset_store.load_manifest(s, name=shapes)
     params = PrepareParams(size=32)
     prepare(manifest, home, params)
     train_set, _, _ = load_splits(home, manifest, params)

@@ -223,7 +223,7 @@ def test_compare_refuses_unknown_models_before_training(shapes, engine, home):
 
 # --- CLI -------------------------------------------------------------------------------------------
 def _cli():
-    from snapid.cli.tune import compare as compare_cmd
+    from snapid.cli.compare import compare as compare_cmd
     from snapid.cli.tune import tune as tune_cmd
 
     app = typer.Typer()

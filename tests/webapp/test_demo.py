@@ -25,7 +25,7 @@ from snapid.config import Settings
 from snapid.data.demo import INTERACTIONS
 from snapid.detect.matching import box_iou
 from snapid.serve.app import create_app
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from tests.helpers import free_port
 from tests.serve.test_dashboard_browser import browser  # noqa: F401  (a module fixture)
@@ -161,7 +161,7 @@ def test_the_demo_detector_finds_the_pills_of_held_out_photos(demo):
     from snapid.track.db import get_engine
 
     with transaction(get_engine(settings.resolved_db_url())) as s:
-        manifest = crud.load_manifest(s, name="pills-demo")
+        manifest = dataset_store.load_manifest(s, name="pills-demo")
     held_out = [x for x in manifest.samples if x.split in ("val", "test") and x.boxes]
     found = total = 0
     with TestClient(create_app(settings, bundle=bundle)) as client:
@@ -180,7 +180,7 @@ def test_the_demo_detector_finds_the_pills_of_held_out_photos(demo):
 def test_two_interacting_single_pill_crops_warn_in_different_items_mode(demo):
     home, detector_bundle = demo
     settings = Settings(home=home, reload_poll_s=0)
-    from snapid.export.export import export_run
+    from snapid.export.from_run import export_run
     from snapid.track.db import get_engine
     from snapid.workspace import Workspace
 
@@ -189,7 +189,7 @@ def test_two_interacting_single_pill_crops_warn_in_different_items_mode(demo):
                         engine=get_engine(settings.resolved_db_url())).path
 
     with transaction(get_engine(settings.resolved_db_url())) as s:
-        manifest = crud.load_manifest(s, name="pills-demo")
+        manifest = dataset_store.load_manifest(s, name="pills-demo")
     root = Path(manifest.root)
     singles: dict[str, list] = {}
     for sample in manifest.samples:

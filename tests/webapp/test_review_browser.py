@@ -21,7 +21,7 @@ from snapid import images
 from snapid.config import Settings
 from snapid.feedback.merge import feedback_folder, merge_feedback
 from snapid.feedback.promote import split_shas
-from snapid.track import crud
+from snapid.track import datasets as dataset_store
 from snapid.track import feedback as track
 from snapid.track.db import transaction
 from tests.serve.conftest import GREEN, RED, coloured
@@ -126,7 +126,7 @@ def test_feedback_review_merge_makes_a_new_dataset_version(site, opened, engine,
     assert user.evaluate("typeof window.__pwned") == "undefined"
 
     with transaction(engine) as s:
-        before = crud.load_manifest(s, name="shapes")
+        before = dataset_store.load_manifest(s, name="shapes")
         final = {f["prediction_id"]: f["final_label"] for f in track.approved_feedback(s)}
         kept = track.uploads_for_predictions(s, prediction_ids=list(final))
     expected = {(u["sha256"], final[pid]) for pid, uploads in kept.items() for u in uploads}
@@ -136,7 +136,7 @@ def test_feedback_review_merge_makes_a_new_dataset_version(site, opened, engine,
 
     assert result["version"] == before.version + 1 and result["added"] == 2 and result["feedback"] == 2
     with transaction(engine) as s:
-        after = crud.load_manifest(s, name="shapes")
+        after = dataset_store.load_manifest(s, name="shapes")
     assert after.version == result["version"]
     new = after.samples[len(before.samples):]
     assert [s.path for s in after.samples[:len(before.samples)]] == [s.path for s in before.samples]
