@@ -40,7 +40,7 @@ def serve(
 
 def print_urls(host: str, port: int, public_url: str, *, flag: str = "snapid serve", step: str = "") -> None:
     """The page's URL and where the QR hand-off sends a phone, with a hint when phones cannot reach it."""
-    from snapid.serve.services.sessions import phone_base
+    from snapid.serve.services.phone_link import phone_base
 
     console = common.console
     page_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host

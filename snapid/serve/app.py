@@ -26,7 +26,7 @@ from snapid.serve.middleware import (AllowedHosts, ForwardedClient, SecurityHead
                                      trusted_proxies)
 from snapid.serve.routes import admin, health, metrics as metrics_route, model as model_route, predict
 from snapid.serve.routes import feedback as feedback_route, review as review_route
-from snapid.serve.routes import docs as docs_route, page as page_route, sessions as sessions_route
+from snapid.serve.routes import docs as docs_route, handoff as handoff_route, page as page_route
 from snapid.serve.services.memory import trim_forever
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.prediction_log import PredictionLog
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
                                     total=settings.max_streams)
     metrics.gauges["snapid_event_streams_open"] = lambda: app.state.streams.open
     for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router,
-                   feedback_route.router, review_route.router, sessions_route.router, page_route.router,
+                   feedback_route.router, review_route.router, handoff_route.router, page_route.router,
                    docs_route.router):
         app.include_router(router)
     _include_dashboard(app)

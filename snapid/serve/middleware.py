@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from snapid.errors import UsageError
+from snapid.serve.services import phone_link
 from snapid.serve.services.metrics import Metrics
 
 SECURITY_HEADERS = [
@@ -109,8 +110,7 @@ def host_names(*, allowed: str, bind_host: str, public_url: str) -> set[str]:
     if _name(bind_host) not in {_name(b) for b in _WILDCARD_BINDS}:
         names.add(_name(bind_host))
     else:
-        from snapid.serve.services.sessions import lan_address
-        names.add(lan_address())
+        names.add(phone_link.lan_address())
     if public_url:
         names.add(_name(urlsplit(public_url).hostname or ""))
     return names - {""}

@@ -161,7 +161,7 @@ class ReloadResponse(BaseModel):
     model: ModelRef
 
 
-# --- QR phone hand-off (routes/sessions.py) ----------------------------------------------------------
+# --- QR phone hand-off (routes/handoff.py) -----------------------------------------------------------
 class SessionCreated(BaseModel):
     session_id: str
     desktop_key: str = Field(description="Shown once: send it as X-Snapid-Key (or key=) to read this session.")

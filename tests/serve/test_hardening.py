@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from snapid.config import Settings
 from snapid.errors import UsageError
 from snapid.serve.app import create_app
-from snapid.serve.services import sessions as tokens
+from snapid.serve.services import handoff_tokens as tokens
 from tests.serve.conftest import make_bundle
 
 

@@ -77,9 +77,9 @@ def test_the_detected_lan_address_is_allowed_when_listening_everywhere(monkeypat
     """The LAN address the QR code shows for a loopback desktop is a name of a server bound to 0.0.0.0,
     even when checked by a request that arrived on another interface."""
     from snapid.serve import middleware
-    from snapid.serve.services import sessions
+    from snapid.serve.services import phone_link
 
-    monkeypatch.setattr(sessions, "lan_address", lambda: "192.168.7.7")
+    monkeypatch.setattr(phone_link, "lan_address", lambda: "192.168.7.7")
     names = middleware.host_names(allowed="", bind_host="0.0.0.0", public_url="")
     assert "192.168.7.7" in names
     names = middleware.host_names(allowed="", bind_host="127.0.0.1", public_url="")

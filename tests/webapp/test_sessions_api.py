@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 
 from snapid.config import Settings
 from snapid.serve.app import create_app
-from snapid.serve.services import sessions as tokens
+from snapid.serve.services import handoff_tokens as tokens, phone_link, redact
 from snapid.track.db import get_engine, transaction
 from snapid.track.tables import HandoffSessionRow, HandoffUploadRow
 from tests.serve.conftest import GREEN, RED, coloured, files
@@ -83,9 +83,9 @@ def test_the_configured_public_url_is_used_for_the_phone(make_client):
 
 
 def test_loopback_desktops_get_the_lan_address_and_a_note():
-    base, note = tokens.phone_base(public_url="", request_host="127.0.0.1", request_port=8000, scheme="http")
+    base, note = phone_link.phone_base(public_url="", request_host="127.0.0.1", request_port=8000, scheme="http")
     assert base.endswith(":8000") and note
-    assert tokens.phone_base(public_url="", request_host="192.168.1.7", request_port=8000, scheme="http") == \
+    assert phone_link.phone_base(public_url="", request_host="192.168.1.7", request_port=8000, scheme="http") == \
         ("http://192.168.1.7:8000", "")
 
 
@@ -136,10 +136,10 @@ def test_flipping_any_character_of_a_token_is_refused():
     for position, char in enumerate(token):
         for other in {"0", "A", "_"} - {char}:
             changed = token[:position] + other + token[position + 1:]
-            with pytest.raises(tokens.SessionError) as err:
+            with pytest.raises(tokens.HandoffError) as err:
                 tokens.verify_token(secret, changed, session_id="a" * 32, now=time.time())
             assert err.value.status in (401, 403), (position, other)
-    with pytest.raises(tokens.SessionError) as err:
+    with pytest.raises(tokens.HandoffError) as err:
         tokens.verify_token(b"another secret of 32 bytes......", token, session_id="a" * 32, now=time.time())
     assert err.value.status == 401
 
@@ -189,12 +189,12 @@ def test_too_many_sessions_from_one_address_get_429(make_client):
 
 
 def test_tokens_and_keys_are_redacted_from_the_access_log():
-    line = tokens.redact('GET /m/abc.123.def.sig HTTP/1.1 /api/v1/sessions/x/events?key=SECRET&lang=ko&token=T0K')
+    line = redact.redact('GET /m/abc.123.def.sig HTTP/1.1 /api/v1/sessions/x/events?key=SECRET&lang=ko&token=T0K')
     assert "abc.123" not in line and "SECRET" not in line and "T0K" not in line and "lang=ko" in line
     import logging
     record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d',
                                ("127.0.0.1:5", "GET", "/m/abc.def?token=zzz", "1.1", 200), None)
-    tokens.REDACT.filter(record)
+    redact.REDACT.filter(record)
     assert "abc.def" not in record.getMessage() and "zzz" not in record.getMessage()
 
 

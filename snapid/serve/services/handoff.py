@@ -1,7 +1,7 @@
 """The hand-off sessions of one app: open, authorise a phone, store what it sent, read results, sweep.
 
 Synchronous database work (routes call it in the thread pool); the secrets and their checks are in
-snapid.serve.services.sessions. Answers are stored as scores only and rendered when read, so the
+snapid.serve.services.handoff_tokens. Answers are stored as scores only and rendered when read, so the
 desktop gets cards and warnings in whatever language it asks for at that moment."""
 
 from __future__ import annotations
@@ -17,14 +17,18 @@ from sqlalchemy import Engine
 
 from snapid.errors import NotFound, SnapidError
 from snapid.serve.services import answers
-from snapid.serve.services import sessions as tokens
+from snapid.serve.services import handoff_tokens as tokens
 from snapid.serve.services.model import LoadedModel
+from snapid.serve.services.pubsub import Hub
+from snapid.serve.services.ratelimit import RateLimiter
+from snapid.serve.services.thumbnails import data_uri
 from snapid.track import sessions as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace
 
 log = logging.getLogger("snapid.serve")
 PAGE_LIMIT = 50
+MAX_LIVE_SESSIONS = 1000
 
 
 class TooMany(SnapidError):
@@ -42,8 +46,8 @@ def _utc(ts: float) -> datetime:
 class Handoff:
     def __init__(self, engine: Engine, *, secret: bytes, ttl_s: float, max_uploads: int, per_minute: int):
         self.engine, self.secret, self.ttl_s, self.max_uploads = engine, secret, ttl_s, max(1, max_uploads)
-        self.limiter = tokens.RateLimiter(max(1, per_minute))
-        self.hub = tokens.Hub()
+        self.limiter = RateLimiter(max(1, per_minute))
+        self.hub = Hub()
 
     # --- desktop --------------------------------------------------------------------------------
     def create(self, *, client: str, lang: str, single: bool) -> dict:
@@ -57,7 +61,7 @@ class Handoff:
         expires = int(now + self.ttl_s)
         with transaction(self.engine) as s:
             track.delete_expired(s, before=_utc(now))  # keeps the table small without a timer
-            if track.count_live(s, now=_utc(now)) >= tokens.MAX_LIVE_SESSIONS:
+            if track.count_live(s, now=_utc(now)) >= MAX_LIVE_SESSIONS:
                 raise TooMany("too many open hand-off sessions; try again in a few minutes", code="too_many_sessions",
                               retry_after=60)
             track.create_session(s, session_id=session_id, nonce=nonce, desktop_sha256=digest,
@@ -88,7 +92,7 @@ class Handoff:
             everything = track.session_results(s, session_id=row["id"])  # at most max_uploads rows
         lang = lang or row["lang"] or None
         items = [{"position": u["position"], "received_at": u["created_at"].isoformat(),
-                  "thumbnail": tokens.data_uri(u["thumbnail"]), **render(model, u["result"], lang)} for u in page]
+                  "thumbnail": data_uri(u["thumbnail"]), **render(model, u["result"], lang)} for u in page]
         recognised = answers.recognised((u["position"], u["result"]) for u in everything)
         warnings = answers.warnings_for(model, recognised, lang) if model is not None else []
         expired = row["expires_at"] <= datetime.now(timezone.utc)

@@ -1,13 +1,14 @@
 """QR phone hand-off: the desktop opens a session and shows its QR code; the phone uploads to it; the
 desktop receives each photo's thumbnail and answer by server-sent events (or polls /results).
 
-Tokens and keys: see snapid.serve.services.sessions (401 bad token, 403 another session's, 410 expired,
+Tokens and keys: see snapid.serve.services.handoff_tokens (401 bad token, 403 another session's, 410 expired,
 409 single-use token used, 429 session full or too many sessions)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -21,11 +22,14 @@ from starlette.concurrency import run_in_threadpool
 
 from snapid.serve.routes import error_responses
 from snapid.serve.schemas import SessionCreated, SessionResults, SessionUpload
-from snapid.serve.services import answers, sessions as tokens
+from snapid.serve.services import answers
 from snapid.serve.services.handoff import handoff, render
 from snapid.serve.services.photos import decode_slots
+from snapid.serve.services.phone_link import phone_base, qr_svg
 from snapid.serve.services.prediction_log import model_fields
+from snapid.serve.services.redact import install_log_redaction
 from snapid.serve.services.streams import HeldStream
+from snapid.serve.services.thumbnails import thumbnail
 from snapid.serve.services.uploads import read_photos
 from snapid.track.db import is_busy
 
@@ -34,13 +38,14 @@ POLL_S = 1.0            # how often a stream looks at the database (uploads rece
 KEEPALIVE_S = 15.0
 SWEEP_S = 60.0
 SESSION_ID = PathParam(pattern=r"^[0-9a-f]{32}$", description="The session_id from POST /api/v1/sessions.")
+log = logging.getLogger("snapid.serve")
 LANG = Query(None, max_length=16, pattern=r"^[A-Za-z_-]+$", description="Language of names, cards and warnings.")
 
 
 @asynccontextmanager
 async def _sweeper(app: FastAPI):
     """Expired sessions (their thumbnails and answers) are deleted every minute."""
-    tokens.install_log_redaction()
+    install_log_redaction()
 
     async def loop():
         while True:
@@ -48,7 +53,7 @@ async def _sweeper(app: FastAPI):
             try:
                 await asyncio.to_thread(handoff(app).sweep)
             except Exception:  # the database being away must not stop the server
-                tokens.log.exception("hand-off session sweep failed; retrying in %g s", SWEEP_S)
+                log.exception("hand-off session sweep failed; retrying in %g s", SWEEP_S)
 
     task = asyncio.create_task(loop(), name="snapid-session-sweep")
     try:
@@ -66,7 +71,7 @@ UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-dat
 
 
 def _phone_url(request: Request, token: str) -> tuple[str, str]:
-    base, note = tokens.phone_base(public_url=request.app.state.settings.public_url, request_host=request.url.hostname or "",
+    base, note = phone_base(public_url=request.app.state.settings.public_url, request_host=request.url.hostname or "",
                                    request_port=request.url.port, scheme=request.url.scheme)
     return f"{base}/m/{token}", note
 
@@ -79,7 +84,7 @@ async def create_session(request: Request, lang: str | None = LANG,
     made = await run_in_threadpool(handoff(request.app).create, client=client, lang=lang or "", single=single)
     url, note = _phone_url(request, made["token"])
     body = SessionCreated(session_id=made["session_id"], desktop_key=made["desktop_key"], phone_url=url,
-                          qr_svg=tokens.qr_svg(url), expires_at=_iso(made["expires"]),
+                          qr_svg=qr_svg(url), expires_at=_iso(made["expires"]),
                           expires_in_s=round(made["expires"] - time.time(), 1), max_uploads=made["max_uploads"],
                           single_use=made["single_use"], note=note)
     return JSONResponse(body.model_dump(), status_code=201, headers={"Cache-Control": "no-store"})
@@ -93,7 +98,7 @@ async def session_qr(request: Request, session_id: str = SESSION_ID, key: str | 
     service = handoff(request.app)
     row = await run_in_threadpool(service.desktop_session, session_id, x_snapid_key or key)
     url, _ = _phone_url(request, service.phone_token(row))
-    return Response(tokens.qr_svg(url), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+    return Response(qr_svg(url), media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
 
 
 @router.get("/{session_id}/results", response_model=SessionResults, responses=error_responses(401, 404, 422, 503))
@@ -170,7 +175,7 @@ async def session_upload(request: Request, session_id: str = SESSION_ID,
     photos = await read_photos(request, max_files=1)
     result = await state.predictor.predict(photos)
     async with decode_slots(request.app):
-        thumb = await run_in_threadpool(tokens.thumbnail, photos[0][1], state.predictor.limits)
+        thumb = await run_in_threadpool(thumbnail, photos[0][1], state.predictor.limits)
     body = answers.answer(result.model, result.probs, k=state.settings.top_k, lang=row["lang"] or None)
     stored = {"prediction_id": str(uuid.uuid4()), "unknown": body["unknown"],
               "predictions": [{k: p[k] for k in ("index", "id", "name", "score")} for p in body["predictions"]]}
