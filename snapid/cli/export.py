@@ -29,6 +29,9 @@ def export(
     as_json: bool = typer.Option(False, "--json", help="Print the bundle's manifest as JSON on stdout."),
     detector: Optional[str] = typer.Option(None, "--detector", help="A detector run (`snapid detect train`) of the same "
                                            "dataset: the bundle then detects, crops and identifies every object."),
+    license: Optional[str] = typer.Option(None, "--license", help="The model's license in card.md's metadata: a "
+                                          "Hugging Face license id such as apache-2.0 or cc-by-4.0 (another name is "
+                                          "written as license: other with license_name); default unknown."),
 ) -> None:
     """Export a run (or an ensemble) as a bundle: the model, labels, preprocessing, calibration, model card
     and a manifest with the sha256 of every file. The ONNX graph must match torch on real validation
@@ -37,7 +40,8 @@ def export(
 
     with _Steps(quiet=as_json) as steps:
         bundle = export_run(run, out, workspace=workspace(), engine=engine(), int8=int8, force=force, fmt=fmt.value,
-                            zip_=zip_, progress=steps.show, detector=detector)
+                            zip_=zip_, progress=steps.show, detector=detector,
+                            license=license)
     manifest = bundle.manifest
     if as_json:
         emit_json({"path": str(bundle.path), "sha256": bundle.sha256, **manifest})

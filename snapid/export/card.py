@@ -5,12 +5,19 @@ Nothing is escaped (it is read as text, and the dashboard renders it escaped), b
 chose (run, dataset and class names) is flattened to one bounded line and placed on a line that starts
 with a list marker of ours, so a name can never open a heading, a table or a code block that
 swallows the rest of the card.
+
+The card opens with Hugging Face model-card metadata (YAML front matter, written with yaml.safe_dump so no
+name can break out of it): library_name, pipeline_tag (image-classification, or object-detection for a bundle
+with a detector), license, tags, datasets and a model-index with the recorded figures per split, so the bundle
+folder can be pushed to a model hub as it is (pushing stays the user's step).
 """
 
 from __future__ import annotations
 
 import math
 import re
+
+import yaml
 
 MAX_NAME_CHARS = 200
 MAX_CLASSES_LISTED = 200
@@ -38,13 +45,94 @@ def _number(value) -> str:
 
 def model_card(*, title: str, version: str, run: dict, model: dict, preprocess: dict, classes: list[dict],
                split_sizes: dict[str, int], metrics: dict[str, dict], calibration: dict, export: dict,
-               members: list[dict] | None = None) -> str:
+               members: list[dict] | None = None, license: str | None = None,
+               detector_metrics: dict[str, dict] | None = None) -> str:
     """The card. ``metrics``: {source label: {headline figures}} (evaluation artifacts, or the run summary);
-    ``export``: format, int8 report, parity; ``members``: for an ensemble, [{name, model, weight, temperature}]."""
-    parts = [f"# Model card\n\n- bundle: {user_line(title)}\n- version: {user_line(version)}\n",
+    ``export``: format, int8 report, parity, and ``detector`` (True for a bundle with a detector); ``members``:
+    for an ensemble, [{name, model, weight, temperature}]; ``license``: a Hub license id (default unknown);
+    ``detector_metrics``: {split: {map50, map}} of the bundle's detector."""
+    meta = front_matter(title=title, run=run, model=model, metrics=metrics, export=export, members=members,
+                        license=license, detector_metrics=detector_metrics)
+    parts = [meta + f"# Model card\n\n- bundle: {user_line(title)}\n- version: {user_line(version)}\n",
              _data(run, classes, split_sizes), _training(run, model, preprocess, members),
              _metrics(metrics), _calibration(calibration), _export(export), _use()]
     return "\n".join(parts)
+
+
+# --- Hugging Face metadata ----------------------------------------------------------------------------
+# The Hub's license identifiers (https://huggingface.co/docs/hub/repositories-licenses). "unknown" when none was
+# given; any other value is written as "other" with license_name, as the Hub asks.
+HUB_LICENSES = frozenset("""
+apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
+afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5
+cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0
+cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0
+cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0 lgpl
+lgpl-2.1 lgpl-3.0 isc lppl-1.3c ms-pl mpl-2.0 odc-by odbl openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib
+pddl lgpl-lr deepfloyd-if-license llama2 gemma unknown other
+""".split())
+# recorded figure → (metric type, display name, args) in the model-index; types are the Hub's metric ids
+INDEX_METRICS = (("top1", "accuracy", "top-1 accuracy", None),
+                 ("top5", "top_k_accuracy", "top-5 accuracy", {"k": 5}),
+                 ("macro_top1", "accuracy", "macro top-1 (mean per class)", {"average": "macro"}),
+                 ("macro_f1", "f1", "macro F1", {"average": "macro"}),
+                 ("balanced_accuracy", "balanced_accuracy", "balanced accuracy", None),
+                 ("ece", "ece", "expected calibration error (calibrated)", {"calibrated": True}),
+                 ("ece_uncalibrated", "ece", "ECE before calibration", {"calibrated": False}))
+DETECTOR_METRICS = (("map50", "map", "mAP@0.5", {"iou": 0.5}), ("map", "map", "mAP@0.5:0.95", {"iou": "0.5:0.95"}))
+
+
+def license_fields(license: str | None) -> dict:
+    """license (and license_name for one the Hub does not list) for the front matter."""
+    given = user_line(license or "").strip()
+    if not given:
+        return {"license": "unknown"}
+    if given.lower() in HUB_LICENSES:
+        return {"license": given.lower()}
+    return {"license": "other", "license_name": given}
+
+
+def front_matter(*, title: str, run: dict, model: dict, metrics: dict[str, dict], export: dict,
+                 members: list[dict] | None = None, license: str | None = None,
+                 detector_metrics: dict[str, dict] | None = None) -> str:
+    """The YAML front matter (between --- lines) a model hub reads: what the model is and how well it does."""
+    detector = bool(export.get("detector"))
+    dataset = user_line(run.get("dataset", "")) or "unnamed"
+    version = int(run.get("dataset_version") or 0)
+    backbones = [m["model"] for m in members] if members else str(model.get("model") or run.get("model") or "").split("+")
+    tags = ["snapid", "image-classification", *(["object-detection"] if detector else []), str(export["format"]),
+            *(["int8"] if export.get("int8") else []), *(["ensemble"] if members else []),
+            *(user_line(b) for b in backbones if b)]
+    results = _results(metrics, INDEX_METRICS, "image-classification", "Image Classification", dataset, version)
+    results += _results(detector_metrics or {}, DETECTOR_METRICS, "object-detection", "Object Detection", dataset,
+                        version)
+    data = {"library_name": "snapid", "pipeline_tag": "object-detection" if detector else "image-classification",
+            **license_fields(license), "tags": list(dict.fromkeys(tags)), "datasets": [dataset]}
+    types = list(dict.fromkeys(m["type"] for r in results for m in r["metrics"]))
+    if types:
+        data["metrics"] = types
+    if results:
+        data["model-index"] = [{"name": user_line(title), "results": results}]
+    text = yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=float("inf"), default_flow_style=False)
+    return f"---\n{text}---\n\n"
+
+
+def _results(metrics: dict[str, dict], table: tuple, task: str, task_name: str, dataset: str, version: int) -> list:
+    """One model-index result per source of figures (test, val, or a training summary) that has any."""
+    out = []
+    for source, figures in metrics.items():
+        split = str(source).split()[0] if str(source).split() else "test"
+        rows = []
+        for key, kind, name, args in table:
+            value = figures.get(key)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+                rows.append({"type": kind, "value": round(float(value), 6), "name": name, **({"args": args} if args else {})})
+        if rows:
+            out.append({"task": {"type": task, "name": task_name},
+                        "dataset": {"name": user_line(f"{dataset} version {version}, {source}"), "type": dataset,
+                                    "split": split, "revision": str(version)},
+                        "metrics": rows})
+    return out
 
 
 def _data(run: dict, classes: list[dict], split_sizes: dict[str, int]) -> str:

@@ -184,6 +184,15 @@ def recorded_metrics(name: str, run: dict, *, engine: Engine) -> dict[str, dict]
     return metrics
 
 
+def detector_metrics(run: str, *, engine: Engine) -> dict[str, dict]:
+    """A detector run's mAP per split, from its training summary ({} when it recorded none)."""
+    with transaction(engine) as s:
+        summary = track.get_run(s, name=run).get("summary") or {}
+    found = {split: {k: summary[f"{split}_{k}"] for k in ("map50", "map") if f"{split}_{k}" in summary}
+             for split in ("test", "val")}
+    return {split: figures for split, figures in found.items() if figures}
+
+
 def knowledge_snapshot(dataset: str, *, engine: Engine) -> bytes | None:
     """The dataset's knowledge cards and rules as knowledge.json, or None when it has none."""
     from snapid.knowledge.store import snapshot
@@ -205,10 +214,12 @@ def _json(obj) -> bytes:
 # --- export ------------------------------------------------------------------------------------------
 def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engine: Engine, int8: bool = False,
                force: bool = False, fmt: str = "onnx", zip_: bool = False, progress: Progress | None = None,
-               max_int8_drop: float = MAX_DROP_POINTS, detector: str | None = None) -> Bundle:
+               max_int8_drop: float = MAX_DROP_POINTS, detector: str | None = None,
+               license: str | None = None) -> Bundle:
     """Export run or ensemble ``name`` to a bundle folder at ``out`` (default: workspace.bundles/name), plus
     ``<out>.snapid`` with ``zip_``; with ``detector`` (a detect run of the same dataset) the bundle also holds
-    detector.onnx and detector.json. Raises ParityError / Int8Refused / ExportError, writing nothing."""
+    detector.onnx and detector.json; ``license``: the model card's license (a Hub license id; default unknown).
+    Raises ParityError / Int8Refused / ExportError, writing nothing."""
     say = progress or (lambda step: None)
     if fmt not in FORMATS:
         raise SnapidError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}", code="usage", status=422)
@@ -234,7 +245,7 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
     extra = _detector_files(detector, source, workspace=workspace, engine=engine, say=say) if detector else {}
     say("writing the bundle")
     bundle = _write(source, out, model_file, model_bytes, fmt=fmt, parity=parity, int8_report=int8_report, engine=engine,
-                    extra=extra)
+                    extra=extra, license=license)
     archive = zip_bundle(out, out.with_name(out.name + ".snapid")) if zip_ else None
     _record(source.name, bundle, out, archive, engine=engine)
     return bundle
@@ -281,16 +292,18 @@ def _torchscript_runner(model_bytes: bytes) -> Callable[[np.ndarray], np.ndarray
 
 
 def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fmt: str, parity: dict,
-           int8_report: dict | None, engine: Engine, extra: dict | None = None) -> Bundle:
+           int8_report: dict | None, engine: Engine, extra: dict | None = None, license: str | None = None) -> Bundle:
     run, name = source.run, source.name
     version = f"{name}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
     calibration = calibration_json(name, engine=engine)
     metrics = recorded_metrics(name, run, engine=engine)
-    export = {"format": fmt, "parity": parity, "int8": int8_report}
+    detector = json.loads((extra or {}).get("detector.json", b"null"))
+    export = {"format": fmt, "parity": parity, "int8": int8_report, "detector": detector is not None}
     model_config = source.module.config() if hasattr(source.module, "config") else {"model": "ensemble"}
     card = model_card(title=name, version=version, run=run, model=model_config, preprocess=source.preprocess,
                       classes=source.classes, split_sizes={s: len(d) for s, d in source.datasets.items()},
-                      metrics=metrics, calibration=calibration, export=export, members=source.members)
+                      metrics=metrics, calibration=calibration, export=export, members=source.members,
+                      license=license, detector_metrics=detector_metrics(detector["run"], engine=engine) if detector else None)
     files = {model_file: model_bytes, "labels.json": _json(labels_json(source.classes)),
              "preprocess.json": _json(preprocess_json(source.preprocess)), "calibration.json": _json(calibration),
              "card.md": card.encode()}
@@ -302,7 +315,7 @@ def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fm
             "dataset_version": run["dataset_version"], "model": run["model"], "classes": len(source.classes),
             "metrics": metrics, "int8": int8_report is not None, "int8_report": int8_report, "parity": parity,
             "opset": onnx_export.OPSET if fmt == "onnx" else None, "members": source.members,
-            "detector": json.loads((extra or {}).get("detector.json", b"null")),
+            "detector": detector,
             "exported_with": {"torch": torch.__version__, "onnxruntime": ort.__version__}}
     return write_bundle(out, files, info=info, fmt=FORMATS[fmt])
 
