@@ -1,10 +1,12 @@
-"""Response models: the OpenAPI schema documents every answer, errors included."""
+"""Request and response models of every route: the OpenAPI schema documents every answer, errors included."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
+
+from snapid.feedback.service import MAX_LABEL, MAX_TEXT
 
 
 class ErrorBody(BaseModel):
@@ -202,3 +204,150 @@ class SessionUpload(BaseModel):
     unknown: bool
     card: KnowledgeCard | None = None
     warnings: list[RuleWarning] = Field(description="Rules matched across every photo of the session so far.")
+
+
+# --- feedback and review (routes/feedback.py, routes/review.py) --------------------------------------
+UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+
+
+# Exactly one of: a label, or not_in_list=true (documented in the schema, checked in the service).
+ONE_ANSWER = {"oneOf": [
+    {"required": ["label"], "properties": {"label": {"type": "string"}, "not_in_list": {"const": False}}},
+    {"required": ["not_in_list"], "properties": {"not_in_list": {"const": True}, "label": {"type": "null"}}}]}
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_ANSWER)
+    prediction_id: str = Field(pattern=UUID, description="The prediction_id a predict answer gave.")
+    client_key: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
+                            description="A random key per client: the same (prediction_id, client_key) is stored once.")
+    label: str | None = Field(None, min_length=1, max_length=MAX_LABEL,
+                              description="The right class id (matched exactly, else case- and space-insensitively "
+                                          "against class ids and names; 422 when nothing or several match).")
+    not_in_list: bool = Field(False, description="True when the right answer is none of the model's classes.")
+    text: str = Field("", max_length=MAX_TEXT, description="Optional note, e.g. what it really is.")
+
+
+class FeedbackOut(BaseModel):
+    feedback_id: str
+    created: bool = Field(description="False when this (prediction_id, client_key) was already stored: the first answer is kept.")
+    status: str = Field(description="pending, approved or rejected")
+    label: str | None = Field(description="The class id stored (normalised), or null for not_in_list.")
+    not_in_list: bool
+
+
+class ReviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    action: Literal["approve", "relabel", "reject"]
+    label: str | None = Field(None, min_length=1, max_length=MAX_LABEL,
+                              description="The right class id; required for relabel.")
+
+
+# --- the experiments dashboard (routes/runs.py) ------------------------------------------------------
+class RunBase(BaseModel):
+    id: int
+    name: str
+    dataset: str
+    dataset_version: int
+    model: str
+    kind: str = Field(description="train, tune-trial, compare, ensemble, ...")
+    parent: str | None = Field(description="The sweep or comparison the run belongs to.")
+    status: str = Field(description="queued, running, completed, failed or stopped.")
+    monitor: str = Field(description="The validation metric that picks the best epoch.")
+    best_metric: float | None
+    best_epoch: int | None
+    created_at: str | None = Field(description="ISO 8601, UTC.")
+    started_at: str | None
+    ended_at: str | None
+    seconds: float | None = Field(description="Duration so far (to now while running).")
+    epochs: int = Field(description="Epoch rows recorded.")
+    last_epoch: int | None
+
+
+class RunSummary(RunBase):
+    test_top1: float | None = Field(description="Top-1 on the test split, once `snapid eval` ran.")
+    test_macro_f1: float | None
+
+
+class Facets(BaseModel):
+    datasets: list[str]
+    models: list[str]
+    kinds: list[str]
+    statuses: list[str]
+
+
+class RunPage(BaseModel):
+    total: int = Field(description="Runs matching the filters, over all pages.")
+    offset: int
+    limit: int
+    next_offset: int | None = Field(description="The offset of the next page, or null on the last page.")
+    items: list[RunSummary]
+    facets: Facets = Field(description="The values present, for the filter menus.")
+
+
+class Artifact(BaseModel):
+    kind: str
+    sha256: str
+    created_at: str | None
+    metrics: dict[str, Any] = Field(description="The artifact's headline numbers (scalar meta entries).")
+
+
+class EvalResult(BaseModel):
+    """`snapid eval`'s results for one split; sections appear when the evaluation wrote them."""
+
+    model_config = ConfigDict(extra="allow")
+    error: str | None = Field(None, description="Set instead of the results when the file cannot be read.")
+    split: str | None = None
+    n: int | None = None
+    top1: float | None = None
+    top5: float | None = None
+    macro_top1: float | None = None
+    macro_f1: float | None = None
+    balanced_accuracy: float | None = None
+    ece: float | None = None
+    per_class: list[dict[str, Any]] | None = None
+    confusion: dict[str, Any] | None = None
+    reliability: list[dict[str, Any]] | None = None
+    coverage: list[dict[str, Any]] | None = None
+    mistakes: list[dict[str, Any]] | None = Field(None, description="Thumbnails are image data: URIs.")
+
+
+class RunDetail(RunBase):
+    host: str
+    error: str
+    heartbeat_at: str | None
+    config: dict[str, Any]
+    summary: dict[str, Any]
+    artifacts: list[Artifact]
+    calibration: dict[str, Any] | None = Field(description="Temperature and threshold, once calibrated.")
+    evaluations: dict[str, EvalResult] = Field(description="Results by split; empty until `snapid eval`.")
+
+
+class Epoch(BaseModel):
+    epoch: int
+    phase: str
+    train_loss: float | None
+    val_loss: float | None
+    top1: float | None
+    top5: float | None
+    macro_f1: float | None
+    lr: float | None
+    seconds: float | None
+    images_per_s: float | None
+    created_at: str | None
+
+
+class EpochPage(BaseModel):
+    id: int
+    name: str
+    status: str = Field(description="Poll again while this is queued or running.")
+    best_metric: float | None
+    best_epoch: int | None
+    epochs: list[Epoch]
+    more: bool = Field(description="True when more epochs follow: ask again with after = the last epoch.")
+
+
+class Comparison(BaseModel):
+    runs: list[RunSummary]
+    missing: list[str] = Field(description="Names asked for that match no run.")
+    leaderboards: list[dict[str, Any]] = Field(description="One per dataset of the runs, when available.")

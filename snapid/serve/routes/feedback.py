@@ -5,44 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from snapid.feedback import service
 from snapid.serve import deps
 from snapid.serve.routes import error_responses
+from snapid.serve.schemas import FeedbackIn, FeedbackOut
 from snapid.serve.services.photos import read_json, sweeper
 
 router = APIRouter(prefix="/api/v1", tags=["feedback"], lifespan=sweeper)
 
 MAX_BODY = 16 * 1024
-UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
-
-
-# Exactly one of: a label, or not_in_list=true (documented in the schema, checked in the service).
-ONE_ANSWER = {"oneOf": [
-    {"required": ["label"], "properties": {"label": {"type": "string"}, "not_in_list": {"const": False}}},
-    {"required": ["not_in_list"], "properties": {"not_in_list": {"const": True}, "label": {"type": "null"}}}]}
-
-
-class FeedbackIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra=ONE_ANSWER)
-    prediction_id: str = Field(pattern=UUID, description="The prediction_id a predict answer gave.")
-    client_key: str = Field(min_length=8, max_length=64, pattern=r"^[A-Za-z0-9_-]+$",
-                            description="A random key per client: the same (prediction_id, client_key) is stored once.")
-    label: str | None = Field(None, min_length=1, max_length=service.MAX_LABEL,
-                              description="The right class id (matched exactly, else case- and space-insensitively "
-                                          "against class ids and names; 422 when nothing or several match).")
-    not_in_list: bool = Field(False, description="True when the right answer is none of the model's classes.")
-    text: str = Field("", max_length=service.MAX_TEXT, description="Optional note, e.g. what it really is.")
-
-
-class FeedbackOut(BaseModel):
-    feedback_id: str
-    created: bool = Field(description="False when this (prediction_id, client_key) was already stored: the first answer is kept.")
-    status: str = Field(description="pending, approved or rejected")
-    label: str | None = Field(description="The class id stored (normalised), or null for not_in_list.")
-    not_in_list: bool
 
 
 BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": FeedbackIn.model_json_schema()}}}}

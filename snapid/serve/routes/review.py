@@ -14,14 +14,14 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from snapid.errors import SnapidError
 from snapid.feedback import service
 from snapid.serve import deps
 from snapid.serve.routes import error_responses
-from snapid.serve.routes.feedback import UUID
+from snapid.serve.schemas import UUID, ReviewIn
 from snapid.serve.services.photos import photo_store, read_json
 
 PAGE = Path(__file__).resolve().parents[1] / "static" / "review" / "index.html"
@@ -42,13 +42,6 @@ def require_reviewer(request: Request, authorization: str | None = Header(None, 
 def _classes(request: Request) -> list[dict]:
     model = request.app.state.predictor.model
     return model.labels if model is not None else []
-
-
-class ReviewIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    action: Literal["approve", "relabel", "reject"]
-    label: str | None = Field(None, min_length=1, max_length=service.MAX_LABEL,
-                              description="The right class id; required for relabel.")
 
 
 REVIEW_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": ReviewIn.model_json_schema()}}}}

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path as FilePath
-from typing import Any, Literal
+from typing import Literal
 
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import FileResponse
-from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
 from snapid.serve.deps import db_engine
+from snapid.serve.schemas import Comparison, EpochPage, RunDetail, RunPage
 from snapid.serve.services import runs_view
 from snapid.track.queries import SORT_KEYS, RunFilter
 from snapid.track.runs import STATUSES
@@ -32,115 +32,6 @@ def _text(description: str):
 
 RunRef = Path(description="A run's numeric id (all digits) or its name.", max_length=200, pattern=NO_NUL)
 SortKey = Literal[SORT_KEYS]  # type: ignore[valid-type]
-
-
-class RunBase(BaseModel):
-    id: int
-    name: str
-    dataset: str
-    dataset_version: int
-    model: str
-    kind: str = Field(description="train, tune-trial, compare, ensemble, ...")
-    parent: str | None = Field(description="The sweep or comparison the run belongs to.")
-    status: str = Field(description="queued, running, completed, failed or stopped.")
-    monitor: str = Field(description="The validation metric that picks the best epoch.")
-    best_metric: float | None
-    best_epoch: int | None
-    created_at: str | None = Field(description="ISO 8601, UTC.")
-    started_at: str | None
-    ended_at: str | None
-    seconds: float | None = Field(description="Duration so far (to now while running).")
-    epochs: int = Field(description="Epoch rows recorded.")
-    last_epoch: int | None
-
-
-class RunSummary(RunBase):
-    test_top1: float | None = Field(description="Top-1 on the test split, once `snapid eval` ran.")
-    test_macro_f1: float | None
-
-
-class Facets(BaseModel):
-    datasets: list[str]
-    models: list[str]
-    kinds: list[str]
-    statuses: list[str]
-
-
-class RunPage(BaseModel):
-    total: int = Field(description="Runs matching the filters, over all pages.")
-    offset: int
-    limit: int
-    next_offset: int | None = Field(description="The offset of the next page, or null on the last page.")
-    items: list[RunSummary]
-    facets: Facets = Field(description="The values present, for the filter menus.")
-
-
-class Artifact(BaseModel):
-    kind: str
-    sha256: str
-    created_at: str | None
-    metrics: dict[str, Any] = Field(description="The artifact's headline numbers (scalar meta entries).")
-
-
-class EvalResult(BaseModel):
-    """`snapid eval`'s results for one split; sections appear when the evaluation wrote them."""
-
-    model_config = ConfigDict(extra="allow")
-    error: str | None = Field(None, description="Set instead of the results when the file cannot be read.")
-    split: str | None = None
-    n: int | None = None
-    top1: float | None = None
-    top5: float | None = None
-    macro_top1: float | None = None
-    macro_f1: float | None = None
-    balanced_accuracy: float | None = None
-    ece: float | None = None
-    per_class: list[dict[str, Any]] | None = None
-    confusion: dict[str, Any] | None = None
-    reliability: list[dict[str, Any]] | None = None
-    coverage: list[dict[str, Any]] | None = None
-    mistakes: list[dict[str, Any]] | None = Field(None, description="Thumbnails are image data: URIs.")
-
-
-class RunDetail(RunBase):
-    host: str
-    error: str
-    heartbeat_at: str | None
-    config: dict[str, Any]
-    summary: dict[str, Any]
-    artifacts: list[Artifact]
-    calibration: dict[str, Any] | None = Field(description="Temperature and threshold, once calibrated.")
-    evaluations: dict[str, EvalResult] = Field(description="Results by split; empty until `snapid eval`.")
-
-
-class Epoch(BaseModel):
-    epoch: int
-    phase: str
-    train_loss: float | None
-    val_loss: float | None
-    top1: float | None
-    top5: float | None
-    macro_f1: float | None
-    lr: float | None
-    seconds: float | None
-    images_per_s: float | None
-    created_at: str | None
-
-
-class EpochPage(BaseModel):
-    id: int
-    name: str
-    status: str = Field(description="Poll again while this is queued or running.")
-    best_metric: float | None
-    best_epoch: int | None
-    epochs: list[Epoch]
-    more: bool = Field(description="True when more epochs follow: ask again with after = the last epoch.")
-
-
-class Comparison(BaseModel):
-    runs: list[RunSummary]
-    missing: list[str] = Field(description="Names asked for that match no run.")
-    leaderboards: list[dict[str, Any]] = Field(description="One per dataset of the runs, when available.")
 
 
 def _page(file: str) -> FileResponse:
