@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,12 +20,11 @@ class LayoutFormat(str, Enum):
 
 def export(
     name: str = typer.Argument(..., help="Dataset name (`snapid data list`)."),
-    fmt: LayoutFormat = typer.Option(..., "--format", help="folder: <split>/<class>/<image>; csv: labels.csv + "
-                                     "images/; coco: annotations/instances_<split>.json + images/; yolo: data.yaml + "
-                                     "images/ + labels/; voc: Annotations/ + JPEGImages/ + ImageSets/Main/."),
+    fmt: LayoutFormat = typer.Option(..., "--format", help="The layout to write (README, \"Exporting a dataset\"); "
+                                     "folder keeps one label per image, the others boxes too."),
     out: Path = typer.Option(..., "--out", help="A new (or empty) folder to write; it appears only when complete."),
-    split: Optional[Split] = typer.Option(None, "--split", help="Only this split (default: all three)."),
-    version: Optional[int] = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
+    split: Split | None = typer.Option(None, "--split", help="Only this split (default: all three)."),
+    version: int | None = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
     link: bool = typer.Option(False, "--link", help="Hard-link the images instead of copying them when they are "
                               "unchanged and on the same file system (the export then shares the files)."),
     as_json: bool = typer.Option(False, "--json", help="Print the export report as JSON on stdout."),

@@ -269,4 +269,5 @@ def _finish(tmp: Path, out: Path) -> None:
             out.rmdir()            # empty (checked at the start); fails if something appeared since
         os.replace(tmp, out)
     except OSError as exc:
-        raise DatasetError(f"--out {out}: could not be put in place ({exc.strerror or exc}); nothing was written") from None
+        raise DatasetError(f"--out {out}: could not be put in place ({exc.strerror or exc}); "
+                           "nothing was written") from None

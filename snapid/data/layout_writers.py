@@ -150,7 +150,7 @@ def write_voc(tmp: Path, manifest: Manifest, items: list[Item], names: dict[str,
                                ("difficult", "0")):
                 ET.SubElement(obj, key).text = value
             box = ET.SubElement(obj, "bndbox")
-            for key, value in zip(("xmin", "ymin", "xmax", "ymax"), (b.x1, b.y1, b.x2, b.y2)):
+            for key, value in zip(("xmin", "ymin", "xmax", "ymax"), (b.x1, b.y1, b.x2, b.y2), strict=True):
                 ET.SubElement(box, key).text = number(value)
             boxes += 1
         ET.indent(root)

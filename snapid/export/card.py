@@ -99,7 +99,8 @@ def front_matter(*, title: str, run: dict, model: dict, metrics: dict[str, dict]
     detector = bool(export.get("detector"))
     dataset = user_line(run.get("dataset", "")) or "unnamed"
     version = int(run.get("dataset_version") or 0)
-    backbones = [m["model"] for m in members] if members else str(model.get("model") or run.get("model") or "").split("+")
+    named = str(model.get("model") or run.get("model") or "")
+    backbones = [m["model"] for m in members] if members else named.split("+")
     tags = ["snapid", "image-classification", *(["object-detection"] if detector else []), str(export["format"]),
             *(["int8"] if export.get("int8") else []), *(["ensemble"] if members else []),
             *(user_line(b) for b in backbones if b)]
@@ -126,7 +127,8 @@ def _results(metrics: dict[str, dict], table: tuple, task: str, task_name: str, 
         for key, kind, name, args in table:
             value = figures.get(key)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-                rows.append({"type": kind, "value": round(float(value), 6), "name": name, **({"args": args} if args else {})})
+                row = {"type": kind, "value": round(float(value), 6), "name": name}
+                rows.append({**row, "args": args} if args else row)
         if rows:
             out.append({"task": {"type": task, "name": task_name},
                         "dataset": {"name": user_line(f"{dataset} version {version}, {source}"), "type": dataset,

@@ -303,7 +303,8 @@ def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fm
     card = model_card(title=name, version=version, run=run, model=model_config, preprocess=source.preprocess,
                       classes=source.classes, split_sizes={s: len(d) for s, d in source.datasets.items()},
                       metrics=metrics, calibration=calibration, export=export, members=source.members,
-                      license=license, detector_metrics=detector_metrics(detector["run"], engine=engine) if detector else None)
+                      license=license,
+                      detector_metrics=detector_metrics(detector["run"], engine=engine) if detector else None)
     files = {model_file: model_bytes, "labels.json": _json(labels_json(source.classes)),
              "preprocess.json": _json(preprocess_json(source.preprocess)), "calibration.json": _json(calibration),
              "card.md": card.encode()}

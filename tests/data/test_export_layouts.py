@@ -58,7 +58,7 @@ def summary(manifest, *, boxes: bool, groups: bool = False) -> list:
 
 def same(got: list, want: list) -> None:
     assert len(got) == len(want)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         assert g[:3] == w[:3]
         if len(w) > 3:   # boxes: YOLO stores six decimals of a fraction of the image side
             assert [b[0] for b in g[3]] == [b[0] for b in w[3]]
@@ -212,6 +212,7 @@ def test_the_command(tmp_path, engine, shapes):
                                "--split", "train", "--json"])
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
-    assert report["format"] == "yolo" and set(report["splits"]) == {"train"} and (tmp_path / "y" / "data.yaml").is_file()
+    assert report["format"] == "yolo" and set(report["splits"]) == {"train"}
+    assert (tmp_path / "y" / "data.yaml").is_file()
     again = runner.invoke(app, ["data", "export", shapes, "--format", "yolo", "--out", str(tmp_path / "y")])
     assert again.exit_code != 0

@@ -61,7 +61,8 @@ def test_a_bundle_with_a_detector_is_an_object_detector():
     data = ModelCard(text).data
     assert data.pipeline_tag == "object-detection" and "object-detection" in data.tags
     found = {(r.task_type, r.dataset_split, r.metric_name): r.metric_value for r in data.eval_results}
-    assert found[("object-detection", "test", "mAP@0.5")] == 0.8 and found[("object-detection", "test", "mAP@0.5:0.95")] == 0.55
+    assert found[("object-detection", "test", "mAP@0.5")] == 0.8
+    assert found[("object-detection", "test", "mAP@0.5:0.95")] == 0.55
     assert found[("image-classification", "test", "top-1 accuracy")] == 0.91
 
 
