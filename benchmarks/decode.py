@@ -6,7 +6,7 @@ Photos: the real flowers12 set (224x224 JPEGs) centre-cropped to 3:2 and upscale
 Baseline (what the original student projects did), per image:
     Image.open(path).convert("RGB") → resize short side to 224 (bicubic) → centre crop 224
 Fast path (what `snapid data prepare` does), per image, with the size known from the manifest:
-    snapid.images.decode_file(path, min_size=fast_min_size(w, h, 224)) → snapid.images.fit(img, 224, "crop")
+    snapid.images.decode_file(path, min_size=decode_size(w, h, None, 224, "crop")) → snapid.geometry.fit(img, 224, "crop")
 
 Both run single-threaded in this process over the same files (already in the page cache); the
 figure is images/s, best of --repeats runs. The outputs are compared pixel by pixel (mean
@@ -37,7 +37,7 @@ import numpy as np
 import PIL
 from PIL import Image, features
 
-from snapid import images
+from snapid import geometry, images
 
 ROOT = Path(__file__).resolve().parent.parent
 FLOWERS = ROOT.parent / "shared" / "datasets" / "flowers12"
@@ -195,8 +195,8 @@ def baseline(path: Path) -> Image.Image:
 
 
 def fast(path: Path, width: int, height: int) -> Image.Image:
-    im = images.decode_file(path, min_size=images.fast_min_size(width, height, SIZE))
-    return images.fit(im, SIZE, "crop")
+    im = images.decode_file(path, min_size=geometry.decode_size(width, height, None, SIZE, "crop"))
+    return geometry.fit(im, SIZE, "crop")
 
 
 def best_rate(fn, items: list, repeats: int) -> tuple[float, list[float]]:
@@ -243,7 +243,7 @@ def main() -> int:
     base_rate, base_all = best_rate(baseline, [(p,) for p in paths], args.repeats)
     fast_rate, fast_all = best_rate(fast, [(p, w, h) for p, (w, h) in zip(paths, sizes)], args.repeats)
     ratio = fast_rate / base_rate
-    draft = images.decode_file(paths[0], min_size=images.fast_min_size(*sizes[0], SIZE)).size
+    draft = images.decode_file(paths[0], min_size=geometry.decode_size(*sizes[0], None, SIZE, "crop")).size
 
     print(f"\ndecode + resize to {SIZE}x{SIZE}, single thread, {args.n} JPEGs of {sizes[0][0]}x{sizes[0][1]} "
           f"(q{QUALITY}, grain {args.grain:g}, mean {mean_kb:.0f} KiB), best of {args.repeats}")

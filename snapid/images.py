@@ -1,4 +1,5 @@
-"""The ONE image decoder every stage uses (import, prepare, training, serving).
+"""The ONE image decoder every stage uses (import, prepare, training, serving); what is done with the
+decoded picture (decode size, crop, fit, normalisation) is `snapid.geometry`.
 
 Rules (see ../shared/BAD_INPUTS.md):
 - the decoder decides the type from the bytes, never from a file name or Content-Type;
@@ -288,47 +289,3 @@ def _several_scans(im: Image.Image) -> bool:
 
 def decode_file(path: Path, *, limits: DecodeLimits = DEFAULT_LIMITS, min_size: tuple[int, int] | None = None) -> Image.Image:
     return decode(read_file(path, limits.max_bytes), limits=limits, min_size=min_size, name=str(path))
-
-
-def short_side_crop(im: Image.Image, size: int) -> Image.Image:
-    """Scale so the shorter side is ``size``, then take the centred ``size`` x ``size`` square.
-
-    Only the source region that survives the crop is resampled (Pillow's ``box``): the same filter
-    centres and taps as resizing the whole image and cropping, in 60 % of the time for a 3:2 photo. The
-    pixels match that up to fixed-point rounding: a landscape photo's almost exactly, a portrait's
-    within one level of 255 on a quarter of the values (rarely up to five), with no shift."""
-    w, h = im.size
-    scale = size / min(w, h)
-    full = (max(1, round(w * scale)), max(1, round(h * scale)))  # the whole image resized
-    left, top = (full[0] - size) // 2, (full[1] - size) // 2
-    if full == (w, h):
-        return im.crop((left, top, left + size, top + size))
-    sx, sy = w / full[0], h / full[1]  # source pixels per resized pixel
-    box = (left * sx, top * sy, (left + size) * sx, (top + size) * sy)
-    return im.resize((size, size), Image.Resampling.BICUBIC, box=box, reducing_gap=3.0)
-
-
-def letterbox(im: Image.Image, size: int, fill: tuple[int, int, int] = (0, 0, 0)) -> Image.Image:
-    """Fit the whole image in a size x size square, padding the rest."""
-    w, h = im.size
-    scale = size / max(w, h)
-    inner = (max(1, round(w * scale)), max(1, round(h * scale)))
-    resized = im.resize(inner, Image.Resampling.BICUBIC, reducing_gap=3.0)
-    canvas = Image.new("RGB", (size, size), fill)
-    canvas.paste(resized, ((size - inner[0]) // 2, (size - inner[1]) // 2))
-    return canvas
-
-
-def fit(im: Image.Image, size: int, mode: str = "crop") -> Image.Image:
-    """Resize for a model input: 'crop' = short side then centre crop, 'letterbox' = pad."""
-    if mode == "letterbox":
-        return letterbox(im, size)
-    if mode != "crop":
-        raise ValueError(f"unknown resize mode {mode!r} (expected 'crop' or 'letterbox')")
-    return short_side_crop(im, size)
-
-
-def fast_min_size(width: int, height: int, short: int) -> tuple[int, int]:
-    """The smallest decoded size (upright) that still gives ``short`` px on the short side."""
-    scale = short / min(width, height)
-    return (max(1, int(width * scale)), max(1, int(height * scale)))

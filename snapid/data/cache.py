@@ -23,8 +23,8 @@ from typing import Callable
 
 import numpy as np
 
-from snapid import images
-from snapid.data.manifest import Box, Manifest, Sample
+from snapid import geometry, images
+from snapid.data.manifest import Manifest, Sample
 from snapid.errors import DatasetError, ImageError
 from snapid.workspace import Workspace, atomic_write_json
 
@@ -69,12 +69,6 @@ class PrepareReport:
         return dict(self.__dict__)
 
 
-def padded_box(box: Box, pad: float, width: int, height: int) -> tuple[float, float, float, float]:
-    """The box grown by ``pad`` x its longer side on every side, kept inside the image."""
-    grow = pad * max(box.x2 - box.x1, box.y2 - box.y1)
-    return (max(0.0, box.x1 - grow), max(0.0, box.y1 - grow), min(float(width), box.x2 + grow), min(float(height), box.y2 + grow))
-
-
 def plan_items(manifest: Manifest, params: PrepareParams) -> tuple[list[Item], list[tuple[Sample, int, str, str]]]:
     """Items to cache (unique by key), and each use: (sample, box index or -1, label, item key)."""
     items: dict[str, Item] = {}
@@ -90,7 +84,7 @@ def plan_items(manifest: Manifest, params: PrepareParams) -> tuple[list[Item], l
             label = b.label or s.label
             if label is None or b.area <= 0:
                 continue
-            region = padded_box(b, params.pad, f.width, f.height)
+            region = geometry.padded_box((b.x1, b.y1, b.x2, b.y2), params.pad, f.width, f.height)
             key = f"{f.sha256}:" + ",".join(f"{v:.1f}" for v in region)
             items.setdefault(key, Item(key, s.path, f.width, f.height, region))
             uses.append((s, k, label, key))
@@ -98,34 +92,11 @@ def plan_items(manifest: Manifest, params: PrepareParams) -> tuple[list[Item], l
 
 
 def render_item(path: Path, item: Item, params: PrepareParams, limits: images.DecodeLimits) -> np.ndarray:
-    """Decode (fast path), crop to the box, resize: one S x S x 3 uint8 array."""
-    picture = images.decode_file(path, limits=limits, min_size=decode_size(item.width, item.height, item.box, params))
-    return cut_and_fit(picture, item.width, item.height, item.box, params, where=str(path))
-
-
-def decode_size(width: int, height: int, box: tuple[float, float, float, float] | None,
-                params: PrepareParams) -> tuple[int, int]:
-    """The smallest upright size to decode a width x height photo at so ``box`` (or the whole photo)
-    still covers the target; serving's detect → crop stage uses it too, so its crops equal these."""
-    region_w = width if box is None else max(1.0, box[2] - box[0])
-    region_h = height if box is None else max(1.0, box[3] - box[1])
-    needed = min(region_w, region_h) if params.resize == "crop" else max(region_w, region_h)
-    scale = min(1.0, params.size / needed)
-    return max(1, int(width * scale)), max(1, int(height * scale))
-
-
-def cut_and_fit(picture, width: int, height: int, box: tuple[float, float, float, float] | None,
-                params: PrepareParams, *, where: str) -> np.ndarray:
-    """Crop a decoded (maybe draft-scaled) picture of a width x height photo to ``box`` (original pixels)
-    and fit it to S x S uint8."""
-    sx, sy = picture.size[0] / width, picture.size[1] / height
-    if abs(sx - sy) > 0.02 or sx > 1.0:  # the draft scale is uniform and never enlarges
-        raise ImageError(f"{where}: the file changed since import ({picture.size[0]}x{picture.size[1]}, "
-                         f"imported as {width}x{height}); import it again")
-    if box is not None:
-        x1, y1, x2, y2 = box
-        picture = picture.crop((round(x1 * sx), round(y1 * sy), max(round(x2 * sx), round(x1 * sx) + 1), max(round(y2 * sy), round(y1 * sy) + 1)))
-    return np.asarray(images.fit(picture, params.size, params.resize), dtype=np.uint8)
+    """Decode (fast path), crop to the box, resize, by the rules of `snapid.geometry`: S x S x 3 uint8."""
+    min_size = geometry.decode_size(item.width, item.height, item.box, params.size, params.resize)
+    picture = images.decode_file(path, limits=limits, min_size=min_size)
+    return geometry.cut_and_fit(picture, item.width, item.height, item.box, params.size, params.resize,
+                                where=str(path))
 
 
 def _write_shard(job: tuple[Path, str, list[Item], str, PrepareParams, images.DecodeLimits]) -> tuple[str, int, dict[str, str]]:
@@ -192,7 +163,7 @@ def prepare(
     limits: images.DecodeLimits = images.DEFAULT_LIMITS,
     progress: Callable[[int, int], None] | None = None,
 ) -> PrepareReport:
-    if params.resize not in ("crop", "letterbox"):
+    if params.resize not in geometry.RESIZE_MODES:
         raise DatasetError(f"--resize {params.resize!r}: expected 'crop' or 'letterbox'")
     if not 16 <= params.size <= 1024:
         raise DatasetError(f"--size {params.size}: expected 16 to 1024 pixels")

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from snapid import geometry
 from snapid.data.cache import SPLIT_CODES
 from snapid.errors import NotFound
 
@@ -71,11 +72,7 @@ def make_loader(dataset: CachedDataset, batch_size: int, *, shuffle: bool, seed:
 
 
 def normalize(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """uint8 N x 3 x S x S → float, scaled to [0, 1] then standardised per channel.
-
-    (x / 255 - m) / s = x * (1 / (255 s)) - m / s: one new tensor, then two in-place ops
-    (three temporaries per batch cost more than reading the batch from the cache).
-    """
-    scale = torch.tensor([1.0 / (255.0 * v) for v in std], device=batch.device).view(1, 3, 1, 1)
-    shift = torch.tensor([m / v for m, v in zip(mean, std)], device=batch.device).view(1, 3, 1, 1)
-    return batch.float().mul_(scale).sub_(shift)
+    """uint8 N x 3 x S x S → float, scaled to [0, 1] then standardised per channel by
+    `geometry.normalise_values` (one new tensor, then in place)."""
+    m, s = (torch.from_numpy(v).to(batch.device).view(1, 3, 1, 1) for v in geometry.channel_stats(mean, std))
+    return geometry.normalise_values(batch, m, s)

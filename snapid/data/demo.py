@@ -283,7 +283,7 @@ def write_try_photos(manifest, out: Path, pairs: list[tuple[str, str]], *, pad: 
     photos plus ``<a>+<b>_together.jpg``, a photo holding both when the demo made one. Without a
     detector the single-pill photos are cut to their pill, as training cut them. Returns the files written."""
     from snapid import images
-    from snapid.data.cache import padded_box
+    from snapid.geometry import padded_box
 
     firsts: dict[str, object] = {}
     together: dict[frozenset, object] = {}
@@ -300,7 +300,7 @@ def write_try_photos(manifest, out: Path, pairs: list[tuple[str, str]], *, pad: 
     def save(sample, target: Path, box=None) -> None:
         im = images.decode_file(Path(manifest.root) / sample.path)
         if box is not None:
-            im = im.crop(tuple(round(v) for v in padded_box(box, pad, im.width, im.height)))
+            im = im.crop(tuple(round(v) for v in padded_box((box.x1, box.y1, box.x2, box.y2), pad, im.width, im.height)))
         im.save(target, "JPEG", quality=92)
         written.append(target)
 

@@ -21,8 +21,8 @@ import torch
 from PIL import Image
 from sqlalchemy.engine import Engine
 
-from snapid import images
-from snapid.detect.geometry import crop_pixels, letterbox_geometry, padded_region, to_original
+from snapid import geometry, images
+from snapid.detect.geometry import letterbox_geometry, to_original
 from snapid.detect.matching import greedy_match
 from snapid.errors import SnapidError
 from snapid.track import datasets as dataset_store
@@ -49,13 +49,13 @@ class Classify:
     def __call__(self, pictures: list[Image.Image]) -> list[str]:
         if not pictures:
             return []
-        arrays = np.stack([np.asarray(images.fit(p, self.size, self.resize), dtype=np.uint8) for p in pictures])
+        arrays = np.stack([np.asarray(geometry.fit(p, self.size, self.resize), dtype=np.uint8) for p in pictures])
         x = self.normalize(torch.from_numpy(arrays).permute(0, 3, 1, 2).contiguous())
         return [self.ids[i] for i in self.model(x).argmax(1).tolist()]
 
     def crop(self, picture: Image.Image, box) -> Image.Image:
-        region = padded_region(box, self.pad, picture.size[0], picture.size[1])
-        return picture.crop(crop_pixels(region))
+        region = geometry.padded_box(box, self.pad, picture.size[0], picture.size[1])
+        return picture.crop(geometry.crop_rect(region))
 
 
 @torch.no_grad()
@@ -63,7 +63,7 @@ def detections(model, picture: Image.Image, size: int, threshold: float) -> tupl
     """(boxes in original pixels sorted by score, scores) above ``threshold``, from a letterboxed input."""
     w, h = picture.size
     scale, pad_x, pad_y = letterbox_geometry(w, h, size)
-    canvas = np.asarray(images.letterbox(picture, size), dtype=np.uint8)
+    canvas = np.asarray(geometry.letterbox(picture, size), dtype=np.uint8)
     out = model([torch.from_numpy(canvas.copy()).permute(2, 0, 1).float().div_(255)])[0]
     keep = out["scores"] >= threshold
     scores = out["scores"][keep].numpy()

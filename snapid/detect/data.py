@@ -1,7 +1,7 @@
 """A torch Dataset of letterboxed photos and their boxes, from a dataset manifest.
 
 Each photo is decoded once (snapid.images: EXIF applied, alpha on white), letterboxed to S x S
-(geometry.py) and kept in memory as uint8 while the split fits in ``memory_cap`` (1 GiB ≈ 3,400
+(snapid.geometry) and kept in memory as uint8 while the split fits in ``memory_cap`` (1 GiB ≈ 3,400
 photos at 320 px); a detector epoch on a CPU costs far more than this decode, so no disk cache is
 kept and no cache can go stale. Larger splits decode lazily each epoch. Photos that fail to decode
 are skipped and counted; more than 1 % fails the split (files changed since import).
@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from snapid import images
+from snapid import geometry, images
 from snapid.data.manifest import Manifest, Sample
 from snapid.detect.geometry import letterbox_geometry, to_letterbox
 from snapid.errors import DatasetError, ImageError, SnapidError
@@ -39,19 +39,13 @@ def detection_classes(manifest: Manifest, class_agnostic: bool) -> list[str]:
 
 def letterbox_picture(picture: Image.Image, w: int, h: int, size: int) -> np.ndarray:
     """The S x S x 3 uint8 letterbox of a photo imported as w x h (``picture`` may be a smaller
-    draft decode of it): the same geometry as ``images.letterbox`` on the full-size photo."""
-    scale, pad_x, pad_y = letterbox_geometry(w, h, size)
-    inner = (max(1, round(w * scale)), max(1, round(h * scale)))
-    resized = picture if picture.size == inner else picture.resize(inner, Image.Resampling.BICUBIC, reducing_gap=3.0)
-    canvas = Image.new("RGB", (size, size), (0, 0, 0))
-    canvas.paste(resized, (int(pad_x), int(pad_y)))
-    return np.asarray(canvas, dtype=np.uint8)
+    draft decode of it): the same canvas as ``geometry.letterbox`` of the full-size photo."""
+    return np.asarray(geometry.letterbox(picture, size, original=(w, h)), dtype=np.uint8)
 
 
 def load_letterboxed(root: Path, sample: Sample, size: int, limits: images.DecodeLimits) -> np.ndarray:
     f = sample.facts
-    scale = min(1.0, size / max(f.width, f.height))
-    draft = (max(1, int(f.width * scale)), max(1, int(f.height * scale)))
+    draft = geometry.decode_size(f.width, f.height, None, size, "letterbox")
     picture = images.decode_file(root / sample.path, limits=limits, min_size=draft)
     if abs(picture.size[0] / f.width - picture.size[1] / f.height) > 0.02:
         raise ImageError(f"{root / sample.path}: the file changed since import "

@@ -1,10 +1,11 @@
 """Pure coordinate conversions: box formats, and the letterbox a detector sees.
 
-Letterboxing is centred, exactly as ``snapid.images.letterbox`` draws it: the photo is scaled by
-``S / max(w, h)`` to ``round(w * scale) x round(h * scale)`` and pasted at ``((S - w') // 2,
-(S - h') // 2)`` on a black S x S canvas. Centring keeps the padding symmetric, so a horizontal
-flip of the letterboxed picture is the letterbox of the flipped photo (augmentation stays honest).
-Boxes are (x1, y1, x2, y2) in upright pixels (after EXIF orientation), see docs/decisions.md.
+Letterboxing is centred, exactly as ``snapid.geometry.letterbox`` draws it (``geometry.letterbox_layout``):
+the photo is scaled by ``S / max(w, h)`` to ``round(w * scale) x round(h * scale)`` and pasted at
+``((S - w') // 2, (S - h') // 2)`` on a black S x S canvas. Centring keeps the padding symmetric, so a
+horizontal flip of the letterboxed picture is the letterbox of the flipped photo (augmentation stays
+honest). Boxes are (x1, y1, x2, y2) in upright pixels (after EXIF orientation), see docs/decisions.md.
+The padded region and crop of a box are ``geometry.padded_box`` and ``geometry.crop_rect``.
 
 No torch here: serving (ONNX Runtime) maps detections back with these same functions.
 """
@@ -13,14 +14,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from snapid import geometry
+
 
 def letterbox_geometry(w: int, h: int, size: int) -> tuple[float, float, float]:
     """(scale, pad_x, pad_y) of a w x h photo letterboxed to size x size (see the module docstring)."""
-    if w <= 0 or h <= 0 or size <= 0:
-        raise ValueError(f"letterbox of a {w}x{h} image to {size}: sizes must be positive")
-    scale = size / max(w, h)
-    inner_w, inner_h = max(1, round(w * scale)), max(1, round(h * scale))
-    return scale, float((size - inner_w) // 2), float((size - inner_h) // 2)
+    scale, _, (left, top) = geometry.letterbox_layout(w, h, size)
+    return scale, float(left), float(top)
 
 
 def to_letterbox(boxes, scale: float, pad_x: float, pad_y: float) -> np.ndarray:
@@ -36,14 +36,6 @@ def to_original(boxes, scale: float, pad_x: float, pad_y: float, w: int, h: int)
     out[:, 0::2] = out[:, 0::2].clip(0, w)
     out[:, 1::2] = out[:, 1::2].clip(0, h)
     return out
-
-
-def padded_region(box, pad: float, w: int, h: int) -> tuple[float, float, float, float]:
-    """The box grown by ``pad`` x its longer side on every side, kept inside the photo: the same rule
-    as ``snapid.data.cache.padded_box`` (training crops), so serving crops what the classifier saw."""
-    x1, y1, x2, y2 = (float(v) for v in box[:4])
-    grow = pad * max(x2 - x1, y2 - y1)
-    return max(0.0, x1 - grow), max(0.0, y1 - grow), min(float(w), x2 + grow), min(float(h), y2 + grow)
 
 
 # --- annotation formats -------------------------------------------------------------------
@@ -63,11 +55,3 @@ def yolo_to_xyxy(cx: float, cy: float, bw: float, bh: float, w: int, h: int) -> 
 
 def xyxy_to_yolo(x1: float, y1: float, x2: float, y2: float, w: int, h: int) -> tuple[float, float, float, float]:
     return (x1 + x2) / 2 / w, (y1 + y2) / 2 / h, (x2 - x1) / w, (y2 - y1) / h
-
-
-def crop_pixels(region) -> tuple[int, int, int, int]:
-    """Integer crop rectangle of a (float) region, at least 1 px each way: the rounding
-    ``snapid.data.cache.render_item`` uses on a full-size decode."""
-    x1, y1, x2, y2 = (float(v) for v in region[:4])
-    left, top = round(x1), round(y1)
-    return left, top, max(round(x2), left + 1), max(round(y2), top + 1)

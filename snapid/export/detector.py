@@ -25,7 +25,7 @@ import torch
 from sqlalchemy.engine import Engine
 from torch import nn
 
-from snapid import images
+from snapid import geometry, images
 from snapid.detect.geometry import letterbox_geometry
 from snapid.export.onnx import ExportError, ParityError, make_session
 from snapid.track import datasets as dataset_store
@@ -75,7 +75,7 @@ def to_onnx(model: nn.Module, size: int, *, where: str = "detector") -> bytes:
 def letterboxed(photo: Path | bytes, size: int, *, name: str = "photo") -> np.ndarray:
     """A photo as the detector sees it: upright RGB letterboxed to size x size, 3 x S x S float32 in [0, 1]."""
     data = photo if isinstance(photo, bytes) else images.read_file(Path(photo))
-    picture = images.letterbox(images.decode(data, name=name), size)
+    picture = geometry.letterbox(images.decode(data, name=name), size)
     return np.ascontiguousarray(np.asarray(picture, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0))
 
 

@@ -24,9 +24,9 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
+from snapid import geometry
 from snapid.errors import SnapidError
 from snapid.metrics import softmax
-from snapid.train.augment import Normalize
 
 INPUT, OUTPUT = "images", "logits"
 OPSET = 20                   # the newest opset the TorchScript exporter documents; ORT 1.31 runs up to 23
@@ -123,9 +123,9 @@ def run_logits(session: ort.InferenceSession, inputs: np.ndarray, *, batch: int 
 
 
 def normalized(images: torch.Tensor, preprocess: dict) -> np.ndarray:
-    """uint8 N x 3 x S x S (as the prepared cache holds them) → the float32 input the graph takes."""
-    normalize = Normalize(tuple(preprocess["mean"]), tuple(preprocess["std"]))
-    return np.ascontiguousarray(normalize(images).numpy(), dtype=np.float32)
+    """uint8 N x 3 x S x S (as the prepared cache holds them) → the float32 input the graph takes, made by
+    `geometry.normalise` as serving makes it."""
+    return geometry.normalise(images.permute(0, 2, 3, 1).numpy(), preprocess["mean"], preprocess["std"])
 
 
 def first_images(dataset, limit: int = PARITY_IMAGES) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """Augmentation presets, run by kornia on the training device, on whole uint8 batches.
 
 Built from the backbone spec (size, mean, std), so preprocessing cannot drift from serving:
-normalisation is always the last step and the same one evaluation uses.
+normalisation is always the last step and the same one evaluation uses: `snapid.geometry`'s, which
+serving looks up in a table.
 """
 
 from __future__ import annotations
@@ -9,20 +10,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from snapid import geometry
 
 
 class Normalize(nn.Module):
-    """uint8 or [0, 1] float N x 3 x H x W → standardised float."""
+    """uint8 or [0, 1] float N x 3 x H x W → standardised float, by `geometry.normalise_values`."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+        m, s = geometry.channel_stats(mean, std)
+        self.register_buffer("mean", torch.from_numpy(m).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.from_numpy(s).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == torch.uint8:  # one new tensor, then in place: cheaper than three temporaries
-            return x.float().mul_(1.0 / 255.0).sub_(self.mean).div_(self.std)
-        return (x - self.mean) / self.std
+        if x.dtype == torch.uint8:
+            return geometry.normalise_values(x, self.mean, self.std)
+        return geometry.standardise(x, self.mean, self.std)
 
 
 class Augment(nn.Module):

@@ -10,12 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from snapid import images
-from snapid.data.cache import padded_box
+from snapid import geometry
 from snapid.importer import import_dataset
 from snapid.data.manifest import Box
-from snapid.detect.geometry import (coco_to_xyxy, crop_pixels, letterbox_geometry, padded_region, to_letterbox,
-                                    to_original, xyxy_to_coco, xyxy_to_yolo, yolo_to_xyxy)
+from snapid.detect.geometry import (coco_to_xyxy, letterbox_geometry, to_letterbox, to_original, xyxy_to_coco,
+                                    xyxy_to_yolo, yolo_to_xyxy)
 from snapid.detect.matching import box_iou, count_matches, greedy_match
 from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
@@ -127,8 +126,8 @@ def test_letterbox_round_trip(w, h, size, fx):
 @settings(max_examples=60, deadline=None)
 @given(w=st.integers(1, 300), h=st.integers(1, 300), size=st.integers(32, 160))
 def test_geometry_matches_the_drawn_letterbox(w, h, size):
-    """images.letterbox (what serving feeds the detector) pastes the photo exactly where the geometry says."""
-    canvas = np.asarray(images.letterbox(Image.new("RGB", (w, h), (255, 255, 255)), size))
+    """geometry.letterbox (what serving feeds the detector) pastes the photo exactly where the geometry says."""
+    canvas = np.asarray(geometry.letterbox(Image.new("RGB", (w, h), (255, 255, 255)), size))
     scale, pad_x, pad_y = letterbox_geometry(w, h, size)
     ys, xs = np.nonzero(canvas[..., 0] > 128)
     assert (xs.min(), ys.min()) == (pad_x, pad_y)
@@ -136,23 +135,13 @@ def test_geometry_matches_the_drawn_letterbox(w, h, size):
 
 
 def test_training_letterbox_equals_serving_letterbox(tmp_path):
-    """data.letterbox_picture (training, from a draft decode) and images.letterbox (serving) agree."""
+    """data.letterbox_picture (training, from a draft decode) and geometry.letterbox (serving) agree."""
     from snapid.detect.data import letterbox_picture
 
     picture = Image.open(write_image(tmp_path / "p.png", (300, 200), seed=3)).convert("RGB")
-    served = np.asarray(images.letterbox(picture, 128), dtype=np.int16)
+    served = np.asarray(geometry.letterbox(picture, 128), dtype=np.int16)
     trained = letterbox_picture(picture, 300, 200, 128).astype(np.int16)
     assert np.array_equal(served, trained)
-
-
-@settings(max_examples=200, deadline=None)
-@given(pad=st.floats(0, 2), fx=st.tuples(*[st.floats(0, 1)] * 4))
-def test_padded_region_is_the_prepare_rule(pad, fx):
-    x1, x2 = sorted((fx[0] * 640, fx[1] * 640))
-    y1, y2 = sorted((fx[2] * 480, fx[3] * 480))
-    assert padded_region((x1, y1, x2, y2), pad, 640, 480) == padded_box(Box(x1, y1, x2, y2), pad, 640, 480)
-    left, top, right, bottom = crop_pixels(padded_region((x1, y1, x2, y2), pad, 640, 480))
-    assert right > left and bottom > top
 
 
 def test_letterbox_rejects_empty_sizes():

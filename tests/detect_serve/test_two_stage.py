@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from snapid import images
+from snapid import geometry, images
 from snapid.config import Settings
-from snapid.data.cache import Item, PrepareParams, padded_box, render_item
-from snapid.data.manifest import Box
+from snapid.data.cache import Item, PrepareParams, render_item
 from snapid.detect.geometry import letterbox_geometry, to_letterbox
 from snapid.export.bundle import write_bundle
 from snapid.serve.app import create_app
@@ -42,9 +41,9 @@ def detector_bundle(path: Path, *, photo_size=(PHOTO_W, PHOTO_H), boxes=BOXES, o
                     spec: dict | None = None) -> Path:
     """The colour classifier of tests/serve with knowledge, plus a detector that reports ``boxes`` of a
     photo of ``photo_size`` (mapped into its letterbox) with scores 0.9 and 0.8 times the brightest pixel."""
-    geometry = letterbox_geometry(*photo_size, DET_SIZE)
+    layout = letterbox_geometry(*photo_size, DET_SIZE)
     files_ = {**bundle_files(), "knowledge.json": json.dumps(KNOWLEDGE).encode(),
-              "detector.onnx": onnx_bytes or fixed_box_detector(to_letterbox(boxes, *geometry), [0.9, 0.8][:len(boxes)], DET_SIZE),
+              "detector.onnx": onnx_bytes or fixed_box_detector(to_letterbox(boxes, *layout), [0.9, 0.8][:len(boxes)], DET_SIZE),
               "detector.json": json.dumps(spec or detector_spec()).encode()}
     write_bundle(path, files_, info={"name": "two-stage", "version": "1"})
     return path
@@ -104,7 +103,7 @@ def test_served_crops_equal_the_prepared_cache_items(tmp_path):
     assert len(found.detections) == 2 and found.crops.shape == (2, 32, 32, 3)
     params = PrepareParams(size=model.spec.size, resize=model.spec.resize, crop_boxes=True, pad=PAD)
     for detection, crop in zip(found.detections, found.crops):
-        region = padded_box(Box(*detection.box), PAD, *size)
+        region = geometry.padded_box(detection.box, PAD, *size)
         item = Item(key="k", path="photo.jpg", width=size[0], height=size[1], box=region)
         assert np.array_equal(crop, render_item(path, item, params, images.DEFAULT_LIMITS))
     assert found.inputs.shape == (2, 3, 32, 32) and found.inputs.dtype == np.float32

@@ -3,13 +3,13 @@ out exactly as `snapid data prepare --crop boxes` cut the classifier's training 
 
 Steps for one photo (on a decode thread; no torch anywhere):
  1. decode once, at the smallest size that still fills the detector's S x S letterbox (JPEG draft);
- 2. letterbox it with `snapid.images.letterbox` (the geometry of `snapid.detect.geometry`), run the
+ 2. letterbox it with `snapid.geometry.letterbox` (the layout `snapid.detect.geometry` maps), run the
     detector, keep detections scoring at least score_threshold, best first, at most max_objects, and
     map their boxes back to original (upright) pixels;
- 3. for each box: the padded region of `snapid.data.cache.padded_box`, the decode size of
-    `cache.decode_size`, the crop and resize of `cache.cut_and_fit` — the prepare-side functions
-    themselves, so a served crop equals the prepared cache item of the same photo and box. Boxes whose
-    decode would land on the same JPEG draft scale share one decode.
+ 3. for each box: the padded region of `snapid.geometry.padded_box`, the decode size of
+    `geometry.decode_size`, the crop and resize of `geometry.cut_and_fit` — the functions prepare itself
+    calls, so a served crop equals the prepared cache item of the same photo and box. Boxes whose decode
+    would land on the same JPEG draft scale share one decode.
 With no detection, the whole photo is prepared as a plain bundle would (`prepare_photo`), and the
 answer says it fell back.
 """
@@ -24,9 +24,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from snapid import images
-from snapid.data.cache import PrepareParams, cut_and_fit, decode_size, padded_box
-from snapid.data.manifest import Box
+from snapid import geometry, images
 from snapid.detect.geometry import letterbox_geometry, to_original
 from snapid.export.bundle import Bundle, BundleError
 from snapid.serve.services.preprocess import PreprocessSpec, normalise, prepare_photo
@@ -141,10 +139,9 @@ def detect(detector: LoadedDetector, data: bytes, limits: images.DecodeLimits, n
     header = images.open_image(data, limits, name)
     width, height = images.upright_size(header)
     size = detector.spec.size
-    scale = min(1.0, size / max(width, height))
     picture = images.decode(data, limits=limits, name=name,
-                            min_size=(max(1, int(width * scale)), max(1, int(height * scale))))
-    boxes, scores, labels = detector.run(np.asarray(images.letterbox(picture, size), dtype=np.uint8))
+                            min_size=geometry.decode_size(width, height, None, size, "letterbox"))
+    boxes, scores, labels = detector.run(np.asarray(geometry.letterbox(picture, size), dtype=np.uint8))
     return width, height, _kept(detector.spec, boxes, scores, labels, picture.size, (width, height))
 
 
@@ -155,8 +152,8 @@ def _kept(spec: DetectorSpec, boxes, scores, labels, decoded: tuple[int, int], o
     if not order:
         return []
     (dw, dh), (w, h) = decoded, original
-    geometry = letterbox_geometry(dw, dh, spec.size)
-    mapped = to_original(boxes[order], *geometry, dw, dh) * np.array([w / dw, h / dh, w / dw, h / dh])
+    layout = letterbox_geometry(dw, dh, spec.size)
+    mapped = to_original(boxes[order], *layout, dw, dh) * np.array([w / dw, h / dh, w / dw, h / dh])
     found = []
     for (x1, y1, x2, y2), i in zip(mapped, order):
         x1, y1, x2, y2 = max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
@@ -169,16 +166,15 @@ def _kept(spec: DetectorSpec, boxes, scores, labels, decoded: tuple[int, int], o
 def crop_objects(data: bytes, width: int, height: int, boxes: list[tuple[float, float, float, float]], *,
                  spec: PreprocessSpec, pad: float, limits: images.DecodeLimits, name: str = "photo") -> np.ndarray:
     """N x S x S x 3 uint8 crops of ``boxes`` (original pixels), made as prepare made training crops."""
-    params = PrepareParams(size=spec.size, resize=spec.resize, crop_boxes=True, pad=pad)
     decoded: dict[object, object] = {}
     crops = []
     for box in boxes:
-        region = padded_box(Box(*box), pad, width, height)
-        min_size = decode_size(width, height, region, params)
+        region = geometry.padded_box(box, pad, width, height)
+        min_size = geometry.decode_size(width, height, region, spec.size, spec.resize)
         key = _draft_key(data, min_size, limits, name)
         if key not in decoded:
             decoded[key] = images.decode(data, limits=limits, name=name, min_size=min_size)
-        crops.append(cut_and_fit(decoded[key], width, height, region, params, where=name))
+        crops.append(geometry.cut_and_fit(decoded[key], width, height, region, spec.size, spec.resize, where=name))
     return np.stack(crops) if crops else np.zeros((0, spec.size, spec.size, 3), np.uint8)
 
 

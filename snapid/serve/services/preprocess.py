@@ -1,20 +1,19 @@
 """Uploaded bytes → one normalised float32 3 x S x S array, exactly as training items were made.
 
-`snapid.data.cache.render_item` prepared every training item: decode with the JPEG draft fast path at
-the smallest scale that still covers the target, then `images.fit` (short side + centre crop, or
-letterbox) to S x S uint8. Training normalised with (x / 255 - mean) / std. This module repeats those
-steps with the same functions, so there is no train/serve skew. Photos uploaded for serving have no
-boxes, so a `crop_boxes` model gets the whole photo (a detector bundle would crop first).
+`snapid.data.cache.render_item` prepared every training item by the rules of `snapid.geometry`: decode
+with the JPEG draft fast path at `geometry.decode_size`, then `geometry.fit` (short side + centre crop,
+or letterbox) to S x S uint8; training normalised with `geometry.normalise_values`. This module calls the same
+functions, so there is no train/serve skew. Photos uploaded for serving have no boxes, so a `crop_boxes`
+model gets the whole photo (a detector bundle would crop first).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
-from snapid import images
+from snapid import geometry, images
 from snapid.errors import SnapidError
 
 
@@ -35,7 +34,7 @@ class PreprocessSpec:
             std = tuple(float(v) for v in preprocess["std"])
         except (KeyError, TypeError, ValueError) as exc:
             raise SnapidError(f"preprocess.json: missing or invalid value ({exc})", code="bad_bundle", status=422) from None
-        if not 16 <= size <= 1024 or resize not in ("crop", "letterbox") or len(mean) != 3 or len(std) != 3 \
+        if not 16 <= size <= 1024 or resize not in geometry.RESIZE_MODES or len(mean) != 3 or len(std) != 3 \
                 or min(std) <= 0:
             raise SnapidError(f"preprocess.json: size {size}, resize {resize!r}, mean {mean}, std {std} are not usable",
                               code="bad_bundle", status=422)
@@ -46,34 +45,15 @@ def decode_for_model(data: bytes, spec: PreprocessSpec, limits: images.DecodeLim
     """S x S x 3 uint8, the same way `render_item` made training items (whole photo, no box)."""
     header = images.open_image(data, limits, name)  # type, pixel cap and minimum side, before any pixel
     width, height = images.upright_size(header)
-    needed = min(width, height) if spec.resize == "crop" else max(width, height)
-    scale = min(1.0, spec.size / needed)
-    picture = images.decode(data, limits=limits, name=name,
-                            min_size=(max(1, int(width * scale)), max(1, int(height * scale))))
-    return np.asarray(images.fit(picture, spec.size, spec.resize), dtype=np.uint8)
+    min_size = geometry.decode_size(width, height, None, spec.size, spec.resize)
+    picture = images.decode(data, limits=limits, name=name, min_size=min_size)
+    return np.asarray(geometry.fit(picture, spec.size, spec.resize), dtype=np.uint8)
 
 
 def normalise(items: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
-    """N x S x S x 3 (or S x S x 3) uint8 → N x 3 x S x S float32: (x / 255 - mean) / std.
-
-    A uint8 has 256 values, so each channel's normalised value is looked up in a table computed with
-    the very float32 operations training used (bit-identical), a third of the time of the arithmetic."""
-    batch = items[None] if items.ndim == 3 else items
-    table = _normalise_table(spec.mean, spec.std)
-    out = np.empty((batch.shape[0], 3, batch.shape[1], batch.shape[2]), dtype=np.float32)
-    for c in range(3):
-        np.take(table[c], batch[..., c], out=out[:, c])
-    return out
-
-
-@lru_cache(maxsize=16)
-def _normalise_table(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
-    """3 x 256 float32: every uint8 value, normalised per channel as (x * (1/255) - mean) / std."""
-    x = np.repeat(np.arange(256, dtype=np.float32)[None, :], 3, axis=0) * np.float32(1.0 / 255.0)
-    x -= np.asarray(mean, dtype=np.float32)[:, None]
-    x /= np.asarray(std, dtype=np.float32)[:, None]
-    x.setflags(write=False)
-    return x
+    """N x S x S x 3 (or S x S x 3) uint8 → N x 3 x S x S float32: `geometry.normalise` with the bundle's
+    mean and std, bit for bit what training's normalisation gave."""
+    return geometry.normalise(items, spec.mean, spec.std)
 
 
 def prepare_photo(data: bytes, spec: PreprocessSpec, limits: images.DecodeLimits, name: str = "photo") -> np.ndarray:
