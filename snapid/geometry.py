@@ -19,8 +19,8 @@ NumPy and Pillow only: the server imports this module, and it imports nothing fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 from PIL import Image

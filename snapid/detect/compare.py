@@ -30,7 +30,6 @@ from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace, atomic_write_json
 
-
 MAX_COMPARISONS = 50   # comparisons listed in one detector run's `detect_compare` artifact
 
 

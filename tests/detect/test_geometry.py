@@ -11,11 +11,18 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from snapid import geometry
-from snapid.importer import import_dataset
 from snapid.data.manifest import Box
-from snapid.detect.geometry import (coco_to_xyxy, letterbox_geometry, to_letterbox, to_original, xyxy_to_coco,
-                                    xyxy_to_yolo, yolo_to_xyxy)
+from snapid.detect.geometry import (
+    coco_to_xyxy,
+    letterbox_geometry,
+    to_letterbox,
+    to_original,
+    xyxy_to_coco,
+    xyxy_to_yolo,
+    yolo_to_xyxy,
+)
 from snapid.detect.matching import box_iou, count_matches, greedy_match
+from snapid.importer import import_dataset
 from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from tests.conftest import write_image
