@@ -1,6 +1,9 @@
 """The FastAPI app: `create_app(settings, bundle=)`; `factory()` for `uvicorn --factory` workers.
 
-The bundle is loaded once, in the lifespan. Nothing on this import path imports torch.
+`create_app` builds everything the routes use and keeps it on ``app.state`` (routes reach it through
+snapid.serve.deps only); the lifespan starts and stops what runs in the background. The bundle is
+loaded once, in the lifespan; the database, the photo store and the hand-off secret are opened on
+first use. Nothing on this import path imports torch.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ import asyncio
 import logging
 import signal
 from contextlib import asynccontextmanager
-from functools import lru_cache
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -22,18 +24,26 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from snapid import images
 from snapid.config import Settings
 from snapid.errors import SnapidError
+from snapid.feedback.storage import PhotoStore
+from snapid.serve.bodies import BodyLimitMiddleware
 from snapid.serve.middleware import (AllowedHosts, ForwardedClient, SecurityHeadersAndMetrics, host_names,
                                      trusted_proxies)
 from snapid.serve.routes import admin, health, metrics as metrics_route, model as model_route, predict
 from snapid.serve.routes import feedback as feedback_route, review as review_route
 from snapid.serve.routes import docs as docs_route, handoff as handoff_route, page as page_route
+from snapid.serve.services import handoff as handoff_service, photos
+from snapid.serve.services.handoff import Handoff
+from snapid.serve.services.handoff_tokens import server_secret
+from snapid.serve.services.identify import Identify
+from snapid.serve.services.lazy import Lazy
 from snapid.serve.services.memory import trim_forever
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.prediction_log import PredictionLog
 from snapid.serve.services.predictor import Predictor
+from snapid.serve.services.redact import install_log_redaction
 from snapid.serve.services.reloader import Reloader
 from snapid.serve.services.streams import StreamSlots
-from snapid.serve.services.uploads import BodyLimitMiddleware
+from snapid.workspace import Workspace
 
 log = logging.getLogger("snapid.serve")
 STATIC = Path(__file__).parent / "static"
@@ -46,25 +56,7 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     app = FastAPI(title="snapid", version=_version(), lifespan=_lifespan,
                   description="Identify objects in photos with a model trained by snapid.",
                   docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None)  # /docs: routes/docs.py
-    metrics = Metrics()
-    app.state.settings, app.state.metrics, app.state.bundle_path = settings, metrics, bundle
-    app.state.draining = False
-    # requests wait at most serve_db_timeout_s for a lock another connection holds, then get 503
-    app.state.db_engine = _lazy_engine(settings.resolved_db_url(), lock_timeout_s=settings.serve_db_timeout_s)
-    app.state.predictor = Predictor(
-        max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms, queue_size=settings.queue_size,
-        decode_threads=settings.decode_threads, metrics=metrics,
-        limits=images.DecodeLimits.from_settings(settings, upload=True))
-    app.state.reloader = Reloader(app.state.predictor, bundle, threads=settings.inference_threads,
-                                  poll_s=settings.reload_poll_s) if bundle is not None else None
-    app.state.prediction_log = PredictionLog(app.state.db_engine)
-    # predictions the log could not record (queue full, database down): answers never wait for it
-    metrics.gauges["snapid_prediction_log_dropped"] = lambda: app.state.prediction_log.dropped
-    # rows a locked database refused for a while, kept and written later
-    metrics.gauges["snapid_prediction_log_retried"] = lambda: app.state.prediction_log.retried
-    app.state.streams = StreamSlots(per_session=settings.streams_per_session, per_client=settings.streams_per_client,
-                                    total=settings.max_streams)
-    metrics.gauges["snapid_event_streams_open"] = lambda: app.state.streams.open
+    _build_state(app, settings, bundle)
     for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router,
                    feedback_route.router, review_route.router, handoff_route.router, page_route.router,
                    docs_route.router):
@@ -78,8 +70,43 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
         app.add_middleware(ForwardedClient, trusted=settings.forwarded_allow_ips)
     app.add_middleware(AllowedHosts, names=host_names(allowed=settings.allowed_hosts, bind_host=settings.bind_host,
                                                       public_url=settings.public_url))
-    app.add_middleware(SecurityHeadersAndMetrics, metrics=metrics)  # outermost: sees every response
+    app.add_middleware(SecurityHeadersAndMetrics, metrics=app.state.metrics)  # outermost: sees every response
     return app
+
+
+def _build_state(app: FastAPI, settings: Settings, bundle: Path | None) -> None:
+    """Everything the routes use (snapid.serve.deps hands it to them), built here and nowhere else."""
+    state = app.state
+    state.settings, state.metrics, state.bundle_path = settings, Metrics(), bundle
+    state.draining = False  # set on SIGTERM
+    # requests wait at most serve_db_timeout_s for a lock another connection holds, then get 503
+    state.db_engine = Lazy(lambda: _open_engine(settings.resolved_db_url(), lock_timeout_s=settings.serve_db_timeout_s))
+    limits = images.DecodeLimits.from_settings(settings, upload=True)
+    state.predictor = Predictor(max_batch=settings.max_batch, wait_ms=settings.batch_wait_ms,
+                                queue_size=settings.queue_size, decode_threads=settings.decode_threads,
+                                metrics=state.metrics, limits=limits)
+    state.reloader = Reloader(state.predictor, bundle, threads=settings.inference_threads,
+                              poll_s=settings.reload_poll_s) if bundle is not None else None
+    state.prediction_log = PredictionLog(state.db_engine)
+    state.streams = StreamSlots(per_session=settings.streams_per_session, per_client=settings.streams_per_client,
+                                total=settings.max_streams)
+    state.photo_store = Lazy(lambda: PhotoStore(Workspace.at(settings.home).uploads, state.db_engine(),
+                                                keep_days=settings.keep_days, quota_bytes=settings.photo_quota_bytes,
+                                                limits=limits))
+    # full-size decodes outside the predictor (kept photos, hand-off thumbnails) take one of these
+    state.decode_slots = asyncio.Semaphore(max(1, settings.decode_threads))
+    state.identify = Identify(state.predictor, state.prediction_log, photo_store=state.photo_store,
+                              decode_slots=state.decode_slots)
+    state.handoff = Handoff(state.db_engine,
+                            secret=lambda: server_secret(settings.session_secret, Workspace.at(settings.home).home),
+                            ttl_s=settings.session_ttl_s, max_uploads=settings.session_max_uploads,
+                            per_minute=settings.sessions_per_minute)
+    gauges = state.metrics.gauges
+    # predictions the log could not record (queue full, database down): answers never wait for it
+    gauges["snapid_prediction_log_dropped"] = lambda: state.prediction_log.dropped
+    # rows a locked database refused for a while, kept and written later
+    gauges["snapid_prediction_log_retried"] = lambda: state.prediction_log.retried
+    gauges["snapid_event_streams_open"] = lambda: state.streams.open
 
 
 def factory() -> FastAPI:
@@ -93,12 +120,9 @@ def _version() -> str:
     return __version__
 
 
-def _lazy_engine(url: str, *, lock_timeout_s: float):
-    @lru_cache(maxsize=1)
-    def engine():
-        from snapid.track.db import get_engine  # opened on first use: startup does not wait for the database
-        return get_engine(url, lock_timeout_s=lock_timeout_s)
-    return engine
+def _open_engine(url: str, *, lock_timeout_s: float):
+    from snapid.track.db import get_engine  # opened on first use: startup does not wait for the database
+    return get_engine(url, lock_timeout_s=lock_timeout_s)
 
 
 def _include_dashboard(app: FastAPI) -> None:
@@ -123,9 +147,18 @@ async def _lifespan(app: FastAPI):
         watcher = asyncio.create_task(state.reloader.watch(), name="snapid-bundle-watch")
     trimmer = asyncio.create_task(trim_forever(), name="snapid-malloc-trim")
     restore = _drain_on_sigterm(app)
+    settings = state.settings
+    photo_sweep = asyncio.create_task(photos.sweep_forever(
+        state.photo_store, state.db_engine, interval_s=settings.sweep_interval_s,
+        prediction_keep_days=settings.prediction_keep_days), name="snapid-photo-sweep")
+    install_log_redaction()  # the access log never shows a hand-off token or key
+    session_sweep = asyncio.create_task(handoff_service.sweep_forever(state.handoff), name="snapid-session-sweep")
     try:
         yield
     finally:
+        for task in (session_sweep, photo_sweep):
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
         restore()
         for task in (watcher, trimmer):
             if task:

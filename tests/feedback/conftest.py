@@ -8,7 +8,6 @@ from fastapi.testclient import TestClient
 
 from snapid.config import Settings
 from snapid.serve.app import create_app
-from snapid.serve.services.photos import photo_store
 from tests.serve.conftest import files, make_bundle
 
 TOKEN = "r3view-t0ken-for-tests"  # at least 16 characters
@@ -35,7 +34,7 @@ def predict_and_keep(client, *photos: bytes, name: str = "photo.jpg") -> tuple[s
     r = client.post("/api/v1/predict", files=files(*photos, name=name))
     assert r.status_code == 200, r.text
     prediction_id = r.json()["prediction_id"]
-    kept = photo_store(client.app).save_all(list(photos), consent=True, prediction_id=prediction_id)
+    kept = client.app.state.photo_store().save_all(list(photos), consent=True, prediction_id=prediction_id)
     return prediction_id, kept
 
 

@@ -10,7 +10,6 @@ import uuid
 from sqlalchemy import text
 
 from snapid.serve.app import create_app
-from snapid.serve.services.photos import photo_store
 from tests.feedback.conftest import TOKEN, auth, predict_and_keep
 from tests.serve.conftest import GREEN, RED, coloured, files
 
@@ -179,4 +178,4 @@ def test_orphan_upload_files_swept_at_startup(settings, bundle, home):
             time.sleep(0.05)
         assert not orphan.exists()
         assert c.get("/health/ready").status_code == 200
-        assert photo_store(c.app).root == home.uploads
+        assert c.app.state.photo_store().root == home.uploads

@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from snapid.feedback import service, storage
 from snapid.serve.app import create_app
-from snapid.serve.services.photos import photo_store, prune_predictions
+from snapid.serve.services.photos import prune_predictions
 from snapid.track import feedback as track
 from snapid.track.db import transaction
 from snapid.track.predictions import record_predictions
@@ -37,7 +37,7 @@ def test_past_the_quota_the_answer_comes_and_says_the_photo_was_not_kept(setting
     one_photo = len(storage.render(red).photo)
     quota = settings.model_copy(update={"photo_quota_bytes": one_photo + one_photo // 2})
     with TestClient(create_app(quota, bundle=bundle), raise_server_exceptions=False) as client:
-        store = photo_store(client.app)
+        store = client.app.state.photo_store()
         r = client.post("/api/v1/predict", files=files(red))
         assert r.status_code == 200 and r.json()["kept"] == "not_asked"
         first = client.post("/api/v1/predict?consent=true", files=files(red))

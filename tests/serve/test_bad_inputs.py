@@ -279,7 +279,7 @@ def test_malicious_pickle_model_is_never_loaded(tmp_path, settings, caplog):
 async def test_body_cap_counts_bytes_whatever_content_length_says(declared):
     from starlette.requests import Request
 
-    from snapid.serve.services.uploads import BodyLimitMiddleware, BodyTooLarge
+    from snapid.serve.bodies import BodyLimitMiddleware, BodyTooLarge
 
     cap, chunk = 1000, b"x" * 300
     pulled = {"bytes": 0, "app": 0}
@@ -310,7 +310,7 @@ async def test_slow_body_hits_the_deadline():  # row: slowloris body at 1 byte p
 
     from starlette.requests import Request
 
-    from snapid.serve.services.uploads import BodyLimitMiddleware
+    from snapid.serve.bodies import BodyLimitMiddleware
 
     async def receive():
         await asyncio.sleep(0.2)

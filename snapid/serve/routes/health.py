@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 
 from snapid.errors import SnapidError
+from snapid.serve.deps import DrainingDep, PredictorDep, ReloaderDep
 from snapid.serve.routes import error_responses
 from snapid.serve.schemas import Health
 
@@ -20,15 +21,13 @@ def live() -> Health:
 
 @router.get("/healthz/ready", response_model=Health, responses=error_responses(503))
 @router.get("/health/ready", response_model=Health, include_in_schema=False)
-def ready(request: Request) -> Health:
+def ready(predictor: PredictorDep, reloader: ReloaderDep, draining: DrainingDep) -> Health:
     """200 while a model is loaded and the server is not shutting down, else 503. Anyone may ask, so a
     refused bundle is named by its error code only; the server log has the whole reason."""
-    state = request.app.state
-    if state.draining:
+    if draining():
         raise SnapidError("the server is shutting down", code="shutting_down", status=503)
-    model = state.predictor.model
-    if model is None or not state.predictor.ready:
-        reloader = state.reloader
+    model = predictor.model
+    if model is None or not predictor.ready:
         if reloader is None:
             detail = "no bundle is served"
         elif reloader.last_error_code:

@@ -1,18 +1,21 @@
 """The hand-off sessions of one app: open, authorise a phone, store what it sent, read results, sweep.
 
-Synchronous database work (routes call it in the thread pool); the secrets and their checks are in
+Synchronous database work (routes call it in the thread pool), save `sweep_forever`, which the app's
+lifespan runs; the database and the server secret are opened on first use. The secrets and their checks are in
 snapid.serve.services.handoff_tokens. Answers are stored as scores only and rendered when read, so the
 desktop gets cards and warnings in whatever language it asks for at that moment."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import time
 import uuid
 from datetime import datetime, timezone
+from functools import cached_property
+from typing import Callable
 
-from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from snapid.errors import NotFound, SnapidError
@@ -24,11 +27,11 @@ from snapid.serve.services.ratelimit import RateLimiter
 from snapid.serve.services.thumbnails import data_uri
 from snapid.track import sessions as track
 from snapid.track.db import transaction
-from snapid.workspace import Workspace
 
 log = logging.getLogger("snapid.serve")
 PAGE_LIMIT = 50
 MAX_LIVE_SESSIONS = 1000
+SWEEP_S = 60.0
 
 
 class TooMany(SnapidError):
@@ -44,10 +47,21 @@ def _utc(ts: float) -> datetime:
 
 
 class Handoff:
-    def __init__(self, engine: Engine, *, secret: bytes, ttl_s: float, max_uploads: int, per_minute: int):
-        self.engine, self.secret, self.ttl_s, self.max_uploads = engine, secret, ttl_s, max(1, max_uploads)
+    """``engine`` and ``secret`` are called on first use (the database opens, the secret file is read or made)."""
+
+    def __init__(self, engine: Callable[[], Engine], *, secret: Callable[[], bytes], ttl_s: float, max_uploads: int,
+                 per_minute: int):
+        self._engine, self._secret, self.ttl_s, self.max_uploads = engine, secret, ttl_s, max(1, max_uploads)
         self.limiter = RateLimiter(max(1, per_minute))
         self.hub = Hub()
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine()
+
+    @cached_property
+    def secret(self) -> bytes:
+        return self._secret()
 
     # --- desktop --------------------------------------------------------------------------------
     def create(self, *, client: str, lang: str, single: bool) -> dict:
@@ -155,13 +169,11 @@ def render(model: LoadedModel | None, stored: dict, lang: str | None) -> dict:
             "card": card}
 
 
-def handoff(app: FastAPI) -> Handoff:
-    """The app's Handoff, made on first use (the database and the secret are opened lazily)."""
-    service = getattr(app.state, "handoff", None)
-    if service is None:
-        s = app.state.settings
-        home = Workspace.at(s.home).home
-        service = Handoff(app.state.db_engine(), secret=tokens.server_secret(s.session_secret, home),
-                          ttl_s=s.session_ttl_s, max_uploads=s.session_max_uploads, per_minute=s.sessions_per_minute)
-        app.state.handoff = service
-    return service
+async def sweep_forever(handoff: Handoff, every_s: float = SWEEP_S) -> None:
+    """Expired sessions (their thumbnails and answers) are deleted every minute."""
+    while True:
+        await asyncio.sleep(every_s)
+        try:
+            await asyncio.to_thread(handoff.sweep)
+        except Exception:  # the database being away must not stop the server
+            log.exception("hand-off session sweep failed; retrying in %g s", every_s)

@@ -5,15 +5,13 @@ A stream holds its connection for up to a minute, and uvicorn answers every requ
 streams per hand-off session, ``per_client`` per client address and ``total`` in all; more get 429
 ``too_many_streams`` with Retry-After, and the rest of the connection limit stays free for health checks
 and predictions (snapid.serve.launch.connection_limit keeps the limit well above ``total``). A place is
-taken when the stream is answered and given back when its response ends, however it ends."""
+taken when the stream is answered and given back when its response ends, however it ends
+(routes/handoff.py's HeldStream)."""
 
 from __future__ import annotations
 
 from collections import Counter
 from typing import Callable
-
-from starlette.responses import StreamingResponse
-from starlette.types import Receive, Scope, Send
 
 from snapid.serve.services.handoff import TooMany
 
@@ -58,18 +56,3 @@ class StreamSlots:
 
 def _too_many(message: str) -> TooMany:
     return TooMany(message, code="too_many_streams", retry_after=RETRY_AFTER_S)
-
-
-class HeldStream(StreamingResponse):
-    """A streaming response that gives its place back when it ends: finished, cancelled when the client
-    went away, or failed."""
-
-    def __init__(self, content, *, give_back: Callable[[], None], **kw):
-        super().__init__(content, **kw)
-        self._give_back = give_back
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            await super().__call__(scope, receive, send)
-        finally:
-            self._give_back()

@@ -1,5 +1,6 @@
-"""Request bodies, bounded: a pure-ASGI middleware caps every body while it streams, and
-`read_photos` parses the multipart form with limits on files, fields and field sizes.
+"""Request bodies, bounded: a pure-ASGI middleware caps every body while it streams, `read_photos`
+parses the multipart form with limits on files, fields and field sizes, and `read_json` reads a small
+JSON body (feedback, review).
 
 The cap does not trust Content-Length: a declared length above the cap is answered 413 before any
 byte is read, and the bytes are counted as they arrive whether the length was declared, false or
@@ -127,3 +128,26 @@ def _display_name(filename: str | None, index: int) -> str:
     """A short, printable name for messages: never used as a path."""
     clean = "".join(c for c in (filename or "") if c.isprintable())[:80]
     return f"{FIELD}[{index}]" + (f" ({clean})" if clean else "")
+
+
+async def read_json(request: Request, *, limit: int):
+    """A small JSON body: 413 above ``limit`` bytes (declared or counted), 422 when it is not JSON
+    or nests deeper than the parser allows."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(f"the JSON body ({declared} bytes) is above the limit of {limit} bytes")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise InvalidRequest(f"send the body as application/json (got Content-Type {kind or 'none'!r})")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(f"the JSON body is above the limit of {limit} bytes")
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks))
+    except RecursionError:
+        raise InvalidRequest("the JSON body nests too deeply") from None
+    except ValueError as exc:
+        raise InvalidRequest(f"the body is not valid JSON ({exc})") from None
