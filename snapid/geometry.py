@@ -1,6 +1,6 @@
 """The one geometry and normalisation every stage uses: prepare, training, evaluation, export and serving.
 
-A model input is made from a photo in three steps, each defined here once:
+A model input is made from a photo in four steps, each defined here once:
 - **decode size** (`decode_size`): the smallest upright size to decode a photo at so the region the model
   sees still covers the target (a JPEG is then decoded at the smallest DCT draft scale that reaches it);
 - **region** (`padded_box`, `crop_rect`): a box grown by ``pad`` x its longer side, kept inside the photo,
