@@ -26,12 +26,23 @@ from snapid.config import Settings
 from snapid.errors import SnapidError
 from snapid.feedback.storage import PhotoStore
 from snapid.serve.bodies import BodyLimitMiddleware
-from snapid.serve.middleware import (AllowedHosts, ForwardedClient, SecurityHeadersAndMetrics, host_names,
-                                     trusted_proxies)
-from snapid.serve.routes import admin, health, metrics as metrics_route, model as model_route, predict
-from snapid.serve.routes import feedback as feedback_route, review as review_route
-from snapid.serve.routes import docs as docs_route, handoff as handoff_route, page as page_route
-from snapid.serve.services import handoff as handoff_service, photos
+from snapid.serve.middleware import (
+    AllowedHosts,
+    ForwardedClient,
+    SecurityHeadersAndMetrics,
+    host_names,
+    trusted_proxies,
+)
+from snapid.serve.routes import admin, health, predict
+from snapid.serve.routes import docs as docs_route
+from snapid.serve.routes import feedback as feedback_route
+from snapid.serve.routes import handoff as handoff_route
+from snapid.serve.routes import metrics as metrics_route
+from snapid.serve.routes import model as model_route
+from snapid.serve.routes import page as page_route
+from snapid.serve.routes import review as review_route
+from snapid.serve.services import handoff as handoff_service
+from snapid.serve.services import photos
 from snapid.serve.services.handoff import Handoff
 from snapid.serve.services.handoff_tokens import server_secret
 from snapid.serve.services.identify import Identify
@@ -110,7 +121,8 @@ def _build_state(app: FastAPI, settings: Settings, bundle: Path | None) -> None:
 
 
 def factory() -> FastAPI:
-    """For `uvicorn --factory snapid.serve.app:factory` (and --workers): settings and SNAPID_BUNDLE from the environment."""
+    """For `uvicorn --factory snapid.serve.app:factory` (and --workers): settings and SNAPID_BUNDLE from the
+    environment."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(name)s: %(message)s")
     return create_app(Settings())
 

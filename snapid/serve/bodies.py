@@ -65,7 +65,7 @@ class BodyLimitMiddleware:
                 return await receive()  # after the body: only http.disconnect, no deadline
             try:
                 message = await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 raise BodyTimeout(f"the request body did not arrive within {self.deadline_s:g} s") from None
             if message["type"] == "http.request":
                 state["read"] += len(message.get("body", b""))

@@ -8,7 +8,8 @@ are opened on first use inside the services, so a request that fails validation 
 
 from __future__ import annotations
 
-from typing import Annotated, Callable
+from collections.abc import Callable
+from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy import Engine

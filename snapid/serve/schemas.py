@@ -230,7 +230,8 @@ class FeedbackIn(BaseModel):
 
 class FeedbackOut(BaseModel):
     feedback_id: str
-    created: bool = Field(description="False when this (prediction_id, client_key) was already stored: the first answer is kept.")
+    created: bool = Field(description="False when this (prediction_id, client_key) was already stored: the first "
+                                      "answer is kept.")
     status: str = Field(description="pending, approved or rejected")
     label: str | None = Field(description="The class id stored (normalised), or null for not_in_list.")
     not_in_list: bool

@@ -9,8 +9,8 @@ snapid.serve.services.identify."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from fastapi import APIRouter, Header, Query, Request
 from fastapi import Path as PathParam
@@ -32,7 +32,8 @@ LANG = Query(None, max_length=16, pattern=r"^[A-Za-z_-]+$", description="Languag
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": ["files"],
-    "properties": {"files": {"type": "array", "minItems": 1, "maxItems": 1, "items": {"type": "string", "format": "binary"},
+    "properties": {"files": {"type": "array", "minItems": 1, "maxItems": 1,
+                             "items": {"type": "string", "format": "binary"},
                              "description": "One photo: JPEG, PNG, WebP, GIF or BMP."}}}}}}}
 
 
@@ -57,7 +58,8 @@ async def create_session(request: Request, handoff: HandoffDep, settings: Settin
 
 
 @router.get("/{session_id}/qr.svg", response_class=Response, responses={
-    200: {"content": {"image/svg+xml": {}}, "description": "The QR code of the phone URL."}, **error_responses(401, 404, 422)})
+    200: {"content": {"image/svg+xml": {}}, "description": "The QR code of the phone URL."},
+    **error_responses(401, 404, 422)})
 async def session_qr(request: Request, handoff: HandoffDep, settings: SettingsDep, session_id: str = SESSION_ID,
                      key: str | None = Query(None, max_length=128),
                      x_snapid_key: str | None = Header(None, max_length=128)) -> Response:
@@ -102,7 +104,8 @@ async def session_events(request: Request, handoff: HandoffDep, predictor: Predi
              responses=error_responses(400, 401, 403, 408, 409, 410, 413, 415, 422, 429, 503))
 async def session_upload(request: Request, handoff: HandoffDep, identify: IdentifyDep, settings: SettingsDep,
                          session_id: str = SESSION_ID,
-                         token: str | None = Query(None, max_length=200, description="The phone token (or X-Snapid-Token)."),
+                         token: str | None = Query(None, max_length=200,
+                                                   description="The phone token (or X-Snapid-Token)."),
                          x_snapid_token: str | None = Header(None, max_length=200)) -> SessionUpload:
     """The phone sends one photo: it is identified, and its thumbnail and answer go to the desktop page."""
     row = await run_in_threadpool(handoff.authorize_phone, session_id, x_snapid_token or token)
@@ -127,4 +130,4 @@ class HeldStream(StreamingResponse):
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, UTC).isoformat()

@@ -20,14 +20,16 @@ router = APIRouter(prefix="/api/v1", tags=["predict"])
 MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": [FIELD],
     "properties": {FIELD: {"type": "array", "minItems": 1, "maxItems": 5,
-                           "description": "1 to 5 photos (SNAPID_MAX_FILES) of the same object: JPEG, PNG, WebP, GIF or BMP",
+                           "description": "1 to 5 photos (SNAPID_MAX_FILES) of the same object: JPEG, PNG, WebP, "
+                                          "GIF or BMP",
                            "items": {"type": "string", "format": "binary"}}}}}}}}
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=MULTIPART_BODY,
              responses=error_responses(400, 408, 413, 415, 422, 503, 507))
 async def predict(request: Request, identify: IdentifyDep, settings: SettingsDep,
-                  k: int | None = Query(None, ge=1, le=50, description="How many classes to return (default SNAPID_TOP_K)."),
+                  k: int | None = Query(None, ge=1, le=50,
+                                        description="How many classes to return (default SNAPID_TOP_K)."),
                   lang: str | None = Query(None, max_length=16, pattern=r"^[A-Za-z_-]+$",
                                            description="Language of display names, cards and warnings, e.g. en, ko."),
                   consent: bool = Query(False, description="Keep the photos (upright, EXIF stripped) for review and "
@@ -35,7 +37,8 @@ async def predict(request: Request, identify: IdentifyDep, settings: SettingsDep
                   mode: Literal["same", "each"] = Query("same", description="same: the photos show one object and are "
                                                         "combined; each: every photo is its own object, and rules "
                                                         "are checked across them. A bundle with a detector always "
-                                                        "answers mode=detect: one answer per object found.")) -> PredictResponse:
+                                                        "answers mode=detect: one answer per object found.")
+                  ) -> PredictResponse:
     """Identify one object from 1 to 5 photos (their calibrated probabilities are averaged), or with
     mode=each one object per photo, with warnings when the objects must not go together."""
     start = time.perf_counter()

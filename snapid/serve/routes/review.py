@@ -45,7 +45,8 @@ def _classes(predictor: Predictor) -> list[dict]:
     return model.labels if model is not None else []
 
 
-REVIEW_BODY = {"requestBody": {"required": True, "content": {"application/json": {"schema": ReviewIn.model_json_schema()}}}}
+REVIEW_BODY = {"requestBody": {"required": True,
+                               "content": {"application/json": {"schema": ReviewIn.model_json_schema()}}}}
 
 
 @router.get("/review", include_in_schema=False)
@@ -79,7 +80,8 @@ async def review_one(request: Request, predictor: PredictorDep, database: Databa
 
 
 @router.get("/api/v1/uploads/{upload_id}/thumb", dependencies=[Depends(require_reviewer)],
-            response_class=FileResponse, responses={200: {"content": {"image/jpeg": {}}}, **error_responses(401, 403, 404)})
+            response_class=FileResponse,
+            responses={200: {"content": {"image/jpeg": {}}}, **error_responses(401, 403, 404)})
 async def thumbnail(photo_store: PhotoStoreDep, upload_id: str = PathParam(pattern=UUID)) -> FileResponse:
     """The thumbnail of a saved photo, by its upload id."""
     path = await run_in_threadpool(photo_store().thumbnail, upload_id.lower())

@@ -53,7 +53,8 @@ def run_page(ref: str) -> FileResponse:
 
 
 @router.get("/api/v1/runs", response_model=RunPage, tags=["runs"])
-def list_runs(engine: EngineDep, dataset: str | None = _text("Dataset name."), model: str | None = _text("Model (backbone) name."),
+def list_runs(engine: EngineDep, dataset: str | None = _text("Dataset name."),
+              model: str | None = _text("Model (backbone) name."),
               kind: str | None = _text("train, tune-trial, compare, ensemble, ..."),
               status: Literal[STATUSES] | None = None,  # type: ignore[valid-type]
               since: datetime | None = Query(None, description="Created at or after (ISO 8601; naive = UTC)."),
@@ -68,7 +69,8 @@ def list_runs(engine: EngineDep, dataset: str | None = _text("Dataset name."), m
 
 @router.get("/api/v1/compare", response_model=Comparison, tags=["runs"])
 def compare_runs(engine: EngineDep,
-                 names: str = Query(..., max_length=4000, pattern=NO_NUL, description="Run names, comma-separated.")) -> dict:
+                 names: str = Query(..., max_length=4000, pattern=NO_NUL, description="Run names, comma-separated.")
+                 ) -> dict:
     """Several runs' summaries and the leaderboard of their dataset(s); curves come from each run's epochs."""
     return runs_view.compare_runs(engine, [n.strip() for n in names.split(",")])
 
@@ -82,7 +84,8 @@ def get_run(engine: EngineDep, ref: str = RunRef) -> dict:
 
 @router.get("/api/v1/runs/{ref}/epochs", response_model=EpochPage, tags=["runs"],
             responses={404: {"description": "No such run."}})
-def get_epochs(engine: EngineDep, ref: str = RunRef, after: int = Query(-1, ge=-1, le=2**31, description="Only epochs numbered above this."),
+def get_epochs(engine: EngineDep, ref: str = RunRef,
+               after: int = Query(-1, ge=-1, le=2**31, description="Only epochs numbered above this."),
                limit: int = Query(1000, ge=1, le=5000)) -> dict:
     """Epochs after N, in order: poll with the last epoch seen while the status is queued or running."""
     return runs_view.run_epochs(engine, ref, after=after, limit=limit)

@@ -7,10 +7,9 @@ the page escapes it on output."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import logging
 import weakref
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -20,7 +19,7 @@ from snapid.serve.services.predictor import top_k
 
 log = logging.getLogger("snapid.serve")
 FALLBACK_LANGUAGES = ("en", "und")
-_KNOWLEDGE: "weakref.WeakKeyDictionary[LoadedModel, tuple[dict, list[Rule]]]" = weakref.WeakKeyDictionary()
+_KNOWLEDGE: weakref.WeakKeyDictionary[LoadedModel, tuple[dict, list[Rule]]] = weakref.WeakKeyDictionary()
 
 
 def pick_text(texts: dict | None, lang: str | None) -> str:
@@ -62,7 +61,8 @@ def display_name(model: LoadedModel, class_id: str, lang: str | None) -> str:
     cards, _ = knowledge(model)
     card = cards.get(class_id) or {}
     label = next((c for c in model.labels if c["id"] == class_id), None)
-    names = {**(label["display_names"] if label else {}), **(card.get("names") if isinstance(card.get("names"), dict) else {})}
+    names = {**(label["display_names"] if label else {}),
+             **(card.get("names") if isinstance(card.get("names"), dict) else {})}
     wanted = [lang, lang.split("-")[0]] if lang else []
     for key in wanted:
         if key and names.get(key):
@@ -99,7 +99,8 @@ def _taxonomy(chain, lang: str | None) -> list[dict]:
     for taxon in chain if isinstance(chain, list) else []:
         if isinstance(taxon, dict) and isinstance(taxon.get("name"), str):
             labels = taxon.get("labels") if isinstance(taxon.get("labels"), dict) else {}
-            label = next((labels[k] for k in (lang, (lang or "").split("-")[0]) if k and isinstance(labels.get(k), str)), "")
+            label = next((labels[k] for k in (lang, (lang or "").split("-")[0])
+                          if k and isinstance(labels.get(k), str)), "")
             out.append({"rank": str(taxon.get("rank") or ""), "name": taxon["name"], "label": label})
     return out
 

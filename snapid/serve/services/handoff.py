@@ -12,9 +12,9 @@ import logging
 import secrets
 import time
 import uuid
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cached_property
-from typing import Callable
 
 from sqlalchemy import Engine
 
@@ -43,7 +43,7 @@ class TooMany(SnapidError):
 
 
 def _utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, timezone.utc)
+    return datetime.fromtimestamp(ts, UTC)
 
 
 class Handoff:
@@ -101,7 +101,7 @@ class Handoff:
     def results(self, row: dict, *, model: LoadedModel | None, after: int, lang: str | None) -> dict:
         """Uploads after position ``after`` (thumbnails as data URIs), and the warnings across all of them."""
         with transaction(self.engine) as s:
-            row = track.get_session(s, session_id=row["id"]) or {**row, "expires_at": datetime.min.replace(tzinfo=timezone.utc)}
+            row = track.get_session(s, session_id=row["id"]) or {**row, "expires_at": datetime.min.replace(tzinfo=UTC)}
             page = track.uploads_after(s, session_id=row["id"], after=after, limit=PAGE_LIMIT)
             everything = track.session_results(s, session_id=row["id"])  # at most max_uploads rows
         lang = lang or row["lang"] or None
@@ -109,7 +109,7 @@ class Handoff:
                   "thumbnail": data_uri(u["thumbnail"]), **render(model, u["result"], lang)} for u in page]
         recognised = answers.recognised((u["position"], u["result"]) for u in everything)
         warnings = answers.warnings_for(model, recognised, lang) if model is not None else []
-        expired = row["expires_at"] <= datetime.now(timezone.utc)
+        expired = row["expires_at"] <= datetime.now(UTC)
         return {"session_id": row["id"], "expires_at": row["expires_at"].isoformat(), "expired": expired,
                 "received": row["n_uploads"], "max_uploads": row["max_uploads"], "uploads": items, "warnings": warnings}
 
@@ -127,7 +127,7 @@ class Handoff:
     def store(self, session_id: str, *, thumbnail: bytes, result: dict) -> dict:
         """Take the next slot and store the upload in one transaction; 409 / 429 when there is no room."""
         with transaction(self.engine) as s:
-            position = track.take_slot(s, session_id=session_id, now=datetime.now(timezone.utc))
+            position = track.take_slot(s, session_id=session_id, now=datetime.now(UTC))
             if position is None:
                 row = track.get_session(s, session_id=session_id)
                 if row is None:
@@ -140,7 +140,7 @@ class Handoff:
 
     @staticmethod
     def _check_room(row: dict, *, full: bool = False) -> None:
-        if row["expires_at"] <= datetime.now(timezone.utc):
+        if row["expires_at"] <= datetime.now(UTC):
             raise tokens.session_expired()
         if row["single_use"] and (full or row["n_uploads"] >= 1):
             raise SnapidError("this phone link was for one photo and has been used; scan a new QR code",
@@ -152,7 +152,7 @@ class Handoff:
     def sweep(self) -> int:
         """Delete sessions past their expiry, with their thumbnails and answers."""
         with transaction(self.engine) as s:
-            gone = track.delete_expired(s, before=datetime.now(timezone.utc))
+            gone = track.delete_expired(s, before=datetime.now(UTC))
         return gone
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator, Callable
 from functools import partial
-from typing import AsyncIterator, Callable
 
 from anyio import to_thread
 from sqlalchemy.exc import OperationalError

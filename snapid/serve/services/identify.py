@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from functools import partial
-from typing import Callable, Literal
+from typing import Literal
 
 import numpy as np
 from anyio import to_thread
@@ -59,7 +60,7 @@ class Identify:
         results = await asyncio.gather(*(self.predictor.predict([photo]) for photo in photos))
         model = results[0].model  # a hot swap between photos is possible; the first photo's model answers the rules
         objects, kept = [], []
-        for n, (result, (_, data)) in enumerate(zip(results, photos)):
+        for n, (result, (_, data)) in enumerate(zip(results, photos, strict=True)):
             body = answers.answer(result.model, result.probs, k=k, lang=lang)
             prediction_id, photo_kept = await self._keep_and_log(result, body, [data], consent=consent)
             kept.append(photo_kept)
@@ -86,8 +87,9 @@ class Identify:
                         model=model.info, mode="detect", objects=[], fallback="no_object_detected",
                         timings_ms=_timings(result, result, start), kept=kept)
         objects, kept = [], "not_asked"
-        for photo, (found, probs) in enumerate(zip(result.found, result.probs)):
-            for detection, row in zip(found.detections, probs):
+        for photo, (found, probs) in enumerate(zip(result.found, result.probs, strict=True)):
+            # a photo where nothing was found has one row (the whole photo) and no detection: no object
+            for detection, row in zip(found.detections, probs, strict=False):
                 body = answers.answer(model, row, k=k, lang=lang)
                 first = not objects  # the photos are kept once, with the first object's answer
                 prediction_id, object_kept = await self._keep_and_log(result, body, datas if first else [],
@@ -111,7 +113,8 @@ class Identify:
             thumb = await to_thread.run_sync(thumbnail, photo[1], self.predictor.limits)
         body = answers.answer(result.model, result.probs, k=k, lang=lang)
         stored = {"prediction_id": str(uuid.uuid4()), "unknown": body["unknown"],
-                  "predictions": [{key: p[key] for key in ("index", "id", "name", "score")} for p in body["predictions"]]}
+                  "predictions": [{key: p[key] for key in ("index", "id", "name", "score")}
+                                  for p in body["predictions"]]}
         slot = await to_thread.run_sync(partial(handoff.store, row["id"], thumbnail=thumb, result=stored))
         self._log(stored["prediction_id"], result, body)
         session = await to_thread.run_sync(partial(handoff.results, row, model=result.model, after=slot["position"],

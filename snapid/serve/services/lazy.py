@@ -4,7 +4,8 @@ the opening waits until a request needs it, so serving predictions alone never w
 from __future__ import annotations
 
 import threading
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 T = TypeVar("T")
 

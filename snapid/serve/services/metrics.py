@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections import defaultdict
-from typing import Callable
+from collections.abc import Callable
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
@@ -31,7 +31,7 @@ class Histogram:
     def lines(self, name: str, labels: str = "") -> list[str]:
         out, running = [], 0
         sep = "," if labels else ""
-        for bound, count in zip([*self.buckets, "+Inf"], self.counts):
+        for bound, count in zip([*self.buckets, "+Inf"], self.counts, strict=True):
             running += count
             out.append(f'{name}_bucket{{{labels}{sep}le="{bound}"}} {running}')
         brace = f"{{{labels}}}" if labels else ""
@@ -69,7 +69,8 @@ class Metrics:
                      "# TYPE snapid_requests_total counter"]
             for (method, route, status), n in sorted(self.requests.items()):
                 lines.append(f'snapid_requests_total{{method="{method}",route="{_esc(route)}",status="{status}"}} {n}')
-            lines += ["# HELP snapid_request_seconds Request latency, by route.", "# TYPE snapid_request_seconds histogram"]
+            lines += ["# HELP snapid_request_seconds Request latency, by route.",
+                      "# TYPE snapid_request_seconds histogram"]
             for route, hist in sorted(self.latency.items()):
                 lines += hist.lines("snapid_request_seconds", f'route="{_esc(route)}"')
             lines += ["# HELP snapid_batch_size Photos per model run.", "# TYPE snapid_batch_size histogram",

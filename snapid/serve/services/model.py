@@ -102,7 +102,8 @@ def _check_graph(session: ort.InferenceSession, spec: PreprocessSpec, n_classes:
     except Exception as exc:
         raise BundleError(f"{where}: a test batch failed ({str(exc).splitlines()[0][:300]})") from None
     if out.shape != (2, n_classes) or not np.all(np.isfinite(out)):
-        raise BundleError(f"{where}: a test batch gave shape {out.shape} (expected (2, {n_classes})) or non-finite values")
+        raise BundleError(f"{where}: a test batch gave shape {out.shape} (expected (2, {n_classes})) "
+                          "or non-finite values")
 
 
 def load_model(path: Path, *, threads: int = 0) -> LoadedModel:

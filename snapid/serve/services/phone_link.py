@@ -39,7 +39,8 @@ def phone_base(*, public_url: str, request_host: str, request_port: int | None, 
         return f"{scheme}://{host}{port}", ""
     address = lan_address()
     if address == "127.0.0.1":
-        return f"{scheme}://127.0.0.1{port}", "no network address found: set --public-url so a phone can reach this server"
+        return (f"{scheme}://127.0.0.1{port}",
+                "no network address found: set --public-url so a phone can reach this server")
     return (f"{scheme}://{address}{port}",
             "a phone reaches this address only if the server listens on it (snapid serve --host 0.0.0.0) "
             "and both are on the same network")

@@ -12,8 +12,9 @@ import asyncio
 import functools
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Callable, Literal
+from typing import Literal
 
 from anyio import to_thread
 from sqlalchemy import Engine

@@ -21,6 +21,7 @@ answer is internally consistent and the version in responses changes in one step
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +32,8 @@ import numpy as np
 
 from snapid import images
 from snapid.errors import SnapidError
-from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.detector import PhotoObjects, detect_and_crop
+from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.model import LoadedModel
 from snapid.serve.services.preprocess import prepare_photo
 
@@ -87,7 +88,8 @@ class Predictor:
     def __init__(self, *, max_batch: int, wait_ms: float, queue_size: int, decode_threads: int,
                  limits: images.DecodeLimits, metrics: Metrics | None = None):
         self.model: LoadedModel | None = None
-        self.max_batch, self.wait_s, self.queue_size, self.limits = max(1, max_batch), wait_ms / 1000, queue_size, limits
+        self.max_batch, self.wait_s, self.queue_size = max(1, max_batch), wait_ms / 1000, queue_size
+        self.limits = limits
         self.metrics = metrics or Metrics()
         self.decode_threads = max(1, decode_threads)
         self._decode_pool: ThreadPoolExecutor | None = None
@@ -201,8 +203,9 @@ class Predictor:
             rows = await self._infer_all(model, [x for photo in found for x in photo.inputs])
             done = time.perf_counter()
         bounds = np.cumsum([0] + [len(photo.inputs) for photo in found])
-        return ObjectsAnswer(model=model, found=found, probs=[rows[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
-                             decode_ms=(decoded - start) * 1000, inference_ms=(done - decoded) * 1000, photos=len(photos))
+        return ObjectsAnswer(model=model, found=found, probs=[rows[a:b] for a, b in itertools.pairwise(bounds)],
+                             decode_ms=(decoded - start) * 1000, inference_ms=(done - decoded) * 1000,
+                             photos=len(photos))
 
     async def _decode_all(self, model: LoadedModel, photos: list[tuple[str, bytes]], *, work=None) -> list:
         """``work(data, name)`` for every photo on the decode threads (default: prepare_photo for ``model``)."""
@@ -245,7 +248,7 @@ class Predictor:
                 outputs = [_inference_failed(exc, len(batch))] * len(batch)
             finally:
                 self._batch_running = False
-            for job, out in zip(batch, outputs):
+            for job, out in zip(batch, outputs, strict=True):
                 if job.future.done():  # the client went away
                     continue
                 if isinstance(out, BaseException):
@@ -288,7 +291,7 @@ def _run_batch(batch: list[_Job]) -> list[np.ndarray]:
     for rows in groups.values():
         model = batch[rows[0]].model
         probs = model.probabilities(np.stack([batch[i].x for i in rows]))
-        for i, p in zip(rows, probs):
+        for i, p in zip(rows, probs, strict=False):
             outputs[i] = p
     return outputs  # type: ignore[return-value]
 

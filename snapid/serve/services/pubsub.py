@@ -23,7 +23,7 @@ class Hub:
         self._waiting[session_id] = self._waiting.get(session_id, 0) + 1
         try:
             await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             self._waiting[session_id] -= 1

@@ -11,7 +11,7 @@ taken when the stream is answered and given back when its response ends, however
 from __future__ import annotations
 
 from collections import Counter
-from typing import Callable
+from collections.abc import Callable
 
 from snapid.serve.services.handoff import TooMany
 
