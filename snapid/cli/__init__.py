@@ -9,6 +9,7 @@ import typer
 from snapid import __version__
 from snapid.cli import compare as compare_cli
 from snapid.cli import data as data_cli
+from snapid.cli import data_issues as data_issues_cli
 from snapid.cli import data_export as data_export_cli
 from snapid.cli import demo as demo_cli
 from snapid.cli import detect as detect_cli
@@ -61,6 +62,8 @@ app.add_typer(knowledge_cli.app, name="knowledge", rich_help_panel=KNOWLEDGE)
 app.add_typer(feedback_cli.app, name="feedback", rich_help_panel=FEEDBACK)
 app.command("promote", rich_help_panel=FEEDBACK)(feedback_cli.promote)
 data_cli.app.command("merge-feedback")(feedback_cli.merge_feedback)
+data_cli.app.command("issues")(data_issues_cli.issues)
+data_cli.app.command("relabel")(data_issues_cli.relabel)
 data_cli.app.command("export")(data_export_cli.export)
 
 
