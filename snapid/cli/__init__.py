@@ -21,6 +21,7 @@ from snapid.cli import knowledge as knowledge_cli
 from snapid.cli import leaderboard as leaderboard_cli
 from snapid.cli import predict as predict_cli
 from snapid.cli import report as report_cli
+from snapid.cli import runs_export as runs_export_cli
 from snapid.cli import serve as serve_cli
 from snapid.cli import train as train_cli
 from snapid.cli import tune as tune_cli
@@ -61,6 +62,7 @@ app.command("predict", rich_help_panel=SERVE)(predict_cli.predict)
 app.add_typer(knowledge_cli.app, name="knowledge", rich_help_panel=KNOWLEDGE)
 app.add_typer(feedback_cli.app, name="feedback", rich_help_panel=FEEDBACK)
 app.command("promote", rich_help_panel=FEEDBACK)(feedback_cli.promote)
+train_cli.runs_app.command("export")(runs_export_cli.export)
 data_cli.app.command("merge-feedback")(feedback_cli.merge_feedback)
 data_cli.app.command("issues")(data_issues_cli.issues)
 data_cli.app.command("relabel")(data_issues_cli.relabel)
