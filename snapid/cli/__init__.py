@@ -11,6 +11,7 @@ from snapid.cli import compare as compare_cli
 from snapid.cli import data as data_cli
 from snapid.cli import data_issues as data_issues_cli
 from snapid.cli import data_export as data_export_cli
+from snapid.cli import db as db_cli
 from snapid.cli import demo as demo_cli
 from snapid.cli import detect as detect_cli
 from snapid.cli import ensemble as ensemble_cli
@@ -45,6 +46,7 @@ START, DATA, TRAIN, EVALUATE, EXPORT, SERVE, KNOWLEDGE, FEEDBACK = (
     "Start here", "Data", "Train", "Evaluate", "Export", "Serve and predict", "Knowledge", "Feedback")
 app.command("up", rich_help_panel=START)(up_cli.up)
 app.command("demo", rich_help_panel=START)(demo_cli.demo)
+app.add_typer(db_cli.app, name="db", rich_help_panel=START)
 app.add_typer(data_cli.app, name="data", rich_help_panel=DATA)
 app.add_typer(detect_cli.app, name="detect", rich_help_panel=DATA)
 app.command("train", rich_help_panel=TRAIN)(train_cli.train)

@@ -12,13 +12,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
-from sqlalchemy import Engine, create_engine, event, inspect, literal, text
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from snapid.errors import SnapidError
-from snapid.track.tables import Base
+from snapid.track.migrations import open_schema
 from snapid.workspace import private_file
 
 
@@ -54,11 +54,8 @@ def is_busy(exc: BaseException) -> bool:
 _CREATE_LOCK = threading.Lock()
 
 
-@lru_cache(maxsize=8)
-def get_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
-    """One engine per URL (and lock timeout) per process; tables created on first use. ``lock_timeout_s``:
-    how long a statement waits for another connection's lock before it fails (`is_busy`): SQLite's busy
-    timeout; PostgreSQL's lock_timeout through psycopg2 / psycopg (other drivers keep the server's)."""
+def make_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
+    """A new engine, its schema left as it is (`snapid db`); everything else opens through `get_engine`."""
     try:
         parsed = make_url(url)
     except Exception as exc:
@@ -74,45 +71,26 @@ def get_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
                                connect_args={"options": f"-c lock_timeout={max(1, round(lock_timeout_s * 1000))}"})
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    try:
-        try:
-            with _CREATE_LOCK:  # threads of one process opening the same database at once (server startup)
-                Base.metadata.create_all(engine)
-                add_missing_columns(engine)
-        except OperationalError:  # another process created the tables (or columns) at the same moment
-            Base.metadata.create_all(engine)
-            add_missing_columns(engine)
-    except Exception as exc:
-        raise SnapidError(f"cannot open the database {parsed.render_as_string(hide_password=True)}: {exc}", code="db_unavailable", status=503) from None
     return engine
 
 
-def add_missing_columns(engine: Engine) -> list[str]:
-    """create_all() builds missing tables, not columns a later snapid appended to an existing table:
-    add those (nullable, with their scalar default) and any missing index. Additive changes only; a
-    renamed or retyped column would need a real migration. Returns the columns added."""
-    inspector = inspect(engine)
-    existing = set(inspector.get_table_names())
-    quote = engine.dialect.identifier_preparer.quote
-    added = []
-    with engine.begin() as conn:
-        for table in Base.metadata.sorted_tables:
-            if table.name not in existing:
-                continue
-            have = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name in have:
-                    continue
-                ddl = f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {column.type.compile(dialect=engine.dialect)}"
-                default = column.default
-                if default is not None and default.is_scalar:
-                    value = literal(default.arg, column.type).compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True})
-                    ddl += f" DEFAULT {value}"
-                conn.execute(text(ddl))
-                added.append(f"{table.name}.{column.name}")
-            for index in table.indexes:
-                index.create(conn, checkfirst=True)
-    return added
+@lru_cache(maxsize=8)
+def get_engine(url: str, *, lock_timeout_s: float = 30.0) -> Engine:
+    """One engine per URL (and lock timeout) per process; its schema created or upgraded on first use
+    (snapid.track.migrations.open_schema: refused when it needs `snapid db upgrade`). ``lock_timeout_s``:
+    how long a statement waits for another connection's lock before it fails (`is_busy`): SQLite's busy
+    timeout; PostgreSQL's lock_timeout through psycopg2 / psycopg (other drivers keep the server's)."""
+    engine = make_engine(url, lock_timeout_s=lock_timeout_s)
+    try:
+        with _CREATE_LOCK:  # threads of one process opening the same database at once (server startup)
+            open_schema(engine)  # created, upgraded or refused (snapid.track.migrations)
+    except Exception as exc:
+        engine.dispose()
+        if isinstance(exc, SnapidError):
+            raise
+        raise SnapidError(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: {exc}",
+                          code="db_unavailable", status=503) from None
+    return engine
 
 
 @contextmanager
