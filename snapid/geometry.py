@@ -6,10 +6,10 @@ A model input is made from a photo in four steps, each defined here once:
 - **region** (`padded_box`, `crop_rect`): a box grown by ``pad`` x its longer side, kept inside the photo,
   cut at whole pixels of the (maybe draft-scaled) decode;
 - **fit** (`fit`: `short_side_crop` or `letterbox`): the region to S x S uint8;
-- **normalisation** (`normalise_values`, `normalise`): (x / 255 - mean) / std per channel, in float32, as
+- **normalisation** (`normalise_`, `normalise`): (x / 255 - mean) / std per channel, in float32, as
   x * float32(1 / 255) - mean, then / std. The torch modules of training and evaluation run
-  `normalise_values` on their tensors; serving looks the 256 possible values of each channel up in a table
-  that `normalise_values` computed, so both give the same bits.
+  `normalise_` on their tensors; serving looks the 256 possible values of each channel up in a table
+  that `normalise_` computed, so both give the same bits.
 
 `cut_and_fit` is the prepare-side composition (region then fit) that both `snapid data prepare` and
 serving's detect → crop stage call, so a served crop equals the prepared cache item of the same box.
@@ -133,22 +133,22 @@ def letterbox(im: Image.Image, size: int, fill: tuple[int, int, int] = (0, 0, 0)
 
 # --- normalisation ---------------------------------------------------------------------------------------
 def channel_stats(mean: Sequence[float], std: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """mean and std as float32 per channel: the constants `normalise_values` works with."""
+    """mean and std as float32 per channel: the constants `normalise_` works with."""
     return np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
 
 
-def normalise_values(x, mean, std):
-    """uint8 values (a NumPy array or a torch tensor) → float32 x * (1 / 255) - mean, then / std: the
-    multiplication makes the new float32 array or tensor (same layout), the other two steps run in place.
-    ``mean`` and ``std`` are float32 (`channel_stats`) shaped to broadcast over ``x``'s channels."""
-    out = x * (UNIT_SCALE if isinstance(x, np.ndarray) else float(UNIT_SCALE))
-    out -= mean
-    out /= std
-    return out
+def normalise_(x, mean, std):
+    """In place on float32 values 0..255 (a NumPy array or a torch tensor): x * (1 / 255) - mean, then / std.
+    ``mean`` and ``std`` are float32 (`channel_stats`) shaped to broadcast over ``x``'s channels. (A torch
+    uint8 batch is made float32 by the caller, ``x.float()``: twice as fast as ``x * scale`` promoting it.)"""
+    x *= UNIT_SCALE if isinstance(x, np.ndarray) else float(UNIT_SCALE)
+    x -= mean
+    x /= std
+    return x
 
 
 def standardise(x, mean, std):
-    """The last two steps of `normalise_values` on [0, 1] float32 values (an augmented batch): (x - mean) / std,
+    """The last two steps of `normalise_` on [0, 1] float32 values (an augmented batch): (x - mean) / std,
     into a new array or tensor."""
     out = x - mean
     out /= std
@@ -157,15 +157,15 @@ def standardise(x, mean, std):
 
 @lru_cache(maxsize=16)
 def normalise_table(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
-    """3 x 256 float32, read-only: every uint8 value of each channel, normalised by `normalise_values`."""
+    """3 x 256 float32, read-only: every uint8 value of each channel, normalised by `normalise_`."""
     m, s = channel_stats(mean, std)
-    table = normalise_values(np.repeat(np.arange(256, dtype=np.uint8)[None, :], 3, axis=0), m[:, None], s[:, None])
+    table = normalise_(np.repeat(np.arange(256, dtype=np.float32)[None, :], 3, axis=0), m[:, None], s[:, None])
     table.setflags(write=False)
     return table
 
 
 def normalise(items: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """N x S x S x 3 (or S x S x 3) uint8 → N x 3 x S x S float32, C-contiguous: `normalise_values` of every
+    """N x S x S x 3 (or S x S x 3) uint8 → N x 3 x S x S float32, C-contiguous: `normalise_` of every
     value, looked up in `normalise_table` (a third of the time of the arithmetic, and the same bits)."""
     batch = items[None] if items.ndim == 3 else items
     table = normalise_table(tuple(float(v) for v in mean), tuple(float(v) for v in std))

@@ -73,6 +73,6 @@ def make_loader(dataset: CachedDataset, batch_size: int, *, shuffle: bool, seed:
 
 def normalize(batch: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
     """uint8 N x 3 x S x S → float, scaled to [0, 1] then standardised per channel by
-    `geometry.normalise_values` (one new tensor, then in place)."""
+    `geometry.normalise_` (one new tensor, then in place)."""
     m, s = (torch.from_numpy(v).to(batch.device).view(1, 3, 1, 1) for v in geometry.channel_stats(mean, std))
-    return geometry.normalise_values(batch, m, s)
+    return geometry.normalise_(batch.float(), m, s)

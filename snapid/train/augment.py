@@ -14,7 +14,7 @@ from snapid import geometry
 
 
 class Normalize(nn.Module):
-    """uint8 or [0, 1] float N x 3 x H x W → standardised float, by `geometry.normalise_values`."""
+    """uint8 or [0, 1] float N x 3 x H x W → standardised float, by `geometry.normalise_`."""
 
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
@@ -24,7 +24,7 @@ class Normalize(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dtype == torch.uint8:
-            return geometry.normalise_values(x, self.mean, self.std)
+            return geometry.normalise_(x.float(), self.mean, self.std)
         return geometry.standardise(x, self.mean, self.std)
 
 

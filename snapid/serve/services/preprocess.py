@@ -2,7 +2,7 @@
 
 `snapid.data.cache.render_item` prepared every training item by the rules of `snapid.geometry`: decode
 with the JPEG draft fast path at `geometry.decode_size`, then `geometry.fit` (short side + centre crop,
-or letterbox) to S x S uint8; training normalised with `geometry.normalise_values`. This module calls the same
+or letterbox) to S x S uint8; training normalised with `geometry.normalise_`. This module calls the same
 functions, so there is no train/serve skew. Photos uploaded for serving have no boxes, so a `crop_boxes`
 model gets the whole photo (a detector bundle would crop first).
 """
