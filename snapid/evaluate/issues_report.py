@@ -33,8 +33,8 @@ textarea{width:100%;min-height:7em;font:12px ui-monospace,monospace}
 
 SCRIPT = """
 (function(){
-  var header = document.getElementById('decisions').dataset.header, chosen = new Map();
-  var box = document.getElementById('decisions');
+  var header = document.getElementById('decision-rows').dataset.header, chosen = new Map();
+  var box = document.getElementById('decision-rows');
   function refresh(){ box.value = [header].concat(Array.from(chosen.values())).join('\\n') + '\\n'; }
   function copy(text){
     if (navigator.clipboard && window.isSecureContext) {
@@ -100,8 +100,8 @@ def _suspect(row: dict, thumbnails: dict[int, str]) -> str:
     return (f'<div class="tile">{_thumb(thumbnails, row)}<b>#{row["rank"]}</b> '
             f'{_name(row["given"], row["given_name"])} <span class="arrow">→</span> '
             f'{_name(row["suggested"], row["suggested_name"])}'
-            f'<div class="score">given {number(round(row["given_probability"], 3))}, '
-            f'suggested {number(round(row["suggested_probability"], 3))}, score {number(round(row["score"], 3))}</div>'
+            f'<div class="score">probability: given {row["given_probability"]:.3f}, '
+            f'suggested {row["suggested_probability"]:.3f}; score {row["score"]:.3f}</div>'
             f'{_where(row)}{buttons}</div>')
 
 
@@ -110,8 +110,7 @@ def _outlier(row: dict, thumbnails: dict[int, str]) -> str:
     buttons = (_button("drop", row, "drop", given=row["label"], reason=reason)
                + _button("keep", row, "keep", given=row["label"], reason="outlier checked"))
     return (f'<div class="tile">{_thumb(thumbnails, row)}<b>#{row["rank"]}</b> {_name(row["label"], row["label_name"])}'
-            f'<div class="score">score {number(round(row["score"], 3))}, '
-            f'distance {number(round(row["distance"], 3))}</div>'
+            f'<div class="score">score {row["score"]:.3f}, distance {row["distance"]:.3f}</div>'
             f'{_where(row)}{buttons}</div>')
 
 
@@ -126,7 +125,7 @@ def _conflict(pair: dict, thumbnails: dict[int, str]) -> str:
                    + _button("keep", mine, "keep", given=mine["label"], reason="near-duplicate checked"))
         sides.append(f'<div>{_thumb(thumbnails, mine)}{_name(mine["label"], mine["label_name"])}'
                      f'{_where(mine)}{buttons}</div>')
-    return (f'<div class="tile"><div class="score">similarity {number(round(pair["similarity"], 4))}</div>'
+    return (f'<div class="tile"><div class="score">similarity {pair["similarity"]:.4f}</div>'
             f'<div class="pair">{"".join(sides)}</div></div>')
 
 
@@ -154,7 +153,7 @@ def render_issues_html(result: dict, thumbnails: dict[int, str]) -> str:
     header = _csv(list(COLUMNS))
     decisions = (f'<p>Each click copies one decision and adds it here. Save these rows as <code>decisions.csv</code>, '
                  f'then <code>snapid data relabel {escape(result["dataset"])} decisions.csv</code> makes a new version '
-                 f'(the old one stays).</p><textarea id="decisions" readonly data-header="{escape(header)}"></textarea>'
+                 f'(the old one stays).</p><textarea id="decision-rows" readonly data-header="{escape(header)}"></textarea>'
                  '<p><button type="button" id="copy-all">copy all</button> '
                  '<button type="button" id="download">download decisions.csv</button></p>')
     body = "".join([

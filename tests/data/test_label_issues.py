@@ -172,7 +172,7 @@ def test_a_good_row_before_a_bad_one_is_not_applied(shapes, engine, tmp_path):
     assert manifest(engine).version == 1 and len(manifest(engine).samples) == len(samples)
 
 
-def test_the_gallery_escapes_hostile_names():
+def hostile_result():
     hostile = '<script>alert("x")</script>'
     item = {"path": 'a/"><img src=x onerror=alert(1)>.jpg', "box": None, "split": "train", "item": 0,
             "label": hostile, "label_name": hostile}
@@ -185,7 +185,11 @@ def test_the_gallery_escapes_hostile_names():
               "outliers": [{"rank": 1, **item, "score": 0.1, "distance": 2.0}],
               "conflicts": [{"similarity": 0.99, "a": item,
                              "b": {**item, "item": 1, "label": "ok", "label_name": "ok"}}]}
-    page = render_issues_html(result, thumbnails={0: "javascript:alert(1)", 1: "data:image/png;base64,AAAA"})
+    return result
+
+
+def test_the_gallery_escapes_hostile_names():
+    page = render_issues_html(hostile_result(), thumbnails={0: "javascript:alert(1)", 1: "data:image/png;base64,AAAA"})
     assert page.count("<script>") == 1  # ours, at the end
     assert "<img src=x" not in page and "</textarea><i>" not in page and "<b>ds</b>" not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;" in page
@@ -209,3 +213,33 @@ def test_cli_issues_json_and_relabel(shapes20, engine, tmp_path):
     assert (done["version"], done["relabelled"]) == (3, 1)
     stale = snapid("data", "relabel", "shapes", str(decisions), home=home, check=False)  # given no longer holds
     assert stale.returncode == 1 and "column 'given'" in stale.stderr and str(decisions) in stale.stderr
+
+
+def test_a_click_in_the_gallery_adds_its_decision_row(tmp_path):
+    """In a real browser: one decision per photo (a second click replaces it), rows relabel reads, names as text."""
+    from tests.serve.test_dashboard_browser import CHROMIUM, _need
+
+    _need(CHROMIUM.exists(), f"{CHROMIUM} is not installed (Debian package `chromium`)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    result = hostile_result()
+    result["outliers"][0]["path"] = 'b/<img src=x onerror="window.pwned=1">.jpg'
+    gallery = tmp_path / "gallery.html"
+    gallery.write_text(render_issues_html(result, thumbnails={}), encoding="utf-8")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page()
+            page.goto(gallery.as_uri())
+            tile = page.locator("#label-issues .tile").first
+            tile.locator("button", has_text="relabel").click()
+            page.locator("#outliers .tile").first.locator("button", has_text="drop").click()
+            tile.locator("button", has_text="keep").click()  # replaces the relabel of the same photo
+            text = page.locator("#decision-rows").input_value()
+            assert page.evaluate("window.pwned") is None
+            assert "relabel" not in tile.locator("button.chosen").inner_text()
+        finally:
+            browser.close()
+    rows = list(csv.DictReader(text.splitlines()))
+    assert [(r["path"], r["action"], r["given"]) for r in rows] == [
+        (result["label_issues"][0]["path"], "keep", '<script>alert("x")</script>'),
+        (result["outliers"][0]["path"], "drop", '<script>alert("x")</script>')]
