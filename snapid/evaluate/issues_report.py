@@ -151,9 +151,10 @@ def render_issues_html(result: dict, thumbnails: dict[int, str]) -> str:
                f'out-of-fold probabilities '
                f'from {escape(result["folds"])} linear heads; suspects by confident learning (cleanlab).</p>')
     header = _csv(list(COLUMNS))
-    decisions = (f'<p>Each click copies one decision and adds it here. Save these rows as <code>decisions.csv</code>, '
+    decisions = ('<p>Each click copies one decision and adds it here. Save these rows as <code>decisions.csv</code>, '
                  f'then <code>snapid data relabel {escape(result["dataset"])} decisions.csv</code> makes a new version '
-                 f'(the old one stays).</p><textarea id="decision-rows" readonly data-header="{escape(header)}"></textarea>'
+                 '(the old one stays).</p>'
+                 f'<textarea id="decision-rows" readonly data-header="{escape(header)}"></textarea>'
                  '<p><button type="button" id="copy-all">copy all</button> '
                  '<button type="button" id="download">download decisions.csv</button></p>')
     body = "".join([
