@@ -243,3 +243,16 @@ def test_a_click_in_the_gallery_adds_its_decision_row(tmp_path):
     assert [(r["path"], r["action"], r["given"]) for r in rows] == [
         (result["label_issues"][0]["path"], "keep", '<script>alert("x")</script>'),
         (result["outliers"][0]["path"], "drop", '<script>alert("x")</script>')]
+
+
+def test_a_run_lends_its_backbone_and_dataset_version(make_run, engine, home):
+    from snapid.errors import UsageError
+
+    run = make_run("tiny")
+    result = find_issues("shapes", workspace=home, engine=engine, run=run)
+    assert (result["run"], result["model"], result["version"], result["size"]) == ("tiny", "custom_cnn", 1, 32)
+    assert result["images"] > 0 and 0 <= result["out_of_fold_top1"] <= 1
+    with pytest.raises(UsageError, match="trained on dataset 'shapes'"):
+        find_issues("other", workspace=home, engine=engine, run=run)
+    with pytest.raises(UsageError, match="--model"):
+        find_issues("shapes", workspace=home, engine=engine, run=run, model="mobilenet_v2")
