@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich import box
@@ -21,15 +20,16 @@ def _mean_std(row: dict, key: str) -> str:
 
 def compare(
     dataset: str = typer.Argument(..., help="Dataset name."),
-    models: str = typer.Option(..., "--models", help="Backbones, comma separated, e.g. custom_cnn,resnet50,vgg16,mobilenet_v2."),
-    name: Optional[str] = typer.Option(None, help="Comparison name (default: DATASET-compare, numbered)."),
-    size: Optional[int] = typer.Option(None, help="Input side for every model (default: the first model's)."),
-    epochs: Optional[int] = typer.Option(None, help="Fine-tune epochs (phase 2; 0 skips it)."),
-    probe_epochs: Optional[int] = typer.Option(None, "--probe-epochs", help="Head-only epochs (phase 1; 0 skips it)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options: the one recipe every model gets."),
+    models: str = typer.Option(..., "--models", help="Backbones, comma separated, e.g. "
+                                                     "custom_cnn,resnet50,vgg16,mobilenet_v2."),
+    name: str | None = typer.Option(None, help="Comparison name (default: DATASET-compare, numbered)."),
+    size: int | None = typer.Option(None, help="Input side for every model (default: the first model's)."),
+    epochs: int | None = typer.Option(None, help="Fine-tune epochs (phase 2; 0 skips it)."),
+    probe_epochs: int | None = typer.Option(None, "--probe-epochs", help="Head-only epochs (phase 1; 0 skips it)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of options: the one recipe every model gets."),
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train every model from scratch."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     seeds: int = typer.Option(1, "--seeds", min=1, max=20, help="Train each model this many times (seeds 0, 1, ...) "
                               "and report the mean ± standard deviation: results move between runs."),
     as_json: bool = typer.Option(False, "--json", help="Print the leaderboard as JSON on stdout."),

@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from snapid.cli.common import DATASET_VERSION, ImportFormat, Resize, console, emit_json, engine, progress_bar, settings, workspace
+from snapid.cli.common import (
+    DATASET_VERSION,
+    ImportFormat,
+    Resize,
+    console,
+    emit_json,
+    engine,
+    progress_bar,
+    settings,
+    workspace,
+)
 from snapid.errors import DatasetError
 
 app = typer.Typer(help="Import, inspect and prepare datasets.", no_args_is_help=True)
@@ -32,16 +41,18 @@ def _parse_columns(spec: str | None) -> dict[str, str]:
 def import_(
     path: Path = typer.Argument(..., help="Dataset folder, a CSV / JSON / COCO manifest file, or a .zip / .tar(.gz) "
                                 "archive (unpacked safely into the workspace)."),
-    name: Optional[str] = typer.Option(None, "--name", help="Dataset name in the workspace (default: the folder's or "
-                                       "file's name); importing again makes a new version."),
+    name: str | None = typer.Option(None, "--name", help="Dataset name in the workspace (default: the folder's or "
+                                    "file's name); importing again makes a new version."),
     format: ImportFormat = typer.Option(ImportFormat.auto, "--format", help=FORMAT_HELP),
-    columns: Optional[str] = typer.Option(None, help="Header names for CSV/JSON, e.g. 'path=filename,label=species'; "
-                                          "column numbers (0-based) for header-less files, e.g. 'path=0,label=1'."),
+    columns: str | None = typer.Option(None, help="Header names for CSV/JSON, e.g. 'path=filename,label=species'; "
+                                       "column numbers (0-based) for header-less files, e.g. 'path=0,label=1'."),
     no_header: bool = typer.Option(False, "--no-header", help="The CSV has no header row."),
     seed: int = typer.Option(0, help="Seed for the split and for subsampling."),
-    max_per_class: Optional[int] = typer.Option(None, "--max-per-class", min=1, help="Keep at most N images per class (balanced subsample)."),
-    clip_boxes: bool = typer.Option(False, "--clip-boxes", help="Clip boxes that leave the image (and report them) instead of failing."),
-    workers: Optional[int] = typer.Option(None, help="Parallel readers (default: the number of cores)."),
+    max_per_class: int | None = typer.Option(None, "--max-per-class", min=1,
+                                             help="Keep at most N images per class (balanced subsample)."),
+    clip_boxes: bool = typer.Option(False, "--clip-boxes",
+                                    help="Clip boxes that leave the image (and report them) instead of failing."),
+    workers: int | None = typer.Option(None, help="Parallel readers (default: the number of cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print the import report as JSON on stdout."),
 ) -> None:
     """Read a dataset into the workspace database as a new version of NAME.
@@ -50,10 +61,9 @@ def import_(
     non-image and truncated files are recorded as rejected with a reason. Given splits are
     kept; otherwise a stratified (grouped) 80/10/10 split is made.
     """
-    from snapid.importer import import_dataset
     from snapid.data.sources import ReadOptions
     from snapid.images import DecodeLimits
-
+    from snapid.importer import import_dataset
     from snapid.pipeline import default_name
 
     s = settings()
@@ -68,8 +78,9 @@ def import_(
         emit_json(report.as_dict())
         return
     rejected = sum(report.rejected.values())
-    console.print(f"[green]imported[/] {report.name} v{report.version}: {report.images} images, {report.classes} classes, "
-                  f"splits {report.splits}, {rejected} rejected, {report.reused} unchanged files reused, {report.seconds}s")
+    console.print(f"[green]imported[/] {report.name} v{report.version}: {report.images} images, {report.classes} "
+                  f"classes, splits {report.splits}, {rejected} rejected, {report.reused} unchanged files reused, "
+                  f"{report.seconds}s")
     for reason, n in report.rejected.items():
         console.print(f"  rejected {n}: {reason}", markup=False)
     for note in report.notes:
@@ -90,7 +101,8 @@ def list_(as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) 
     if not rows:
         console.print("no datasets yet: `snapid data import PATH --name NAME` or `snapid demo`")
     for r in rows:
-        typer.echo(f"{r['name']}  v{r['version']}  {r['format']}  {r['samples']} images  {r['rejected']} rejected  {r['root']}")
+        typer.echo(f"{r['name']}  v{r['version']}  {r['format']}  {r['samples']} images  {r['rejected']} rejected  "
+                   f"{r['root']}")
 
 
 def _load(name: str, version: int | None):
@@ -104,11 +116,12 @@ def _load(name: str, version: int | None):
 @app.command()
 def inspect(
     name: str = typer.Argument(..., help="Dataset name."),
-    version: Optional[int] = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
+    version: int | None = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
+    html: Path | None = typer.Option(None, "--html", help="Write the self-contained HTML report here."),
     as_json: bool = typer.Option(False, "--json", help="Print every figure as JSON on stdout."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write every figure as JSON to this file."),
-    strict: bool = typer.Option(False, "--strict", help="Exit non-zero on errors: leakage, broken boxes, too many rejected files."),
+    out: Path | None = typer.Option(None, "--out", help="Also write every figure as JSON to this file."),
+    strict: bool = typer.Option(False, "--strict",
+                                help="Exit non-zero on errors: leakage, broken boxes, too many rejected files."),
     max_rejected: float = typer.Option(0.01, help="Share of rejected files above which --strict fails."),
 ) -> None:
     """Data-quality report: class balance, sizes, colour modes, duplicates and train/test leakage, boxes."""
@@ -125,10 +138,11 @@ def inspect(
             raise typer.Exit(1)
         return
     summary = findings["summary"]
-    console.print(f"{summary['name']} v{summary['version']}: {summary['samples']} images, {summary['classes']} classes; "
-                  f"report: {html_path}", markup=False)
+    console.print(f"{summary['name']} v{summary['version']}: {summary['samples']} images, {summary['classes']} "
+                  f"classes; report: {html_path}", markup=False)
     for p in found:
-        console.print(f"  {p['severity']}: {p['message']}", style="red" if p["severity"] == "error" else "yellow", markup=False)
+        console.print(f"  {p['severity']}: {p['message']}", style="red" if p["severity"] == "error" else "yellow",
+                      markup=False)
     if strict and any(p["severity"] == "error" for p in found):
         raise typer.Exit(1)
 
@@ -136,12 +150,12 @@ def inspect(
 @app.command()
 def prepare(
     name: str = typer.Argument(..., help="Dataset name."),
-    version: Optional[int] = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
+    version: int | None = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
     size: int = typer.Option(224, help="Output side in pixels."),
     resize: Resize = typer.Option(Resize.crop, help="crop: short side, then centre crop; letterbox: pad to a square."),
-    crop: Optional[str] = typer.Option(None, help="'boxes': one sample per box, cut with --pad around it."),
+    crop: str | None = typer.Option(None, help="'boxes': one sample per box, cut with --pad around it."),
     pad: float = typer.Option(0.1, help="Box padding as a fraction of the box's longer side."),
-    workers: Optional[int] = typer.Option(None, help="Parallel workers (default: the number of cores)."),
+    workers: int | None = typer.Option(None, help="Parallel workers (default: the number of cores)."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
     """Decode every image once into memory-mapped uint8 shards that training reads fast.
@@ -159,7 +173,8 @@ def prepare(
     limits = DecodeLimits.from_settings(s)
     manifest = _load(name, version)
     with progress_bar(f"preparing {name}", quiet=as_json) as progress:
-        report = run_prepare(manifest, workspace(), params, workers=workers or s.workers, limits=limits, progress=progress)
+        report = run_prepare(manifest, workspace(), params, workers=workers or s.workers, limits=limits,
+                             progress=progress)
     if as_json:
         emit_json(report.as_dict())
         return

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -19,7 +18,7 @@ DETECT_EPOCHS = 3
 
 
 def demo(
-    out: Optional[Path] = typer.Option(None, help="Where to generate the demo photos (default: $SNAPID_HOME/demo-data)."),
+    out: Path | None = typer.Option(None, help="Where to generate the demo photos (default: $SNAPID_HOME/demo-data)."),
     seed: int = typer.Option(0, help="Seed: the same seed gives the same photos."),
     per_class: int = typer.Option(40, help="Single-pill photos per pill kind."),
     multi: int = typer.Option(60, help="Photos with several pills."),
@@ -27,29 +26,31 @@ def demo(
                                   help="Also train a pill detector (about 4 minutes), so the page finds every pill in "
                                        "a photo and checks the interaction rules across them."),
     detector_epochs: int = typer.Option(DETECT_EPOCHS, min=1, max=50, help="Epochs of the pill detector."),
-    serve: bool = typer.Option(True, "--serve/--no-serve", help="Serve the web page at the end (--no-serve: stop after export)."),
+    serve: bool = typer.Option(True, "--serve/--no-serve",
+                               help="Serve the web page at the end (--no-serve: stop after export)."),
     host: str = typer.Option("127.0.0.1", help="Address to serve on (0.0.0.0 lets phones on your network reach it)."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port of the web page."),
-    public_url: str = typer.Option("", "--public-url", help="Base URL phones use for the QR hand-off (default: detected)."),
+    public_url: str = typer.Option("", "--public-url",
+                                   help="Base URL phones use for the QR hand-off (default: detected)."),
 ) -> None:
     """The whole pipeline on generated pill photos: generate, import (with drug cards and interaction rules),
     inspect, prepare, train a classifier on pill crops, evaluate, train a pill detector, export both into one
     bundle, then serve the identification page."""
+    from snapid.cli.train import RichReporter
     from snapid.data.cache import PrepareParams, prepare
     from snapid.data.demo import generate_demo, write_try_photos
-    from snapid.importer import import_dataset
     from snapid.data.inspect import inspect_manifest, problems
     from snapid.data.report import write_report
-    from snapid.cli.train import RichReporter
-    from snapid.track import datasets as dataset_store
-    from snapid.track.db import transaction
-    from snapid.train.config import TrainConfig
-    from snapid.train.fit import train
     from snapid.evaluate.evaluation import evaluate_run
     from snapid.export.from_run import export_run
+    from snapid.importer import import_dataset
     from snapid.knowledge.rules import parse_rules
     from snapid.knowledge.store import import_cards, import_rules
+    from snapid.track import datasets as dataset_store
+    from snapid.track.db import transaction
     from snapid.track.runs import unique_name
+    from snapid.train.config import TrainConfig
+    from snapid.train.fit import train
 
     ws, s = workspace(), settings()
     root = out or ws.demo_data
@@ -98,7 +99,8 @@ def demo(
             result = evaluate_run(run_name, workspace=ws, engine=engine(), split="test", recalibrate=True,
                                   target_coverage=DEMO_COVERAGE, progress=update)
     console.print(f"7/10 evaluated {run_name}: test top-1 {result['top1']:.3f}, macro-F1 {result['macro_f1']:.3f}, "
-                  f"temperature {result['temperature']:.2f}, rejection threshold {result['threshold']:.2f}", markup=False)
+                  f"temperature {result['temperature']:.2f}, rejection threshold {result['threshold']:.2f}",
+                  markup=False)
 
     detector_run = _train_detector(detector_epochs, pad=config.pad) if detector else None
     if not detector:

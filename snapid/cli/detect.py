@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.table import Table
 
@@ -29,24 +27,24 @@ class DetectReporter(RichReporter):
 
 @app.command("train")
 def train(
-    dataset: Optional[str] = typer.Argument(None, help="Dataset with boxes (not needed with --resume)."),
-    model: str = typer.Option("fasterrcnn_mobilenet_v2", help="fasterrcnn_mobilenet_v2, retinanet_mobilenet_v2, fcos_mobilenet_v2, "
-                                "ssdlite_mobilenet_v2 (lighter, two scales), or fasterrcnn_mobilenet_v2_s16 "
-                                "(experimental: stride 16, for small objects)."),
+    dataset: str | None = typer.Argument(None, help="Dataset with boxes (not needed with --resume)."),
+    model: str = typer.Option("fasterrcnn_mobilenet_v2", help="fasterrcnn_mobilenet_v2, retinanet_mobilenet_v2, "
+                              "fcos_mobilenet_v2, ssdlite_mobilenet_v2 (lighter, two scales), or "
+                              "fasterrcnn_mobilenet_v2_s16 (experimental: stride 16, for small objects)."),
     class_agnostic: bool = typer.Option(True, "--class-agnostic/--per-class",
                                         help="One 'object' class (a classifier follows), or one per label."),
     size: int = typer.Option(320, help="Input side: photos are letterboxed to SIZE x SIZE."),
-    epochs: Optional[int] = typer.Option(None, help="Most epochs, default 12 (early stopping may end sooner); "
-                                                    "with --resume, the run's new epoch budget."),
+    epochs: int | None = typer.Option(None, help="Most epochs, default 12 (early stopping may end sooner); "
+                                                 "with --resume, the run's new epoch budget."),
     batch_size: int = typer.Option(4, "--batch-size", help="Photos per step."),
     lr: float = typer.Option(0.02, help="Peak SGD learning rate (warm-up, then cosine)."),
     patience: int = typer.Option(4, help="Stop after this many epochs without a better val mAP@0.5."),
     augment: str = typer.Option("light", help="none, light or medium (flip, scale, colour)."),
     pad: float = typer.Option(0.1, help="Crop padding of the paired classifier (`snapid data prepare --pad`)."),
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Backbone from scratch (no ImageNet weights)."),
-    name: Optional[str] = typer.Option(None, help="Run name (default: DATASET-detect-ARCH, numbered)."),
-    resume: Optional[str] = typer.Option(None, help="Continue a stopped or crashed detector run (a completed "
-                                                    "one with --epochs above the epochs it did)."),
+    name: str | None = typer.Option(None, help="Run name (default: DATASET-detect-ARCH, numbered)."),
+    resume: str | None = typer.Option(None, help="Continue a stopped or crashed detector run (a completed "
+                                                 "one with --epochs above the epochs it did)."),
     seed: int = typer.Option(0, help="Random seed."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
 ) -> None:
@@ -75,15 +73,16 @@ def _pct(value) -> str:
 def evaluate(
     run: str = typer.Argument(..., help="Detector run name."),
     split: Split = typer.Option(Split.test, help="The split to score."),
-    score_threshold: Optional[float] = typer.Option(None, "--score-threshold",
-                                                    help="For precision/recall (default: the run's, 0.5)."),
+    score_threshold: float | None = typer.Option(None, "--score-threshold",
+                                                 help="For precision/recall (default: the run's, 0.5)."),
     as_json: bool = typer.Option(False, "--json", help="Print the whole result as JSON on stdout."),
 ) -> None:
     """mAP@0.5, mAP@0.5:0.95, precision and recall per class; stored as detect-eval-SPLIT.json in the run."""
     split = split.value
     from snapid.detect.evaluate import evaluate_detector
 
-    result = evaluate_detector(run, workspace=workspace(), engine=engine(), split=split, score_threshold=score_threshold)
+    result = evaluate_detector(run, workspace=workspace(), engine=engine(), split=split,
+                               score_threshold=score_threshold)
     if as_json:
         emit_json(result)
         return

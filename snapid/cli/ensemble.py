@@ -17,7 +17,8 @@ class Method(str, Enum):
 def ensemble(
     runs: list[str] = typer.Argument(..., help="Two or more completed runs of the same dataset version."),
     name: str = typer.Option(..., "--name", help="Name of the new ensemble (letters, digits, '.', '_', '-')."),
-    method: Method = typer.Option(Method.soft, help="soft: equal weights; weighted: weights that minimise the validation NLL."),
+    method: Method = typer.Option(Method.soft,
+                                  help="soft: equal weights; weighted: weights that minimise the validation NLL."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Combine runs into one model that averages their calibrated probabilities.
@@ -31,7 +32,7 @@ def ensemble(
     if as_json:
         emit_json(result)
         return
-    for member, weight, temperature in zip(result["members"], result["weights"], result["temperatures"]):
+    for member, weight, temperature in zip(result["members"], result["weights"], result["temperatures"], strict=True):
         typer.echo(f"  {member:<32} weight {weight:.3f}  temperature {temperature:.3f}")
     typer.echo(f"{result['name']}: test top-1 {result['top1']:.4f}  macro-F1 {result['macro_f1']:.4f}  "
                f"ECE {result['ece']:.4f}  ({result['n']} images)")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -14,17 +13,19 @@ from snapid.workspace import atomic_write_text
 
 def evaluate(
     run: str = typer.Argument(..., help="Run (or ensemble) name."),
-    split: Optional[Split] = typer.Option(None, help="Split to evaluate (default: test, or val when the dataset has "
-                                          "no test photos)."),
+    split: Split | None = typer.Option(None, help="Split to evaluate (default: test, or val when the dataset has "
+                                       "no test photos)."),
     tta: bool = typer.Option(False, "--tta", help="Average each image with its horizontal mirror."),
-    target_accuracy: Optional[float] = typer.Option(
-        None, "--target-accuracy", help="Rejection threshold for this accuracy of the accepted answers (default 0.95)."),
-    target_coverage: Optional[float] = typer.Option(
+    target_accuracy: float | None = typer.Option(
+        None, "--target-accuracy",
+        help="Rejection threshold for this accuracy of the accepted answers (default 0.95)."),
+    target_coverage: float | None = typer.Option(
         None, "--target-coverage", help="Rejection threshold that accepts this share of photos instead."),
-    recalibrate: bool = typer.Option(False, "--recalibrate", help="Fit temperature and threshold again on the val split."),
+    recalibrate: bool = typer.Option(False, "--recalibrate",
+                                     help="Fit temperature and threshold again on the val split."),
     as_json: bool = typer.Option(False, "--json", help="Print the full result as JSON on stdout."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Also write the full result as JSON to this file."),
-    html_out: Optional[Path] = typer.Option(None, "--html", help="Write an HTML report to this file."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the full result as JSON to this file."),
+    html_out: Path | None = typer.Option(None, "--html", help="Write an HTML report to this file."),
 ) -> None:
     """Evaluate a run: top-k, macro top-k, per-class P/R/F1, confusion, calibration (ECE before and
     after temperature scaling), the long tail, the accuracy-coverage curve and the hardest mistakes.
@@ -58,7 +59,7 @@ def evaluate(
             console.print(f"report written to {html_out}", markup=False, highlight=False)
 
 
-def pick_split(run: str, split: "Split | None", *, quiet: bool = False) -> str:
+def pick_split(run: str, split: Split | None, *, quiet: bool = False) -> str:
     """The asked split, or the held-out one the run's dataset has (saying so when it is not test)."""
     if split is not None:
         return split.value
@@ -75,12 +76,14 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def headline_table(result: dict) -> Table:
-    table = Table(title=f"{result['run']} on {result['split']} ({result['n']} photos{', TTA' if result['tta'] else ''})")
+    table = Table(title=f"{result['run']} on {result['split']} ({result['n']} "
+                        f"photos{', TTA' if result['tta'] else ''})")
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key in ("top1", "top5", "macro_top1", "macro_top5", "macro_f1", "balanced_accuracy"):
         table.add_row(key, _fmt(result.get(key)))
-    table.add_row("ECE (before → after calibration)", f"{_fmt(result.get('ece_uncalibrated'))} → {_fmt(result.get('ece'))}")
+    table.add_row("ECE (before → after calibration)", f"{_fmt(result.get('ece_uncalibrated'))} → "
+                                                      f"{_fmt(result.get('ece'))}")
     table.add_row("temperature", _fmt(result.get("temperature"), 3))
     coverage, accuracy = result.get("coverage_at_threshold"), result.get("accuracy_at_threshold")
     table.add_row("rejection threshold", _fmt(result.get("threshold"), 3))
@@ -94,5 +97,6 @@ def calibration_notes(calibration: dict) -> list[str]:
     notes = [calibration["note"]] if calibration.get("note") else []
     if calibration.get("target_met") is False:
         notes.append(f"no threshold reaches {calibration['target_accuracy']:.0%} accuracy on the validation split, so "
-                     "nearly every photo would be answered \"unknown\"; lower --target-accuracy or use --target-coverage")
+                     "nearly every photo would be answered \"unknown\"; lower --target-accuracy or use "
+                     "--target-coverage")
     return notes

@@ -52,7 +52,8 @@ def merge_feedback(
 def promote(
     candidate: str = typer.Argument(..., help="The run (or ensemble) that may replace the current one."),
     over: str = typer.Option(..., "--over", help="The run currently promoted (the champion)."),
-    margin: float = typer.Option(0.005, "--margin", min=0, max=0.999, help="Top-1 gain the candidate needs (0.005 = 0.5 points)."),
+    margin: float = typer.Option(0.005, "--margin", min=0, max=0.999,
+                                 help="Top-1 gain the candidate needs (0.005 = 0.5 points)."),
     split: Split = typer.Option(Split.test, "--split", help="The fixed split both are scored on."),
     as_json: bool = typer.Option(False, "--json", help="Print the decision as JSON."),
 ) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich import box
@@ -32,7 +31,8 @@ def _print_import(result, as_json: bool) -> None:
 @app.command("import")
 def import_(
     file: Path = typer.Argument(..., help="Cards as CSV or YAML: class_id, name_<lang>, scientific_name, "
-                                "description_<lang>, image, link(s), any other column is a free field (docs/knowledge.md)."),
+                                "description_<lang>, image, link(s), any other column is a free field "
+                                "(docs/knowledge.md)."),
     dataset: str = DATASET, allow_unknown: bool = ALLOW_UNKNOWN, as_json: bool = AS_JSON,
 ) -> None:
     """Import knowledge cards for DATASET as a new version (copied into bundles at export)."""
@@ -57,9 +57,10 @@ def rules(
 def enrich(
     dataset: str = DATASET,
     wikipedia: str = typer.Option("en", "--wikipedia", help="Languages to look up, in fallback order, e.g. ko,en."),
-    refresh: bool = typer.Option(False, "--refresh", help="Ask Wikipedia again even for entries still fresh in the cache."),
-    translator: Optional[str] = typer.Option(None, "--translator", help="Your translation hook 'module:function' "
-                                             "(text, from, to) → text, used on fallbacks; off by default."),
+    refresh: bool = typer.Option(False, "--refresh",
+                                 help="Ask Wikipedia again even for entries still fresh in the cache."),
+    translator: str | None = typer.Option(None, "--translator", help="Your translation hook 'module:function' "
+                                          "(text, from, to) → text, used on fallbacks; off by default."),
     taxonomy: bool = typer.Option(True, "--taxonomy/--no-taxonomy", help="Also fetch the taxon chain (species → "
                                   "genus → family → order) from Wikidata for cards with a scientific name."),
     as_json: bool = AS_JSON,
@@ -77,8 +78,8 @@ def enrich(
     from snapid.knowledge.wikipedia import WikiPolicy, load_translator
 
     s = settings()
-    policy = WikiPolicy(base_url=s.wiki_base_url, wikidata_url=s.wikidata_url, contact=s.wiki_contact, timeout_s=s.wiki_timeout_s,
-                        ttl_s=s.wiki_ttl_days * 86400)
+    policy = WikiPolicy(base_url=s.wiki_base_url, wikidata_url=s.wikidata_url, contact=s.wiki_contact,
+                        timeout_s=s.wiki_timeout_s, ttl_s=s.wiki_ttl_days * 86400)
     hook = load_translator(translator) if translator else None
     with progress_bar(f"looking up {dataset} on Wikipedia", quiet=as_json) as progress:
         report = run_enrich(dataset, engine=engine(), languages=parse_languages(wikipedia), policy=policy,
@@ -89,7 +90,8 @@ def enrich(
     o = report.outcomes
     console.print(f"[green]enriched[/] {report.dataset}: {report.classes} classes × {len(report.languages)} languages: "
                   f"{o['ok']} found, {o['fallback']} from another language, {o['missing']} without a page, "
-                  f"{o['failed']} failed (left as they were); {report.calls} requests, {report.cache_hits} from the cache")
+                  f"{o['failed']} failed (left as they were); {report.calls} requests, "
+                  f"{report.cache_hits} from the cache")
     tx = report.taxonomy
     if any(tx.values()):
         console.print(f"taxonomy from Wikidata: {tx['ok']} found, {tx['missing']} not found, {tx['failed']} failed")
@@ -100,7 +102,7 @@ def enrich(
 @app.command("show")
 def show(
     dataset: str = DATASET,
-    class_id: Optional[str] = typer.Argument(None, help="One class id; all cards when left out."),
+    class_id: str | None = typer.Argument(None, help="One class id; all cards when left out."),
     as_json: bool = AS_JSON,
 ) -> None:
     """Show the knowledge cards (and rules) of DATASET as they will go into a bundle."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -15,7 +13,7 @@ from snapid.cli.common import DATASET_VERSION, Split, console, emit_json, engine
 def leaderboard(
     dataset: str = typer.Argument(..., help="Dataset name."),
     split: Split = typer.Option(Split.test, help="Split the runs were evaluated on."),
-    version: Optional[int] = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
+    version: int | None = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """Rank the runs and ensembles of one dataset version by top-1.

@@ -8,10 +8,10 @@ import io
 import os
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
 
 import typer
 from rich.console import Console
@@ -33,14 +33,15 @@ class Mode(str, Enum):
 
 def predict(
     target: str = typer.Argument(..., help="Bundle folder, .snapid file or run name (its newest exported bundle)."),
-    paths: List[str] = typer.Argument(..., help="Photos, folders (searched recursively for image files) or globs."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write every row to this CSV file (atomically)."),
+    paths: list[str] = typer.Argument(..., help="Photos, folders (searched recursively for image files) or globs."),
+    csv_out: Path | None = typer.Option(None, "--csv", help="Write every row to this CSV file (atomically)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document on stdout: bundle, photos, failed, "
                                  "images_per_s and the rows."),
     top_k: int = typer.Option(5, "--top-k", min=1, max=50, help="Classes listed per answer."),
     mode: Mode = typer.Option(Mode.each, "--mode", help="each: one answer per photo; one: the photos all show one "
-                              "object (one combined answer); detect: one answer per object the bundle's detector finds."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="Language of the display names, e.g. en, ko."),
+                              "object (one combined answer); "
+                              "detect: one answer per object the bundle's detector finds."),
+    lang: str | None = typer.Option(None, "--lang", help="Language of the display names, e.g. en, ko."),
 ) -> None:
     """Identify photos with a bundle, offline: the server's own decoding, model and answers, in batches.
     Unreadable files get their reason in their row and are counted; the command fails only when no photo
@@ -96,14 +97,17 @@ def _row(answer, detect: bool) -> dict:
 
 
 def _csv(rows: list[dict], detect: bool) -> str:
-    columns = ["path", "label", "name", "score", "unknown", "top", "error"] + (["photo", "box", "detector_score"] if detect else [])
+    columns = ["path", "label", "name", "score", "unknown", "top",
+               "error"] + (["photo", "box", "detector_score"] if detect else [])
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow(columns)
     for row in rows:
-        cells = {**row, "score": _score(row["score"]), "unknown": "" if row["unknown"] is None else str(row["unknown"]).lower(),
+        cells = {**row, "score": _score(row["score"]),
+                 "unknown": "" if row["unknown"] is None else str(row["unknown"]).lower(),
                  "top": ";".join(f"{t['label']}:{_score(t['score'])}" for t in row["top"]), "error": row["error"] or "",
-                 "box": " ".join(f"{v:g}" for v in row.get("box") or ()), "detector_score": _score(row.get("detector_score"))}
+                 "box": " ".join(f"{v:g}" for v in row.get("box") or ()),
+                 "detector_score": _score(row.get("detector_score"))}
         writer.writerow(["" if cells[c] is None else cells[c] for c in columns])
     return out.getvalue()
 
@@ -117,7 +121,8 @@ def _print_table(rows: list[dict]) -> None:
     under = _common_folder([row["path"] for row in shown])
     table = Table(title=f"in {under}" if under else None)
     for column in ("path", "answer", "score", "runners-up", "note"):
-        table.add_column(column, no_wrap=column in ("score", "runners-up"), justify="right" if column == "score" else "left")
+        table.add_column(column, no_wrap=column in ("score", "runners-up"),
+                         justify="right" if column == "score" else "left")
     for row in shown:
         path = Text(os.path.relpath(row["path"], under) if under else row["path"], overflow="fold")
         if row["error"]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -12,12 +11,13 @@ from snapid.errors import SnapidError
 
 
 def report(
-    runs: Optional[list[str]] = typer.Argument(None, help="The run or ensemble; with --compare, two or more."),
-    compare: bool = typer.Option(False, "--compare", help="Compare the runs given: leaderboard, overlaid curves, one section each."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Output file: .html, or .pdf (printed by headless Chromium); "
-                                       "default $SNAPID_HOME/reports/RUN.html."),
-    split: Optional[Split] = typer.Option(None, help="Split to report on, evaluated first if needed (default: test, "
-                                          "or val when the dataset has no test photos)."),
+    runs: list[str] | None = typer.Argument(None, help="The run or ensemble; with --compare, two or more."),
+    compare: bool = typer.Option(False, "--compare",
+                                 help="Compare the runs given: leaderboard, overlaid curves, one section each."),
+    out: Path | None = typer.Option(None, "--out", help="Output file: .html, or .pdf (printed by headless Chromium); "
+                                    "default $SNAPID_HOME/reports/RUN.html."),
+    split: Split | None = typer.Option(None, help="Split to report on, evaluated first if needed (default: test, "
+                                       "or val when the dataset has no test photos)."),
 ) -> None:
     """Write one self-contained HTML (or PDF) report of a run, an ensemble or a comparison.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -37,15 +36,17 @@ class RichReporter(Reporter):
 
     def progress(self, done: int, total: int, images_per_s: float | None = None) -> None:
         if self.task is not None:
-            self.bar.update(self.task, completed=done, total=total, speed=f"{images_per_s:.0f} img/s" if images_per_s else "")
+            self.bar.update(self.task, completed=done, total=total,
+                            speed=f"{images_per_s:.0f} img/s" if images_per_s else "")
 
     def epoch(self, r: dict) -> None:
         if self.quiet:
             return
         mark = " *" if r.get("best") else ""
-        console.print(f"epoch {r['epoch']:>3} {r['phase']:<8} loss {r['train_loss']:.4f}  val_loss {r['val_loss']:.4f}  "
-                      f"top1 {r['top1']:.4f}  top5 {r['top5']:.4f}  macro_f1 {r['macro_f1']:.4f}  "
-                      f"lr {r['lr']:.2e}  {r['seconds']:.1f}s  {r['images_per_s']:.0f} img/s{mark}", markup=False, highlight=False)
+        console.print(f"epoch {r['epoch']:>3} {r['phase']:<8} loss {r['train_loss']:.4f}  "
+                      f"val_loss {r['val_loss']:.4f}  top1 {r['top1']:.4f}  top5 {r['top5']:.4f}  "
+                      f"macro_f1 {r['macro_f1']:.4f}  lr {r['lr']:.2e}  {r['seconds']:.1f}s  "
+                      f"{r['images_per_s']:.0f} img/s{mark}", markup=False, highlight=False)
 
     def note(self, text: str) -> None:
         if not self.quiet:
@@ -53,28 +54,30 @@ class RichReporter(Reporter):
 
 
 def train(
-    dataset: Optional[str] = typer.Argument(None, help="Dataset name (not needed with --resume)."),
-    model: Optional[str] = typer.Option(None, help="Backbone (see `snapid weights list`), or two joined by + to fuse "
-                                        "their features; default auto: the most accurate one the budget affords."),
-    budget: Optional[str] = typer.Option(None, help="Wall time for the run, e.g. 90s, 10m, 1h: the recipe is planned "
-                                         "to fit it on this machine, and printed first (default 10m; 'none': no limit)."),
-    epochs: Optional[int] = typer.Option(None, help="Fine-tune epochs (phase 2; 0 skips it)."),
-    probe_epochs: Optional[int] = typer.Option(None, "--probe-epochs", help="Head-only epochs on cached features (phase 1; 0 skips it)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
-    optimizer: Optional[str] = typer.Option(None, help="adamw (default), sgd or rmsprop: fine-tuning and AdamW-style "
-                                            "probe epochs (momentum, alpha and lr in --config)."),
-    augment: Optional[str] = typer.Option(None, help="A preset: none, light, medium (default) or heavy; or operations "
-                                          "separated by commas, NAME or NAME=VALUE (a range LOW:HIGH), from: hflip, vflip, "
-                                          "rotate, translate, scale, shear, crop, blur, color_jitter, grayscale, erase; "
-                                          "e.g. hflip,vflip,rotate=20,scale=0.8:1.2,blur=3 (docs/training.md)."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of options (see docs/training.md); flags override it."),
-    name: Optional[str] = typer.Option(None, help="Run name (default: DATASET-MODEL, numbered)."),
-    resume: Optional[str] = typer.Option(None, help="Continue a stopped or crashed run from its last checkpoint."),
-    version: Optional[int] = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
-    weights: Optional[Path] = typer.Option(None, help="Local pretrained weights (.safetensors or .pth state_dict)."),
+    dataset: str | None = typer.Argument(None, help="Dataset name (not needed with --resume)."),
+    model: str | None = typer.Option(None, help="Backbone (see `snapid weights list`), or two joined by + to fuse "
+                                     "their features; default auto: the most accurate one the budget affords."),
+    budget: str | None = typer.Option(None, help="Wall time for the run, e.g. 90s, 10m, 1h: the recipe is planned "
+                                      "to fit it on this machine, and printed first (default 10m; 'none': no limit)."),
+    epochs: int | None = typer.Option(None, help="Fine-tune epochs (phase 2; 0 skips it)."),
+    probe_epochs: int | None = typer.Option(None, "--probe-epochs",
+                                            help="Head-only epochs on cached features (phase 1; 0 skips it)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step."),
+    optimizer: str | None = typer.Option(None, help="adamw (default), sgd or rmsprop: fine-tuning and AdamW-style "
+                                         "probe epochs (momentum, alpha and lr in --config)."),
+    augment: str | None = typer.Option(None, help="A preset: none, light, medium (default) or heavy; or operations "
+                                       "separated by commas, NAME or NAME=VALUE (a range LOW:HIGH), from: hflip, "
+                                       "vflip, rotate, translate, scale, shear, crop, blur, color_jitter, grayscale, "
+                                       "erase; e.g. hflip,vflip,rotate=20,scale=0.8:1.2,blur=3 (docs/training.md)."),
+    config: Path | None = typer.Option(None, "--config",
+                                       help="YAML file of options (see docs/training.md); flags override it."),
+    name: str | None = typer.Option(None, help="Run name (default: DATASET-MODEL, numbered)."),
+    resume: str | None = typer.Option(None, help="Continue a stopped or crashed run from its last checkpoint."),
+    version: int | None = typer.Option(None, DATASET_VERSION, help="Dataset version (default: the latest)."),
+    weights: Path | None = typer.Option(None, help="Local pretrained weights (.safetensors or .pth state_dict)."),
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train from scratch (no ImageNet weights)."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
-    seed: Optional[int] = typer.Option(None, help="Random seed."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    seed: int | None = typer.Option(None, help="Random seed."),
     seeds: int = typer.Option(1, "--seeds", min=1, max=20, help="Train this many runs (seeds SEED, SEED+1, ...) and "
                               "report the mean ± standard deviation of test top-1 and macro-F1."),
     as_json: bool = typer.Option(False, "--json", help="Print the run summary as JSON on stdout."),
@@ -155,9 +158,9 @@ runs_app = typer.Typer(help="Training runs recorded in the workspace database.",
 
 @runs_app.command("list")
 def runs_list(
-    dataset: Optional[str] = typer.Option(None, help="Only runs on this dataset."),
-    model: Optional[str] = typer.Option(None, help="Only runs of this backbone."),
-    status: Optional[str] = typer.Option(None, help="queued, running, completed, failed or stopped."),
+    dataset: str | None = typer.Option(None, help="Only runs on this dataset."),
+    model: str | None = typer.Option(None, help="Only runs of this backbone."),
+    status: str | None = typer.Option(None, help="queued, running, completed, failed or stopped."),
     as_json: bool = typer.Option(False, "--json", help="Print as JSON."),
 ) -> None:
     """List runs, newest first (runs whose process died are marked failed first)."""
@@ -175,12 +178,13 @@ def runs_list(
         console.print("no runs yet: `snapid train DATASET`")
     for r in rows:
         best = f"{r['monitor']} {r['best_metric']:.4f}" if r["best_metric"] is not None else "-"
-        typer.echo(f"{r['name']:<32} {r['status']:<10} {r['dataset']} v{r['dataset_version']:<3} {r['model']:<20} {best:<22} "
-                   f"{r['seconds'] or 0:>7.1f}s")
+        typer.echo(f"{r['name']:<32} {r['status']:<10} {r['dataset']} v{r['dataset_version']:<3} {r['model']:<20} "
+                   f"{best:<22} {r['seconds'] or 0:>7.1f}s")
 
 
 @runs_app.command("show")
-def runs_show(run: str = typer.Argument(..., help="Run name."), as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
+def runs_show(run: str = typer.Argument(..., help="Run name."),
+              as_json: bool = typer.Option(False, "--json", help="Print as JSON.")) -> None:
     """A run's config, summary, checkpoints and every epoch."""
     from snapid.track import runs as track
     from snapid.track.db import transaction
@@ -199,5 +203,5 @@ def runs_show(run: str = typer.Argument(..., help="Run name."), as_json: bool = 
     for key, value in info["summary"].items():
         typer.echo(f"  {key}: {value}")
     for e in info["epochs"]:
-        typer.echo(f"  epoch {e['epoch']:>3} {e['phase']:<8} loss {e['train_loss'] or 0:.4f} val_loss {e['val_loss'] or 0:.4f} "
-                   f"top1 {e['top1'] or 0:.4f} macro_f1 {e['macro_f1'] or 0:.4f}")
+        typer.echo(f"  epoch {e['epoch']:>3} {e['phase']:<8} loss {e['train_loss'] or 0:.4f} val_loss "
+                   f"{e['val_loss'] or 0:.4f} top1 {e['top1'] or 0:.4f} macro_f1 {e['macro_f1'] or 0:.4f}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich import box
@@ -16,17 +15,17 @@ from snapid.errors import SnapidError
 
 def tune(
     dataset: str = typer.Argument(..., help="Dataset name."),
-    trials: Optional[int] = typer.Option(None, "--trials", help="Number of trials (default 20; a grid: its size)."),
-    space: Optional[Path] = typer.Option(None, "--space", help="YAML search space (see docs/training.md); "
-                                         "default: probe_lr, weight_decay, dropout, label_smoothing, augment."),
-    name: Optional[str] = typer.Option(None, help="Sweep name (default: DATASET-tune, numbered)."),
-    model: Optional[str] = typer.Option(None, help="Backbone (see `snapid weights list`)."),
-    epochs: Optional[int] = typer.Option(None, help="Fine-tune epochs per trial (phase 2; 0 skips it)."),
-    probe_epochs: Optional[int] = typer.Option(None, "--probe-epochs", help="Head-only epochs per trial (phase 1)."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Images per step."),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML file of fixed options; the space varies the rest."),
+    trials: int | None = typer.Option(None, "--trials", help="Number of trials (default 20; a grid: its size)."),
+    space: Path | None = typer.Option(None, "--space", help="YAML search space (see docs/training.md); "
+                                      "default: probe_lr, weight_decay, dropout, label_smoothing, augment."),
+    name: str | None = typer.Option(None, help="Sweep name (default: DATASET-tune, numbered)."),
+    model: str | None = typer.Option(None, help="Backbone (see `snapid weights list`)."),
+    epochs: int | None = typer.Option(None, help="Fine-tune epochs per trial (phase 2; 0 skips it)."),
+    probe_epochs: int | None = typer.Option(None, "--probe-epochs", help="Head-only epochs per trial (phase 1)."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Images per step."),
+    config: Path | None = typer.Option(None, "--config", help="YAML file of fixed options; the space varies the rest."),
     no_pretrained: bool = typer.Option(False, "--no-pretrained", help="Train from scratch (no ImageNet weights)."),
-    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     seed: int = typer.Option(0, help="Sampler seed (the same seed proposes the same trials)."),
     as_json: bool = typer.Option(False, "--json", help="Print the sweep summary as JSON on stdout."),
 ) -> None:
@@ -35,7 +34,8 @@ def tune(
     Every trial is a tracked run named SWEEP-tK; the best trial's config is saved as
     runs/SWEEP/best.yaml, ready for `snapid train DATASET --config runs/SWEEP/best.yaml`.
     """
-    from snapid.train.tune import load_space, tune as run_tune
+    from snapid.train.tune import load_space
+    from snapid.train.tune import tune as run_tune
 
     base = train_config(config, model=model, finetune_epochs=epochs, probe_epochs=probe_epochs, batch_size=batch_size,
                         device=device, pretrained=False if no_pretrained else None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -14,7 +13,7 @@ from snapid.cli.common import console, emit_json, engine, progress_bar, settings
 def up(
     photos: Path = typer.Argument(..., help="A folder of photos (one sub-folder per class, or any layout `snapid data "
                                   "import` reads), an archive, or a CSV / JSON manifest."),
-    name: Optional[str] = typer.Option(None, "--name", help="Dataset name (default: the folder's or file's name)."),
+    name: str | None = typer.Option(None, "--name", help="Dataset name (default: the folder's or file's name)."),
     budget: str = typer.Option("10m", "--budget", help="Wall time for training, e.g. 90s, 10m, 1h; the recipe is "
                                "planned to fit it on this machine."),
     force: bool = typer.Option(False, "--force", help="Go on even when the same photos are in more than one split."),
@@ -22,7 +21,8 @@ def up(
                                "the export)."),
     host: str = typer.Option("127.0.0.1", help="Address to serve on (0.0.0.0 lets phones on your network reach it)."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port of the web page."),
-    public_url: str = typer.Option("", "--public-url", help="Base URL phones use for the QR hand-off (default: detected)."),
+    public_url: str = typer.Option("", "--public-url",
+                                   help="Base URL phones use for the QR hand-off (default: detected)."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object on stdout (dataset, run, "
                                  "bundle, metrics, threshold) before serving."),
 ) -> None:
