@@ -18,13 +18,12 @@ from sqlalchemy.engine import Engine
 
 from snapid import metrics
 from snapid.errors import SnapidError
-from snapid.evaluate.sources import (  # re-exported: callers read the stored calibration from here
-    CALIBRATION_DEFAULTS as DEFAULTS,
-    has_calibration,
-    logits_for,
-    run_kind,
-    stored_calibration,
-)
+
+# DEFAULTS, has_calibration and stored_calibration are re-exported: callers read the stored calibration from here
+from snapid.evaluate.sources import CALIBRATION_DEFAULTS as DEFAULTS  # noqa: F401
+from snapid.evaluate.sources import has_calibration as has_calibration
+from snapid.evaluate.sources import logits_for, run_kind
+from snapid.evaluate.sources import stored_calibration as stored_calibration
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.workspace import Workspace, atomic_write_text
@@ -95,7 +94,8 @@ def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *, target_ac
             "val_nll_before": metrics.nll(logits, labels), "val_nll_after": metrics.nll(logits, labels, temperature),
             "val_coverage": float(accepted.mean()),
             "val_accepted_accuracy": float(correct[accepted].mean()) if accepted.any() else None,
-            "target_met": bool(target_accuracy is None or (accepted.any() and correct[accepted].mean() >= target_accuracy)),
+            "target_met": bool(target_accuracy is None
+                               or (accepted.any() and correct[accepted].mean() >= target_accuracy)),
             "val_n": len(labels)}
 
 

@@ -109,7 +109,8 @@ def _check_request(members: list[str], *, name: str, method: str, engine: Engine
     if method not in METHODS:
         raise EnsembleError(f"unknown ensemble method {method!r} (expected one of {', '.join(METHODS)})")
     if not NAME_PATTERN.match(name or ""):
-        raise EnsembleError(f"ensemble name {name!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise EnsembleError(f"ensemble name {name!r} must be 1-100 letters, digits, '.', '_' or '-', starting with a "
+                            "letter or digit")
     if len(members) < 2 or len(members) > MAX_MEMBERS:
         raise EnsembleError(f"an ensemble needs 2 to {MAX_MEMBERS} member runs, got {len(members)}")
     if len(set(members)) != len(members):
@@ -119,7 +120,8 @@ def _check_request(members: list[str], *, name: str, method: str, engine: Engine
     with transaction(engine) as s:
         runs = [track.get_run(s, name=member) for member in members]
         if _exists(s, name):   # checked before any model is loaded; create_run checks again
-            raise SnapidError(f"a run named {name!r} already exists: pick another --name", code="run_exists", status=409)
+            raise SnapidError(f"a run named {name!r} already exists: pick another --name", code="run_exists",
+                              status=409)
     for run in runs:
         if run["kind"] == "ensemble":
             raise EnsembleError(f"{run['name']!r} is itself an ensemble; ensembles of ensembles are not supported, "
@@ -129,8 +131,9 @@ def _check_request(members: list[str], *, name: str, method: str, engine: Engine
     first = runs[0]
     for run in runs[1:]:
         if (run["dataset"], run["dataset_version"]) != (first["dataset"], first["dataset_version"]):
-            raise EnsembleError(f"runs {first['name']!r} ({first['dataset']} v{first['dataset_version']}) and {run['name']!r} "
-                                f"({run['dataset']} v{run['dataset_version']}) were trained on different dataset versions")
+            raise EnsembleError(f"runs {first['name']!r} ({first['dataset']} v{first['dataset_version']}) and "
+                                f"{run['name']!r} ({run['dataset']} v{run['dataset_version']}) were trained on "
+                                "different dataset versions")
     return runs
 
 

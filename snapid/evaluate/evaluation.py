@@ -11,7 +11,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -76,8 +76,9 @@ def evaluate_run(name: str, *, workspace: Workspace, engine: Engine, split: str 
                                  temperature=calibration["temperature"], threshold=calibration["threshold"])
     step(3, 4)
     result = {"run": name, "split": split, "tta": tta, "n": len(labels),
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **result,
-              "calibration": {k: calibration.get(k) for k in (*calibrate.DEFAULTS, "val_coverage", "target_met", "note")},
+              "created_at": datetime.now(UTC).isoformat(timespec="seconds"), **result,
+              "calibration": {k: calibration.get(k)
+                              for k in (*calibrate.DEFAULTS, "val_coverage", "target_met", "note")},
               "latency_ms": sum(single_image_latency_ms(m, dataset) for m in members),
               "parameters": sum(sum(p.numel() for p in m.model.parameters()) for m in members)}
     result["mistakes"] = mistakes_gallery(dataset, arrays, members[0].classes)
@@ -145,11 +146,13 @@ def score_split(logits: np.ndarray, labels: np.ndarray, *, classes: list[dict], 
         "coverage": metrics.coverage_curve(confidence, correct),
     }
     arrays = {"labels": labels.astype(np.int64), "preds": preds.astype(np.int64),
-              "probs_true": probs_true.astype(np.float32), "correct": correct, "confidence": confidence.astype(np.float32)}
+              "probs_true": probs_true.astype(np.float32), "correct": correct,
+              "confidence": confidence.astype(np.float32)}
     return result, arrays
 
 
-def per_class_rows(counts: np.ndarray, class_top1: np.ndarray, classes: list[dict], train_counts: np.ndarray) -> list[dict]:
+def per_class_rows(counts: np.ndarray, class_top1: np.ndarray, classes: list[dict],
+                   train_counts: np.ndarray) -> list[dict]:
     precision, recall, f1, support = metrics.per_class_prf(counts)
     return [{"index": i, "id": c["id"], "name": c.get("name", c["id"]), "precision": float(precision[i]),
              "recall": float(recall[i]), "f1": float(f1[i]), "support": int(support[i]),

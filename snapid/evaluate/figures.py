@@ -53,12 +53,14 @@ def training_curves(series: dict[str, list[dict]]) -> str:
 def reliability(before: list[dict], after: list[dict], *, ece_before: float | None, ece_after: float | None) -> str:
     """Reliability diagrams: accuracy against confidence per bin, before and after temperature scaling."""
     fig = figure(8, 3.4)
-    for ax, bins, title, ece in zip(fig.subplots(1, 2), (before, after), ("uncalibrated", "calibrated"), (ece_before, ece_after)):
+    for ax, bins, title, ece in zip(fig.subplots(1, 2), (before, after), ("uncalibrated", "calibrated"),
+                                    (ece_before, ece_after), strict=True):
         used = [b for b in bins if b.get("count")]
         ax.plot([0, 1], [0, 1], ":", color="#888", label="perfect")
         ax.bar([(b["lo"] + b["hi"]) / 2 for b in used], [b["accuracy"] for b in used],
                width=[b["hi"] - b["lo"] for b in used], edgecolor="#224", color="#4c78a8", alpha=0.8, label="accuracy")
-        ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], "o", color="#e45756", ms=3, label="bin mean")
+        ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], "o", color="#e45756", ms=3,
+                label="bin mean")
         suffix = "" if ece is None else f" · ECE {ece:.4f}"
         ax.set_title(f"{title}{suffix}", fontsize=10)
         ax.set_xlim(0, 1)

@@ -48,8 +48,9 @@ def paired_bootstrap(correct_a, correct_b, *, rounds: int = 2000, seed: int = 0,
     tail = (1 - level) / 2
     # a bootstrap cannot resolve p below 1/rounds: report that bound, never a misleading 0
     p_value = min(1.0, max(1 / rounds, 2 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0)))))
-    return {"diff": (gains - losses) / n, "low": float(np.quantile(diffs, tail)), "high": float(np.quantile(diffs, 1 - tail)),
-            "p_value": p_value, "level": level, "n": n, "rounds": rounds, "a_only": gains, "b_only": losses}
+    return {"diff": (gains - losses) / n, "low": float(np.quantile(diffs, tail)),
+            "high": float(np.quantile(diffs, 1 - tail)), "p_value": p_value, "level": level, "n": n, "rounds": rounds,
+            "a_only": gains, "b_only": losses}
 
 
 def _as_correct(values, what: str) -> np.ndarray:
@@ -93,7 +94,8 @@ def _eval_artifact(artifacts: list[dict], split: str) -> dict | None:
 
 
 def _row(run: dict, artifact: dict | None, split: str) -> dict:
-    row = {"name": run["name"], "kind": run["kind"], "model": run["model"], "rank": None, "evaluated": artifact is not None}
+    row = {"name": run["name"], "kind": run["kind"], "model": run["model"], "rank": None,
+           "evaluated": artifact is not None}
     if artifact is None:
         row.update({k: None for k in HEADLINE})
         row["note"] = f"not evaluated — run `snapid eval {run['name']}`"
@@ -120,7 +122,8 @@ def _compare_to_best(rows: list[dict], *, rounds: int) -> None:
         if items is None:
             row["note"] = f"cannot compare: {row['preds']} is missing; run `snapid eval {row['name']}` again"
             continue
-        if items["labels"].shape != best_items["labels"].shape or not np.array_equal(items["labels"], best_items["labels"]):
+        if items["labels"].shape != best_items["labels"].shape \
+                or not np.array_equal(items["labels"], best_items["labels"]):
             row["note"] = f"not comparable with {best['name']!r}: evaluated on different items"
             continue
         result = paired_bootstrap(items["correct"], best_items["correct"], rounds=rounds)
@@ -141,13 +144,17 @@ def board_table(board: dict) -> list[list]:
     out = []
     for r in board["rows"]:
         vs = r.get("vs_best")
-        gap = "best" if r["rank"] == 1 else (f"{vs['diff']:+.2%} [{vs['low']:+.2%}, {vs['high']:+.2%}] {vs['verdict']}" if vs else r["note"])
+        if r["rank"] == 1:
+            gap = "best"
+        else:
+            gap = f"{vs['diff']:+.2%} [{vs['low']:+.2%}, {vs['high']:+.2%}] {vs['verdict']}" if vs else r["note"]
         out.append([r["rank"] or "-", r["name"], r["kind"], r["model"], _pct(r["top1"]), _pct(r["macro_f1"]),
                     _num(r["ece"], 4), _params(r["parameters"]), _num(r["latency_ms"], 2), gap])
     return out
 
 
-BOARD_HEADERS = ["#", "run", "kind", "model", "top-1", "macro-F1", "ECE", "parameters", "latency ms", "vs best (95% CI)"]
+BOARD_HEADERS = ["#", "run", "kind", "model", "top-1", "macro-F1", "ECE", "parameters", "latency ms",
+                 "vs best (95% CI)"]
 
 
 def _pct(value) -> str:

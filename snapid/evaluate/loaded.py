@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from sqlalchemy.engine import Engine
 
-from snapid.track import runs as track
 from snapid.data.cache import PrepareParams, index_path, prepare
 from snapid.data.cached_dataset import CachedDataset
 from snapid.errors import NotFound, SnapidError
 from snapid.models import factory
 from snapid.models.classifier import Classifier
 from snapid.track import datasets as dataset_store
+from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.train.augment import Normalize
 from snapid.train.checkpoint import load_checkpoint

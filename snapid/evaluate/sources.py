@@ -104,7 +104,8 @@ def load_ensemble(name: str, *, engine: Engine) -> Ensemble:
     config = run["config"] or {}
     names, weights = list(config.get("members") or []), list(config.get("weights") or [])
     if len(names) < 2 or len(weights) != len(names):
-        raise EnsembleError(f"ensemble {name!r} has a broken config (members {names}, weights {weights}); create it again")
+        raise EnsembleError(f"ensemble {name!r} has a broken config (members {names}, weights {weights}); "
+                            "create it again")
     members = [load_trained(member, engine=engine) for member in names]
     frozen = config.get("temperatures")
     temperatures = ([float(t) for t in frozen] if frozen and len(frozen) == len(names) else  # older rows: the live ones
@@ -125,7 +126,8 @@ def member_probabilities(members: list[TrainedRun], temperatures: list[float], s
             labels, first = member_labels, dataset
         elif len(member_labels) != len(labels) or not np.array_equal(member_labels, labels):
             raise EnsembleError(f"members {members[0].name!r} and {member.name!r} see different {split} items "
-                                f"({len(labels)} vs {len(member_labels)}); were their caches prepared from different data?")
+                                f"({len(labels)} vs {len(member_labels)}); "
+                                "were their caches prepared from different data?")
         stacked.append(softmax(logits, temperature))
     return np.stack(stacked), labels, first
 

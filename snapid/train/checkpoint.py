@@ -26,7 +26,8 @@ def _sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_checkpoint(folder: Path, tag: str, *, weights: dict[str, torch.Tensor], meta: dict, state: dict | None = None) -> str:
+def save_checkpoint(folder: Path, tag: str, *, weights: dict[str, torch.Tensor], meta: dict,
+                    state: dict | None = None) -> str:
     """Write new {tag}-{n}.safetensors / -state.pt files, then {tag}.json naming them, then drop the old
     files. The JSON only ever names complete files, so a kill at any moment leaves a loadable checkpoint."""
     serial = _next_serial(folder, tag)
@@ -57,7 +58,8 @@ def weights_file(folder: Path, tag: str) -> Path:
     return folder / json.loads((folder / f"{tag}.json").read_text())["weights_file"]
 
 
-def load_checkpoint(folder: Path, tag: str, *, with_state: bool = False) -> tuple[dict[str, torch.Tensor], dict, dict | None]:
+def load_checkpoint(folder: Path, tag: str, *,
+                    with_state: bool = False) -> tuple[dict[str, torch.Tensor], dict, dict | None]:
     """(weights, meta, state). Refuses a checkpoint whose files do not match their recorded hashes."""
     meta_file = folder / f"{tag}.json"
     try:

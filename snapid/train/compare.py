@@ -54,8 +54,8 @@ def free_group_name(engine: Engine, workspace: Workspace, base: str, *, explicit
 
     if explicit:
         if taken(base):
-            raise SnapidError(f"the name {base!r} is already used by a run or a folder in {workspace.runs}: pick another --name",
-                              code="run_exists", status=409)
+            raise SnapidError(f"the name {base!r} is already used by a run or a folder in {workspace.runs}: "
+                              "pick another --name", code="run_exists", status=409)
         return base
     name, n = base, 2
     while taken(name):
@@ -97,7 +97,7 @@ def recipe(base: TrainConfig, model: str, size: int) -> tuple[TrainConfig, str]:
     config = TrainConfig(**{**base.public(), "model": model, "size": size})
     if not from_scratch(base, model):
         return config, "pretrained: frozen-feature probe" + (f", then {base.finetune_epochs} fine-tune epochs"
-                                                              if base.finetune_epochs else "")
+                                                             if base.finetune_epochs else "")
     config = config.model_copy(update={"pretrained": False, "probe_epochs": 0, "finetune_epochs": base.scratch_epochs,
                                        "unfreeze": 0, "lr": base.scratch_lr, "warmup_epochs": 1.0,
                                        "patience": max(base.patience, 10)})

@@ -5,7 +5,8 @@ On a CPU that turns minutes per epoch into well under a second."""
 from __future__ import annotations
 
 import copy
-from typing import Callable
+from collections.abc import Callable
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -52,11 +53,12 @@ def _fold_siblings(module: nn.Module) -> nn.Module:
     """Fold each eval-mode BatchNorm into the Conv2d registered just before it in the same parent (the layout of
     torchvision's and timm's conv blocks). timm's BatchNormAct2d keeps its activation."""
     children = list(module.named_children())
-    for (_, conv), (name, bn) in zip(children, children[1:]):
+    for (_, conv), (name, bn) in pairwise(children):
         if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.modules.batchnorm._BatchNorm) and bn.track_running_stats \
                 and bn.running_var is not None and conv.out_channels == bn.num_features:
             with torch.no_grad():
-                scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+                weight = bn.weight if bn.affine else torch.ones_like(bn.running_var)
+                scale = weight / torch.sqrt(bn.running_var + bn.eps)
                 shift = (bn.bias if bn.affine else torch.zeros_like(bn.running_var)) - bn.running_mean * scale
                 if conv.bias is not None:
                     shift = shift + conv.bias * scale

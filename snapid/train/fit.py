@@ -65,7 +65,8 @@ class RunState:
         return value < best if self.config.monitor == "val_loss" else value > best
 
     def monitored(self, metrics: dict) -> float:
-        return {"val_top1": metrics["top1"], "val_loss": metrics["val_loss"], "val_macro_f1": metrics["macro_f1"]}[self.config.monitor]
+        return {"val_top1": metrics["top1"], "val_loss": metrics["val_loss"],
+                "val_macro_f1": metrics["macro_f1"]}[self.config.monitor]
 
     def end_epoch(self, model, epoch: int, phase: str, metrics: dict, optimizer_state: dict, extra: dict | None = None,
                   save_every_s: float = 0.0) -> bool:
@@ -83,7 +84,8 @@ class RunState:
         if self.info.main:
             weights = {k: v.detach().clone() for k, v in unwrap(model).state_dict().items()}
             meta = dict(self.meta, epoch=epoch, phase=phase, metrics=_finite(metrics))
-            self.pending["last"] = (weights, meta, {"progress": dict(p), "optimizer": copy.deepcopy(optimizer_state), **(extra or {})})
+            self.pending["last"] = (weights, meta,
+                                    {"progress": dict(p), "optimizer": copy.deepcopy(optimizer_state), **(extra or {})})
             if improved:
                 self.pending["best"] = (weights, meta, None)
             if time.monotonic() - self.saved_at >= save_every_s:
@@ -171,7 +173,8 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
         if config.finetune_epochs:
             if state.progress["phase"] == "probe":
                 _best_into(state, model)
-                state.progress.update(phase="finetune", phase_start=state.progress["next_epoch"], phase_done=False, bad=0)
+                state.progress.update(phase="finetune", phase_start=state.progress["next_epoch"], phase_done=False,
+                                      bad=0)
             if not state.progress["phase_done"]:
                 finetune_phase(state, model, **data)
         summary = _finish(state, model, test_set, data["normalize"], data["val_loss"]) if info.main else {}
@@ -220,7 +223,8 @@ def _build(state: RunState, workspace: Workspace, run: dict, resuming: bool, wor
     train_set, val_set, test_set = load_splits(workspace, manifest, params)
     torch.manual_seed(config.seed)  # the head's (and a scratch backbone's) initial weights
     model = factory.create(config.model, len(train_set.classes), pretrained=config.pretrained and not resuming,
-                            weights_path=config.weights, head=config.head, head_dims=config.head_dims, dropout=config.dropout)
+                           weights_path=config.weights, head=config.head, head_dims=config.head_dims,
+                           dropout=config.dropout)
     weights, loss_mode = class_weights(train_set.class_counts(), config.imbalance)
     train_loss, val_loss = losses(weights, config.label_smoothing, device)
     state.meta = {"run": run["name"], "dataset": manifest.name, "dataset_version": manifest.version,
@@ -232,17 +236,20 @@ def _build(state: RunState, workspace: Workspace, run: dict, resuming: bool, wor
     model.to(device)
     data = dict(train=train_set, val=val_set, train_loss=train_loss, val_loss=val_loss, resume_state=resume_state,
                 normalize=Normalize(spec.mean, spec.std).to(device),
-                augment=build_augment(config.augment, params.size, spec.mean, spec.std, tuple(config.rrc_scale)).to(device))
+                augment=build_augment(config.augment, params.size, spec.mean, spec.std,
+                                      tuple(config.rrc_scale)).to(device))
     return model, data, test_set
 
 
-def _open_run(dataset, config, workspace, engine, info, name, resume, version, kind, parent) -> tuple[dict, TrainConfig]:
+def _open_run(dataset, config, workspace, engine, info, name, resume, version, kind,
+              parent) -> tuple[dict, TrainConfig]:
     """Create the run row (rank 0), or reopen it for --resume with its saved config."""
     if resume:
         with transaction(engine) as s:
             run = track.get_run(s, name=resume)
         if run["status"] == "completed":
-            raise SnapidError(f"run {resume!r} already completed; start a new one with --name", code="run_completed", status=409)
+            raise SnapidError(f"run {resume!r} already completed; start a new one with --name", code="run_completed",
+                              status=409)
         return run, TrainConfig(**run["config"])
     run = None
     if info.main:
@@ -251,8 +258,9 @@ def _open_run(dataset, config, workspace, engine, info, name, resume, version, k
             base = name or f"{dataset}-{config.model.replace('/', '-')}"
             run_name = name or track.unique_name(s, base)
             folder = workspace.runs / run_name
-            run = track.create_run(s, name=run_name, dataset=dataset, dataset_version=manifest_version, model=config.model,
-                                   config=config.public(), run_dir=str(folder), monitor=config.monitor, kind=kind, parent=parent)
+            run = track.create_run(s, name=run_name, dataset=dataset, dataset_version=manifest_version,
+                                   model=config.model, config=config.public(), run_dir=str(folder),
+                                   monitor=config.monitor, kind=kind, parent=parent)
         Path(run["run_dir"]).mkdir(parents=True, exist_ok=True)
     return dist_util.broadcast(info, run), config
 
@@ -275,8 +283,8 @@ def _best_into(state: RunState, model) -> None:
 
 def _finish(state: RunState, model, test_set, normalize, val_loss) -> dict:
     from snapid.data.cached_dataset import make_loader
-    from snapid.train.features import fast_dtype, frozen_backbone
     from snapid.metrics import macro_topk
+    from snapid.train.features import fast_dtype, frozen_backbone
     from snapid.train.loop import predict_images, score
 
     _best_into(state, model)

@@ -45,7 +45,8 @@ def fit_linear(features: torch.Tensor, labels: torch.Tensor, num_classes: int, *
     with torch.enable_grad():
         optimizer.step(closure)  # returns the loss before the first step: the final one is computed below
     with torch.no_grad():
-        loss = float(loss_fn(x @ weight.T + bias, labels) + weight_decay * (weight * weight).sum())  # fold the standardisation in: W (x - m) / s + b = (W / s) x + (b - W m / s)
+        # fold the standardisation in: W (x - m) / s + b = (W / s) x + (b - W m / s)
+        loss = float(loss_fn(x @ weight.T + bias, labels) + weight_decay * (weight * weight).sum())
         folded = weight / std
         return folded.detach(), (bias - folded @ mean).detach(), loss
 

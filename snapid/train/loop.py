@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ StepHook = Callable[[int, int, int], None]  # (step, steps, images so far)
 
 
 def set_lr(optimizer: torch.optim.Optimizer, base_lrs: list[float], factor: float) -> None:
-    for group, base in zip(optimizer.param_groups, base_lrs):
+    for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
         group["lr"] = base * factor
 
 

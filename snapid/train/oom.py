@@ -6,7 +6,7 @@ and nothing done before is redone or skipped.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -16,8 +16,16 @@ from snapid.data.cached_dataset import make_loader
 from snapid.train import distributed as dist_util
 from snapid.train import lbfgs
 from snapid.train.features import extract, feature_cache, frozen_backbone, view_transform
-from snapid.train.loop import (Timer, predict_features, predict_images, score, set_lr, train_epoch, train_head_epoch,
-                               warmup_cosine)
+from snapid.train.loop import (
+    Timer,
+    predict_features,
+    predict_images,
+    score,
+    set_lr,
+    train_epoch,
+    train_head_epoch,
+    warmup_cosine,
+)
 from snapid.train.setup import class_weights, make_optimizer, param_groups, sample_weights
 
 HEAD_BATCH = 256  # the head is tiny: large batches on cached features
@@ -63,8 +71,8 @@ def probe_phase(state, model, *, train, val, augment, normalize, train_loss, val
         feats, labels = feature_cache(backbone, train, augment=augment, normalize=normalize, views=cfg.probe_views,
                                       device=device, batch_size=cfg.batch_size, seed=cfg.seed, channels_last=True,
                                       on_batch=tick, note=rep.note)
-    val_feats, val_labels = extract(backbone, val, transform=normalize, device=device, batch_size=cfg.batch_size, seed=cfg.seed,
-                                    channels_last=True, on_batch=tick, note=rep.note)
+    val_feats, val_labels = extract(backbone, val, transform=normalize, device=device, batch_size=cfg.batch_size,
+                                    seed=cfg.seed, channels_last=True, on_batch=tick, note=rep.note)
     head = net.head.cpu()  # features live on the CPU; the head is small
     loss_fn = copy.deepcopy(train_loss).cpu()  # a copy: fine-tuning keeps the original on the device
     if state.meta["imbalance"] == "sampler":  # no sampler over features: weight the loss instead
@@ -127,7 +135,8 @@ def _adamw_probe(state, net, head, feats, labels, val_feats, val_labels, *, loss
         timer = Timer()
         loss = train_head_epoch(head, feats, labels, optimizer=optimizer, loss_fn=loss_fn, batch_size=HEAD_BATCH,
                                 generator=torch.Generator().manual_seed(cfg.seed * 7919 + epoch),
-                                lr_at=lambda f: set_lr(optimizer, [cfg.probe_lr], warmup_cosine(k + f, cfg.probe_epochs, 0.0)))
+                                lr_at=lambda f, k=k: set_lr(optimizer, [cfg.probe_lr],
+                                                            warmup_cosine(k + f, cfg.probe_epochs, 0.0)))
         metrics = {"train_loss": loss, **score(predict_features(head, val_feats), val_labels.numpy(), val_loss.cpu()),
                    "lr": optimizer.param_groups[0]["lr"], "seconds": timer.seconds,
                    "images_per_s": len(labels) / max(timer.seconds, 1e-9)}
@@ -187,8 +196,8 @@ def finetune_phase(state, model, *, train, val, augment, normalize, train_loss, 
                 loss, seen = train_epoch(
                     trainer, loader, augment=augment, optimizer=optimizer, loss_fn=train_loss, device=device,
                     steps=len(loader), amp=cuda, channels_last=True,
-                    lr_at=lambda f: set_lr(optimizer, base_lrs, warmup_cosine(k + f, epochs, cfg.warmup_epochs)),
-                    on_step=lambda i, n, images: rep.progress(i, n, images / max(timer.seconds, 1e-9)))
+                    lr_at=lambda f, k=k: set_lr(optimizer, base_lrs, warmup_cosine(k + f, epochs, cfg.warmup_epochs)),
+                    on_step=lambda i, n, images, timer=timer: rep.progress(i, n, images / max(timer.seconds, 1e-9)))
                 break
             except torch.cuda.OutOfMemoryError:
                 if batch <= 1:
@@ -201,8 +210,9 @@ def finetune_phase(state, model, *, train, val, augment, normalize, train_loss, 
         seconds = timer.seconds
         logits, labels = predict_images(net, make_loader(val, max(batch, 64), shuffle=False), normalize=normalize,
                                         device=device, channels_last=True)
-        metrics = {"train_loss": loss, **score(logits, labels, val_loss.cpu()), "lr": max(g["lr"] for g in optimizer.param_groups),
-                   "seconds": seconds, "images_per_s": seen * info.world / max(seconds, 1e-9)}
+        metrics = {"train_loss": loss, **score(logits, labels, val_loss.cpu()),
+                   "lr": max(g["lr"] for g in optimizer.param_groups), "seconds": seconds,
+                   "images_per_s": seen * info.world / max(seconds, 1e-9)}
         stop = dist_util.broadcast(info, state.end_epoch(net, epoch, "finetune", metrics, optimizer.state_dict(),
                                                          {"batch_size": batch}))
         last_seconds = timer.seconds

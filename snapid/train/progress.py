@@ -11,7 +11,8 @@ class Reporter:
         """Progress within the current stretch."""
 
     def epoch(self, record: dict) -> None:
-        """One finished epoch: epoch, phase, train_loss, val_loss, top1, top5, macro_f1, lr, seconds, images_per_s, best."""
+        """One finished epoch: epoch, phase, train_loss, val_loss, top1, top5, macro_f1, lr, seconds, images_per_s,
+        best."""
 
     def note(self, text: str) -> None:
         """Something the user should know (resumed, batch halved after out-of-memory...)."""

@@ -75,7 +75,8 @@ def sample_weights(labels: np.ndarray, counts: np.ndarray) -> torch.Tensor:
 
 def losses(weights: torch.Tensor | None, smoothing: float, device: torch.device) -> tuple[nn.Module, nn.Module]:
     """(training loss, plain validation loss): validation is unweighted and unsmoothed, so runs compare."""
-    train_loss = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None, label_smoothing=smoothing)
+    train_loss = nn.CrossEntropyLoss(weight=weights.to(device) if weights is not None else None,
+                                     label_smoothing=smoothing)
     return train_loss, nn.CrossEntropyLoss()
 
 

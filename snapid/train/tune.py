@@ -245,7 +245,8 @@ def run_trial(dataset: str, config: TrainConfig, trial, *, run_name: str, sweep:
     key = RECORD_KEY[config.monitor]
     try:
         summary = train(dataset, config, workspace=workspace, engine=engine, name=run_name, version=version,
-                        reporter=PruningReporter(trial, key, reporter), kind="tune-trial", parent=sweep, workers=workers)
+                        reporter=PruningReporter(trial, key, reporter), kind="tune-trial", parent=sweep,
+                        workers=workers)
     except optuna.TrialPruned as exc:
         # train() marked the run failed (it treats any exception so); a pruned trial was stopped on purpose
         settle_run(engine, run_name, "stopped", str(exc), force=True)
@@ -288,13 +289,15 @@ class _Sweep:
         k, sweep, res = len(self.result["trials"]) + 1, self.result["sweep"], self.result
         params = {key: p.suggest(trial, self.space.method == "grid") for key, p in self.space.params.items()}
         run_name = f"{sweep}-t{k}"
-        self.reporter.note(f"trial {k}/{self.trials} ({run_name}): " + ", ".join(f"{a}={_fmt(b)}" for a, b in params.items()))
+        self.reporter.note(f"trial {k}/{self.trials} ({run_name}): "
+                           + ", ".join(f"{a}={_fmt(b)}" for a, b in params.items()))
         config = TrainConfig(**{**self.base.public(), **params})
         out = run_trial(self.dataset, config, trial, run_name=run_name, sweep=sweep, workspace=self.workspace,
                         engine=self.engine, version=self.version, reporter=self.reporter, workers=self.workers)
         res["trials"].append({"number": k, "run": run_name, "params": params, **out})
         if out["status"] == "completed" and self.better(out["value"]):
-            res.update(best_trial=run_name, best_value=out["value"], best_params=params, best_config=str(self.folder / "best.yaml"))
+            res.update(best_trial=run_name, best_value=out["value"], best_params=params,
+                       best_config=str(self.folder / "best.yaml"))
             _write_best(self.folder / "best.yaml", config, sweep, run_name, self.base.monitor, out["value"])
         atomic_write_json(self.folder / "sweep.json", res)  # after every trial: an interrupted sweep keeps its record
         if out["status"] == "completed":
@@ -325,12 +328,14 @@ def tune(dataset: str, base: TrainConfig, space: dict, *, trials: int | None, wo
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study = optuna.create_study(study_name=sweep, direction=direction, sampler=parsed.sampler(seed),
                                 pruner=parsed.pruner())  # in-memory storage: the runs table is the record
-    objective = _Sweep(dataset, version, base, parsed, trials, folder, workspace, engine, reporter or Reporter(), workers, result)
+    objective = _Sweep(dataset, version, base, parsed, trials, folder, workspace, engine, reporter or Reporter(),
+                       workers, result)
     # optimize() rather than ask/tell: GridSampler ends the study itself once every grid point has run
     study.optimize(objective, n_trials=trials, catch=(_TrialFailed,))
     if result["best_trial"] is None:
         last = result["trials"][-1]["error"]
-        raise SnapidError(f"sweep {sweep}: no trial completed (last error: {last}); see `snapid runs list`", code="tune_failed")
+        raise SnapidError(f"sweep {sweep}: no trial completed (last error: {last}); see `snapid runs list`",
+                          code="tune_failed")
     return result
 
 
