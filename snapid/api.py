@@ -51,8 +51,8 @@ def import_dataset(path: str | os.PathLike, name: str | None = None, *, format: 
     """Import a folder (one sub-folder per class, or any layout `snapid data import` reads), an archive
     or a CSV / JSON manifest. Importing the same photos again gives the same version back, unless
     ``new_version``."""
-    from snapid.importer import import_dataset as run_import
     from snapid.images import DecodeLimits
+    from snapid.importer import import_dataset as run_import
     from snapid.pipeline import default_name
 
     settings, workspace, engine = _context(home)
@@ -72,7 +72,7 @@ class Run:
     calibration: dict | None          # temperature and the "not sure" threshold; None without validation photos
     home: str | None = None
 
-    def export(self, name: str | None = None, *, int8: bool | None = None) -> "ExportedBundle":
+    def export(self, name: str | None = None, *, int8: bool | None = None) -> ExportedBundle:
         """Write a verified bundle to $SNAPID_HOME/bundles/NAME (default: the run's name). ``int8``: None
         tries int8 and keeps it only when validation top-1 stays within 1 point; True insists; False: fp32."""
         from snapid.export.from_run import export_run
@@ -116,8 +116,9 @@ def fit(dataset: Dataset | str, *, budget: str | None = "10m", model: str | None
     config = TrainConfig.load(None, {k: v for k, v in overrides.items() if v is not None})
     reporter = Reporter() if quiet else _PrintReporter()
     summary = train_calibrated(dataset.name if isinstance(dataset, Dataset) else dataset, config, workspace=workspace,
-                               engine=engine, name=name, version=dataset.version if isinstance(dataset, Dataset) else None,
-                               reporter=reporter, workers=settings.workers)
+                               engine=engine, name=name,
+                               version=dataset.version if isinstance(dataset, Dataset) else None, reporter=reporter,
+                               workers=settings.workers)
     metrics = {k: v for k, v in summary.items() if isinstance(v, float) and k.startswith(("val_", "test_"))}
     return Run(summary["name"], Path(summary["run_dir"]), metrics, summary["calibration"],
                None if home is None else str(home))

@@ -28,62 +28,96 @@ class Settings(BaseSettings):
     max_file_bytes: int = Field(64 * 1024 * 1024, description="Largest image file read during import.")
 
     # --- serving (snapid serve) ---
-    max_body_bytes: int = Field(10 * 1024 * 1024, description="Largest request body the API reads, counted while streaming.")
+    max_body_bytes: int = Field(10 * 1024 * 1024,
+                                description="Largest request body the API reads, counted while streaming.")
     max_files: int = Field(5, description="Photos per prediction request (all of one object).")
     max_batch: int = Field(16, description="Most photos run through the model together.")
-    batch_wait_ms: float = Field(5.0, description="How long a batch waits for more photos when others are on their way.")
+    batch_wait_ms: float = Field(5.0,
+                                 description="How long a batch waits for more photos when others are on their way.")
     queue_size: int = Field(64, description="Prediction requests admitted at once; more get 503 with Retry-After.")
     decode_threads: int = Field(2, description="Threads decoding uploaded photos.")
-    decode_timeout_s: float = Field(5.0, description="CPU seconds decoding one photo may take (the decoding thread's own time: waiting for a busy CPU does not count); past it 422 decode_timeout (0: no bound).")
+    decode_timeout_s: float = Field(5.0, description="CPU seconds decoding one photo may take (the decoding thread's "
+                                                     "own time: waiting for a busy CPU does not count); past it 422 "
+                                                     "decode_timeout (0: no bound).")
     inference_threads: int = Field(0, description="ONNX Runtime intra-op threads (0: one per core).")
-    admin_token: str = Field("", description="Token for POST /api/v1/admin/reload, at least 16 characters (empty: admin endpoints disabled).")
-    reload_poll_s: float = Field(1.0, description="How often the served bundle folder is checked for a new version (0: never).")
+    admin_token: str = Field("", description="Token for POST /api/v1/admin/reload, at least 16 characters (empty: "
+                                             "admin endpoints disabled).")
+    reload_poll_s: float = Field(
+        1.0, description="How often the served bundle folder is checked for a new version (0: never).")
     top_k: int = Field(5, description="Predictions returned per request.")
     graceful_timeout_s: float = Field(30.0, description="On SIGTERM, how long in-flight requests may take to finish.")
     drain_s: float = Field(1.0, description="On SIGTERM, how long readiness answers 503 before the listener closes.")
     body_deadline_s: float = Field(30.0, description="Whole request body must arrive within this time (slow clients).")
     bundle: Path | None = Field(None, description="The bundle folder or .snapid file to serve (snapid serve sets it).")
-    serve_db_timeout_s: float = Field(1.5, description="How long a request waits for a database lock (a long import, another worker, a backup) before 503 with Retry-After.")
-    bind_host: str = Field("", description="The address the server listens on (snapid serve sets it from --host); a name the server answers to.")
-    allowed_hosts: str = Field("", description="More Host names the server answers to, comma-separated, besides localhost, its own addresses and the public URL's host; others get 400 (DNS rebinding). `*` turns the check off: unsafe.")
-    forwarded_allow_ips: str = Field("", description="Reverse proxies (IPs or networks, comma-separated) whose X-Forwarded-For and X-Forwarded-Proto are believed (empty: none; `*`: any sender, unsafe).")
+    serve_db_timeout_s: float = Field(1.5, description="How long a request waits for a database lock (a long import, "
+                                                       "another worker, a backup) before 503 with Retry-After.")
+    bind_host: str = Field("", description="The address the server listens on (snapid serve sets it from --host); a "
+                                           "name the server answers to.")
+    allowed_hosts: str = Field("", description="More Host names the server answers to, comma-separated, besides "
+                                               "localhost, its own addresses and the public URL's host; others get 400 "
+                                               "(DNS rebinding). `*` turns the check off: unsafe.")
+    forwarded_allow_ips: str = Field("", description="Reverse proxies (IPs or networks, comma-separated) whose "
+                                                     "X-Forwarded-For and X-Forwarded-Proto are believed (empty: none; "
+                                                     "`*`: any sender, unsafe).")
 
     # --- saved photos and feedback (snapid.feedback) ---
-    review_token: str = Field("", description="Bearer token for the review queue (/review and /api/v1/review), at least 16 characters (empty: review disabled).")
-    keep_days: float = Field(30.0, description="Photos kept with consent are deleted this many days after upload (0: no time limit).")
-    sweep_interval_s: float = Field(3600.0, description="How often the server deletes photos past keep_days and predictions past prediction_keep_days (0: only at startup).")
-    photo_quota_bytes: int = Field(5 * 1024**3, description="Most bytes of photos kept with consent (the stored JPEGs, as the database counts them); past it a photo is not kept, the answer still comes and says kept: quota_full (0: no limit).")
-    prediction_keep_days: float = Field(30.0, description="Answered predictions with no feedback and no kept photo are deleted this many days later, in the background, in batches (0: keep them all).")
-    feedback_per_prediction: int = Field(5, description="Feedback records one prediction accepts (one per client key); more get 429 feedback_limit (0: no limit).")
+    review_token: str = Field("", description="Bearer token for the review queue (/review and /api/v1/review), at "
+                                              "least 16 characters (empty: review disabled).")
+    keep_days: float = Field(30.0, description="Photos kept with consent are deleted this many days after upload (0: "
+                                               "no time limit).")
+    sweep_interval_s: float = Field(3600.0, description="How often the server deletes photos past keep_days and "
+                                                        "predictions past prediction_keep_days (0: only at startup).")
+    photo_quota_bytes: int = Field(5 * 1024**3, description="Most bytes of photos kept with consent (the stored JPEGs, "
+                                                            "as the database counts them); past it a photo is not "
+                                                            "kept, the answer still comes and says kept: quota_full "
+                                                            "(0: no limit).")
+    prediction_keep_days: float = Field(30.0, description="Answered predictions with no feedback and no kept photo are "
+                                                          "deleted this many days later, in the background, in batches "
+                                                          "(0: keep them all).")
+    feedback_per_prediction: int = Field(5, description="Feedback records one prediction accepts (one per client key); "
+                                                        "more get 429 feedback_limit (0: no limit).")
 
     # --- QR phone hand-off (snapid.serve.services.sessions) ---
-    session_secret: str = Field("", description="HMAC key of phone tokens, at least 16 characters (empty: generated once into $SNAPID_HOME/session_secret, mode 0600; a file others can read is set back to 0600, with a warning).")
-    public_url: str = Field("", description="Base URL phones use to reach this server, e.g. http://192.168.1.20:8000 (empty: the LAN address is detected).")
+    session_secret: str = Field("", description="HMAC key of phone tokens, at least 16 characters (empty: generated "
+                                                "once into $SNAPID_HOME/session_secret, mode 0600; a file others can "
+                                                "read is set back to 0600, with a warning).")
+    public_url: str = Field("", description="Base URL phones use to reach this server, e.g. http://192.168.1.20:8000 "
+                                            "(empty: the LAN address is detected).")
     session_ttl_s: float = Field(600.0, description="How long a hand-off session (and its phone token) lives.")
     session_max_uploads: int = Field(10, description="Photos one hand-off session accepts; more get 429.")
-    sessions_per_minute: int = Field(10, description="Hand-off sessions one client address may open per minute; more get 429.")
+    sessions_per_minute: int = Field(
+        10, description="Hand-off sessions one client address may open per minute; more get 429.")
     streams_per_session: int = Field(3, description="Open event streams per hand-off session; more get 429.")
     streams_per_client: int = Field(10, description="Open event streams per client address (and worker); more get 429.")
-    max_streams: int = Field(64, description="Open event streams per worker in all; more get 429, so health checks and predictions keep connections.")
+    max_streams: int = Field(64, description="Open event streams per worker in all; more get 429, so health checks and "
+                                             "predictions keep connections.")
 
     # --- knowledge (snapid knowledge enrich) ---
-    wiki_base_url: str = Field("https://{lang}.wikipedia.org", description="Wikipedia site; {lang} becomes the language code (tests point it at 127.0.0.1).")
-    wikidata_url: str = Field("https://www.wikidata.org", description="Wikidata site, asked for the taxon chain of cards with a scientific name (tests point it at 127.0.0.1).")
-    wiki_contact: str = Field("contact: set SNAPID_WIKI_CONTACT", description="URL or e-mail put in the User-Agent, as Wikimedia asks.")
+    wiki_base_url: str = Field(
+        "https://{lang}.wikipedia.org",
+        description="Wikipedia site; {lang} becomes the language code (tests point it at 127.0.0.1).")
+    wikidata_url: str = Field("https://www.wikidata.org",
+                              description="Wikidata site, asked for the taxon chain of cards with a scientific name "
+                                          "(tests point it at 127.0.0.1).")
+    wiki_contact: str = Field("contact: set SNAPID_WIKI_CONTACT",
+                              description="URL or e-mail put in the User-Agent, as Wikimedia asks.")
     wiki_timeout_s: float = Field(5.0, description="Per-request timeout for Wikipedia lookups.")
     wiki_ttl_days: float = Field(30.0, description="How long a cached Wikipedia lookup stays fresh (no new request).")
 
     # --- tools and offline use ---
-    chromium: str = Field("", description="Chromium executable that prints PDF reports (empty: chromium or chromium-browser on PATH).")
-    offline: bool = Field(False, description="Never try to download pretrained weights: a backbone whose weights are not on the machine is refused at once.")
+    chromium: str = Field("", description="Chromium executable that prints PDF reports (empty: chromium or "
+                                          "chromium-browser on PATH).")
+    offline: bool = Field(False, description="Never try to download pretrained weights: a backbone whose weights are "
+                                             "not on the machine is refused at once.")
 
     def check_secrets(self) -> None:
         """Refuse a token or key too short to resist guessing: the server calls this when it starts."""
         for name in ("admin_token", "review_token", "session_secret"):
             value = getattr(self, name)
             if value and len(value) < MIN_SECRET_CHARS:
-                raise UsageError(f"SNAPID_{name.upper()} is {len(value)} characters long; use at least {MIN_SECRET_CHARS} "
-                                 "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(24))'), or leave it empty")
+                raise UsageError(f"SNAPID_{name.upper()} is {len(value)} characters long; use at least "
+                                 f"{MIN_SECRET_CHARS} (e.g. python -c 'import secrets; "
+                                 "print(secrets.token_urlsafe(24))'), or leave it empty")
 
     def resolved_db_url(self) -> str:
         if self.db_url:

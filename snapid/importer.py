@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-
 import os
 import re
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import Engine
 
@@ -29,8 +28,8 @@ from snapid.data.archive import dataset_root, is_archive, unpack
 from snapid.data.facts import image_facts
 from snapid.data.manifest import Box, ClassInfo, Entry, ImageFacts, Rejected, Sample
 from snapid.data.sources import ReadOptions, Source
-from snapid.data.sources.formats import detect_format, read_source
 from snapid.data.sources.files import inside_root
+from snapid.data.sources.formats import detect_format, read_source
 from snapid.errors import AnnotationError, DatasetError
 from snapid.images import DecodeLimits
 from snapid.track import datasets as dataset_store
@@ -114,7 +113,7 @@ def _unchanged(path: str, known: ImageFacts) -> bool:
 
 
 def _collect(outcomes, slots, results, rejected, progress, total):
-    for n, (slot, outcome) in enumerate(zip(slots, outcomes), 1):
+    for n, (slot, outcome) in enumerate(zip(slots, outcomes, strict=True), 1):
         if isinstance(outcome, Rejected):
             rejected.append(outcome)
         else:
@@ -130,10 +129,12 @@ def _pixel_boxes(entry: Entry, facts: ImageFacts, clip: bool) -> tuple[list[Box]
     for k, b in enumerate(entry.boxes):
         if entry.boxes_normalized:
             if max(b.x1, b.y1, b.x2, b.y2) > 1.0 + 1e-6 or min(b.x1, b.y1, b.x2, b.y2) < -1e-6:
-                notes.append(f"box {k}: normalised coordinates outside [0, 1]: {b.x1:.3f},{b.y1:.3f},{b.x2:.3f},{b.y2:.3f}")
+                notes.append(f"box {k}: normalised coordinates outside [0, 1]: "
+                             f"{b.x1:.3f},{b.y1:.3f},{b.x2:.3f},{b.y2:.3f}")
             b = Box(b.x1 * w, b.y1 * h, b.x2 * w, b.y2 * h, b.label)
         if b.x2 < b.x1 or b.y2 < b.y1:
-            raise AnnotationError(f"{entry.where or entry.path}: box {k} has x2 < x1 or y2 < y1 ({b.x1}, {b.y1}, {b.x2}, {b.y2})")
+            raise AnnotationError(f"{entry.where or entry.path}: box {k} has x2 < x1 or y2 < y1 ({b.x1}, {b.y1}, "
+                                  f"{b.x2}, {b.y2})")
         outside = b.x1 < -BOX_TOLERANCE or b.y1 < -BOX_TOLERANCE or b.x2 > w + BOX_TOLERANCE or b.y2 > h + BOX_TOLERANCE
         if outside and not clip:
             raise AnnotationError(
@@ -206,7 +207,7 @@ def import_dataset(
         previous = dataset_store.previous_facts(session, name=name)
     facts, rejected, reused = _read_all(entries, source.root, previous, limits, workers, progress)
 
-    kept = [(e, f) for e, f in zip(entries, facts) if f is not None]
+    kept = [(e, f) for e, f in zip(entries, facts, strict=True) if f is not None]
     if not kept:
         raise DatasetError(f"{path}: every one of the {len(entries)} files was rejected "
                            f"({_reason_summary(rejected)})")
@@ -217,15 +218,17 @@ def import_dataset(
         kept = [kept[i] for i in chosen]
 
     strata = [_stratum(e) for e, _ in kept]
-    splits, split_notes = splitting.assign_splits([e.split for e, _ in kept], strata, [e.group for e, _ in kept], seed=seed)
+    splits, split_notes = splitting.assign_splits([e.split for e, _ in kept], strata, [e.group for e, _ in kept],
+                                                  seed=seed)
     notes += split_notes
     samples = []
-    for (entry, f), split in zip(kept, splits):
+    for (entry, f), split in zip(kept, splits, strict=True):
         boxes, box_notes = _pixel_boxes(entry, f, clip_boxes)
         samples.append(Sample(entry.path, entry.label, split, boxes, entry.group, f, box_notes))
     classes = _classes(source, samples, notes)
     if rejected and len(rejected) > 0.01 * len(entries):
-        notes.append(f"{len(rejected)} of {len(entries)} files rejected (more than 1%): see `snapid data inspect {name}`")
+        notes.append(f"{len(rejected)} of {len(entries)} files rejected (more than 1%): "
+                     f"see `snapid data inspect {name}`")
 
     params = {"format": source.format, "seed": seed, "max_per_class": max_per_class, "clip_boxes": clip_boxes,
               "source": str(Path(path).resolve()), "fingerprint": _fingerprint(source, classes, samples, rejected)}
@@ -270,7 +273,8 @@ NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 def check_dataset_name(name: str) -> None:
     """Names appear in file names and URLs: letters, digits, '.', '_', '-', at most 64."""
     if not NAME_PATTERN.match(name or ""):
-        raise DatasetError(f"dataset name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit")
+        raise DatasetError(f"dataset name {name!r} must be 1-64 letters, digits, '.', '_' or '-', starting with a "
+                           "letter or digit")
 
 
 def _unique(entries: list[Entry], notes: list[str]) -> list[Entry]:

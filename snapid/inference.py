@@ -146,11 +146,13 @@ class Model:
         if mode == "one" and rows:
             unread = {a.photo for a in failed}
             read = [item.source for i, item in enumerate(inputs) if i not in unread]
-            out.append(self._answer(np.stack(rows).mean(axis=0), source="; ".join(read), k=top_k, lang=lang, photo=None))
+            out.append(self._answer(np.stack(rows).mean(axis=0), source="; ".join(read), k=top_k, lang=lang,
+                                    photo=None))
         return out + failed
 
     # --- answers -----------------------------------------------------------------------------------
-    def _answer(self, probs: np.ndarray, *, source: str, k: int, lang: str | None, photo: int | None, **extra) -> Answer:
+    def _answer(self, probs: np.ndarray, *, source: str, k: int, lang: str | None, photo: int | None,
+                **extra) -> Answer:
         body = answers.answer(self.loaded, probs, k=k, lang=lang)
         top = tuple((p["id"], p["display_name"], p["score"]) for p in body["predictions"])
         return Answer(source=source, label=top[0][0], name=top[0][1], score=top[0][2], unknown=body["unknown"], top=top,
@@ -162,10 +164,11 @@ class Model:
             return [self._answer(probs[0], source=source, k=k, lang=lang, photo=photo)]
         return [self._answer(row, source=source, k=k, lang=lang, photo=photo, box=tuple(d.box),
                              detector_score=round(min(1.0, max(0.0, d.score)), 6))
-                for d, row in zip(found.detections, probs)]
+                for d, row in zip(found.detections, probs, strict=True)]
 
     # --- the pipeline ------------------------------------------------------------------------------
-    def _run(self, inputs: list[_Input], *, detect: bool) -> Iterator[tuple[int, object, np.ndarray | None, str | None]]:
+    def _run(self, inputs: list[_Input], *,
+             detect: bool) -> Iterator[tuple[int, object, np.ndarray | None, str | None]]:
         """(index, detections or None, probabilities K x C or None, error or None) per input, in order; the
         model runs once per ``batch_size`` rows while the pool decodes ahead."""
         spec, limits, detector = self.loaded.spec, self.limits, self.loaded.detector
@@ -182,7 +185,8 @@ class Model:
 
         pending: list[tuple[int, np.ndarray | None, object, str | None]] = []
         rows = 0
-        for index, (x, meta, error) in enumerate(_ordered(work, inputs, self.threads, self.batch_size + 2 * self.threads)):
+        ordered = _ordered(work, inputs, self.threads, self.batch_size + 2 * self.threads)
+        for index, (x, meta, error) in enumerate(ordered):
             pending.append((index, x, meta, error))
             rows += 0 if x is None else len(x)
             if rows >= self.batch_size:
@@ -216,12 +220,15 @@ class Model:
                 out.append(_Input(source, lambda path=path: images.read_file(path, self.limits.max_bytes),
                                   (source, str(path))))
             elif isinstance(item, Image.Image):
-                out.append(_Input(f"<image {i}>", lambda item=item, i=i: self._bmp(item, f"<image {i}>"), (f"<image {i}>",)))
+                out.append(_Input(f"<image {i}>", lambda item=item, i=i: self._bmp(item, f"<image {i}>"),
+                                  (f"<image {i}>",)))
             elif isinstance(item, np.ndarray):
                 picture = _array_picture(item, i)
-                out.append(_Input(f"<array {i}>", lambda p=picture, i=i: self._bmp(p(), f"<array {i}>"), (f"<array {i}>",)))
+                out.append(_Input(f"<array {i}>", lambda p=picture, i=i: self._bmp(p(), f"<array {i}>"),
+                                  (f"<array {i}>",)))
             else:
-                raise UsageError(f"item {i}: a {type(item).__name__}; expected a file path, a PIL image or a NumPy array")
+                raise UsageError(f"item {i}: a {type(item).__name__}; "
+                                 "expected a file path, a PIL image or a NumPy array")
         return out
 
     def _bmp(self, im: Image.Image, name: str) -> bytes:
@@ -242,8 +249,8 @@ def _array_picture(array: np.ndarray, i: int) -> Callable[[], Image.Image]:
     """H x W (grey), H x W x 3 (RGB) or H x W x 4 (RGBA) uint8 → a PIL image, made on the pool's thread."""
     mode = {2: "L"}.get(array.ndim) or (array.ndim == 3 and {3: "RGB", 4: "RGBA"}.get(array.shape[2]))
     if array.dtype != np.uint8 or not mode:
-        raise UsageError(f"item {i}: an array of {array.dtype} with shape {array.shape}; expected uint8 H x W x 3 (RGB), "
-                         "H x W x 4 (RGBA) or H x W (grey)")
+        raise UsageError(f"item {i}: an array of {array.dtype} with shape {array.shape}; expected uint8 H x W x 3 "
+                         "(RGB), H x W x 4 (RGBA) or H x W (grey)")
     return lambda: Image.fromarray(np.ascontiguousarray(array), mode)
 
 
@@ -328,7 +335,8 @@ def _exported(name: str, settings: Settings, workspace: Workspace) -> Path | Non
     if runs is None:
         if (workspace.bundles / name / "manifest.json").is_file():
             return None
-        raise NotFound(f"{name!r} is not a bundle folder, a .snapid file or a run name (`snapid runs list` shows the runs)")
+        raise NotFound(f"{name!r} is not a bundle folder, a .snapid file or a run name "
+                       "(`snapid runs list` shows the runs)")
     for artifact in runs:
         for candidate in (artifact["path"], artifact["meta"].get("archive")):
             if candidate and Path(candidate).exists():

@@ -18,7 +18,8 @@ def topk_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
 
 def confusion_matrix(pred: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
     """counts[true, predicted]."""
-    return np.bincount(labels * num_classes + pred, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    counts = np.bincount(labels * num_classes + pred, minlength=num_classes * num_classes)
+    return counts.reshape(num_classes, num_classes)
 
 
 def per_class_prf(confusion: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -160,7 +161,8 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: in
 TAIL_EDGES = (1, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 
-def long_tail_buckets(class_top1: np.ndarray, train_counts: np.ndarray, edges: tuple[int, ...] = TAIL_EDGES) -> list[dict]:
+def long_tail_buckets(class_top1: np.ndarray, train_counts: np.ndarray,
+                      edges: tuple[int, ...] = TAIL_EDGES) -> list[dict]:
     """Accuracy against class frequency: classes grouped by their number of training images
     (buckets [edge_i, edge_i+1) on a roughly logarithmic scale), with the mean top-1 of the classes
     in each bucket that have evaluation samples. Empty buckets are left out."""

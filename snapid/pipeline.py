@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from sqlalchemy import Engine
 
@@ -59,7 +59,8 @@ def describe_calibration(calibration: dict | None) -> str:
     answered = calibration.get("val_coverage") or 0.0
     how = (f"no threshold reached {DEFAULT_TARGET_ACCURACY:.0%} accuracy, so it answers "
            f"{calibration['target_coverage']:.0%} of photos" if calibration.get("target_coverage") else
-           f"answers {answered:.0%} of validation photos with {calibration.get('val_accepted_accuracy') or 0:.1%} accuracy")
+           f"answers {answered:.0%} of validation photos with "
+           f"{calibration.get('val_accepted_accuracy') or 0:.1%} accuracy")
     return (f"calibrated on the validation split: temperature {calibration['temperature']:.2f}, 'not sure' below "
             f"{calibration['threshold']:.2f} ({how})")
 
@@ -101,10 +102,10 @@ def default_name(photos: Path) -> str:
 def up(photos: Path, *, workspace: Workspace, engine: Engine, name: str | None = None, budget: str = "10m",
        force: bool = False, workers: int = 1, limits=None, say: Say = print, progress=None, reporter=None) -> UpResult:
     """Import → inspect → train and calibrate → export (int8 when its accuracy gate passes); see the module."""
-    from snapid.importer import import_dataset
     from snapid.data.inspect import inspect_manifest, problems
     from snapid.data.report import write_report
     from snapid.images import DEFAULT_LIMITS
+    from snapid.importer import import_dataset
     from snapid.track import datasets as dataset_store
     from snapid.track.db import transaction
     from snapid.train.config import TrainConfig
@@ -136,8 +137,8 @@ def up(photos: Path, *, workspace: Workspace, engine: Engine, name: str | None =
     leaks = [p for p in found if p["code"] == "leakage"]
     if leaks and not force:
         raise SnapidError(f"{name} v{report.version}: the same photos are in more than one split, so the test figures "
-                          f"would flatter the model; remove the copies (report: {html}) or pass --force", code="leakage",
-                          status=422)
+                          f"would flatter the model; remove the copies (report: {html}) or pass --force",
+                          code="leakage", status=422)
     if len(manifest.classes) < 2:
         raise SnapidError(f"{photos}: only {len(manifest.classes)} class found; put each class's photos in a folder "
                           "of its own (PHOTOS/CLASS/photo.jpg)", code="usage", status=422)
@@ -175,7 +176,8 @@ def _run_base(dataset: str, version: int, config) -> str:
     return f"{dataset}-v{version}-up-{_recipe_key(config)}"
 
 
-def _run_to_use(dataset: str, version: int, config, *, engine: Engine, workspace: Workspace) -> tuple[str | None, str | None]:
+def _run_to_use(dataset: str, version: int, config, *, engine: Engine,
+                workspace: Workspace) -> tuple[str | None, str | None]:
     """(completed run to reuse, None) or (None, run to resume) or (None, None): train a new one."""
     from snapid.track import runs as track
     from snapid.track.db import transaction
@@ -227,4 +229,5 @@ def _metrics(run: str, *, engine: Engine) -> dict[str, float]:
 
     with transaction(engine) as session:
         summary = track.get_run(session, name=run).get("summary") or {}
-    return {split: float(summary[f"{split}_top1"]) for split in ("val", "test") if summary.get(f"{split}_top1") is not None}
+    return {split: float(summary[f"{split}_top1"])
+            for split in ("val", "test") if summary.get(f"{split}_top1") is not None}

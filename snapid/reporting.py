@@ -58,15 +58,17 @@ def number(value) -> str:
 
 
 def table(headers: list[str], rows: list[list], numeric: frozenset[int] | set[int] = frozenset(),
-           paths: frozenset[int] | set[int] = frozenset()) -> str:
+          paths: frozenset[int] | set[int] = frozenset()) -> str:
     if not rows:
         return '<p class="note">none</p>'
     head = "".join(f"<th>{escape(h)}</th>" for h in headers)
-    body = "".join(
-        "<tr>" + "".join(
-            f'<td class="n">{number(v)}</td>' if i in numeric else f'<td class="p">{escape(v)}</td>' if i in paths else f"<td>{escape(v)}</td>"
-            for i, v in enumerate(row)) + "</tr>"
-        for row in rows)
+
+    def cell(i: int, v) -> str:
+        if i in numeric:
+            return f'<td class="n">{number(v)}</td>'
+        return f'<td class="p">{escape(v)}</td>' if i in paths else f"<td>{escape(v)}</td>"
+
+    body = "".join("<tr>" + "".join(cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in rows)
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 

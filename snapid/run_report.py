@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -91,7 +90,8 @@ def render_report(names: list[str], *, workspace: Workspace, engine: Engine, spl
     with rc_context(fonts):
         parts = [_dataset_section(dataset, version, engine=engine)]
         if len(classifiers) > 1:
-            parts += [_leaderboard_section([s["name"] for s in classifiers], dataset, version, split=split, engine=engine),
+            parts += [_leaderboard_section([s["name"] for s in classifiers], dataset, version, split=split,
+                                           engine=engine),
                       _overlay_section(classifiers)]
         for i, subject in enumerate(subjects):
             parts.append(detect_report.detector_sections(subject, f"r{i}") if subject.get("detector")
@@ -140,7 +140,8 @@ def _common_dataset(subjects: list[dict]) -> tuple[str, int]:
         run = subject["run"]
         if (run["dataset"], run["dataset_version"]) != (first["dataset"], first["dataset_version"]):
             raise ReportError(f"cannot compare {first['name']!r} ({first['dataset']} v{first['dataset_version']}) with "
-                              f"{run['name']!r} ({run['dataset']} v{run['dataset_version']}): different dataset versions")
+                              f"{run['name']!r} ({run['dataset']} v{run['dataset_version']}): "
+                              "different dataset versions")
     return first["dataset"], first["dataset_version"]
 
 
@@ -162,11 +163,13 @@ def _dataset_section(dataset: str, version: int, *, engine: Engine) -> str:
     cards = [("images", len(manifest.samples)), ("classes", len(manifest.classes)),
              *[(k, splits.get(k, 0)) for k in ("train", "val", "test")], ("rejected", len(manifest.rejected))]
     card_html = "".join(f'<div class="card"><b>{number(v)}</b><small>{escape(k)}</small></div>' for k, v in cards)
-    rows = [[c.id, c.name, *(per_class.get(c.id, Counter())[k] for k in ("train", "val", "test"))] for c in manifest.classes]
+    rows = [[c.id, c.name, *(per_class.get(c.id, Counter())[k] for k in ("train", "val", "test"))]
+            for c in manifest.classes]
     rows.sort(key=lambda r: -sum(r[2:]))
-    note = f'<p class="note">the {MAX_CLASS_ROWS} largest of {len(rows)} classes</p>' if len(rows) > MAX_CLASS_ROWS else ""
-    body = (f'<p class="note">{escape(dataset)} v{version} · format {escape(manifest.format)} · created {escape(manifest.created_at or "?")}</p>'
-            f'<div class="cards">{card_html}</div><h3>Images per class</h3>'
+    note = (f'<p class="note">the {MAX_CLASS_ROWS} largest of {len(rows)} classes</p>'
+            if len(rows) > MAX_CLASS_ROWS else "")
+    body = (f'<p class="note">{escape(dataset)} v{version} · format {escape(manifest.format)} · created '
+            f'{escape(manifest.created_at or "?")}</p><div class="cards">{card_html}</div><h3>Images per class</h3>'
             + table(["id", "name", "train", "val", "test"], rows[:MAX_CLASS_ROWS], {2, 3, 4}) + note)
     return section("dataset", "Dataset", body)
 
@@ -175,7 +178,8 @@ def _leaderboard_section(names: list[str], dataset: str, version: int, *, split:
     board = leaderboard(dataset, engine=engine, split=split, version=version, names=names)
     note = ('<p class="note">Differences are against the best run on the same items, with a 95% paired bootstrap '
             'interval; "not significant" means the interval contains 0.</p>')
-    return section("leaderboard", f"Leaderboard ({split})", table(BOARD_HEADERS, board_table(board), {0, 4, 5, 6, 7, 8}) + note)
+    return section("leaderboard", f"Leaderboard ({split})",
+                   table(BOARD_HEADERS, board_table(board), {0, 4, 5, 6, 7, 8}) + note)
 
 
 def _overlay_section(subjects: list[dict]) -> str:
@@ -190,8 +194,9 @@ def _run_sections(subject: dict, anchor: str, *, engine: Engine) -> str:
     run, ev = subject["run"], subject["eval"]
     classes = [{"id": c["id"], "name": c["name"]} for c in ev.get("per_class", [])]
     head = (f'<section id="{anchor}"><h2>{escape(run["name"])} <small>{escape(run["kind"])} · {escape(run["model"])} · '
-            f'{escape(run["dataset"])} v{escape(run["dataset_version"])} · {escape(ev.get("split"))} split, {number(ev.get("n"))} images'
-            f'{" · TTA" if ev.get("tta") else ""}</small></h2>{_headline(ev)}{_members(run, engine=engine)}</section>')
+            f'{escape(run["dataset"])} v{escape(run["dataset_version"])} · {escape(ev.get("split"))} split, '
+            f'{number(ev.get("n"))} images{" · TTA" if ev.get("tta") else ""}</small></h2>'
+            f'{_headline(ev)}{_members(run, engine=engine)}</section>')
     return "".join([head, _curves(subject, anchor), _per_class(ev, anchor), _confusion(ev, classes, anchor),
                     _calibration(ev, anchor), _coverage(ev, anchor), _mistakes(ev, anchor),
                     detect_report.compare_section(run["name"], anchor, engine=engine)])
@@ -199,8 +204,9 @@ def _run_sections(subject: dict, anchor: str, *, engine: Engine) -> str:
 
 HEADLINE = (("top1", "top-1", "pct"), ("top5", "top-5", "pct"), ("macro_top1", "macro top-1", "pct"),
             ("macro_f1", "macro-F1", "pct"), ("balanced_accuracy", "balanced acc.", "pct"), ("ece", "ECE", "num"),
-            ("ece_uncalibrated", "ECE before calib.", "num"), ("nll", "NLL", "num"), ("temperature", "temperature", "num"),
-            ("threshold", "threshold", "num"), ("latency_ms", "latency ms/img", "num"), ("parameters", "parameters", "int"))
+            ("ece_uncalibrated", "ECE before calib.", "num"), ("nll", "NLL", "num"),
+            ("temperature", "temperature", "num"), ("threshold", "threshold", "num"),
+            ("latency_ms", "latency ms/img", "num"), ("parameters", "parameters", "int"))
 
 
 def _headline(ev: dict) -> str:
@@ -221,8 +227,9 @@ def _members(run: dict, *, engine: Engine) -> str:
 
     config = run["config"]
     rows = [[m, w, stored_calibration(m, engine=engine)["temperature"]]
-            for m, w in zip(config.get("members", []), config.get("weights", []))]
-    return f"<h3>Members ({escape(config.get('method'))} voting)</h3>" + table(["run", "weight", "temperature"], rows, {1, 2})
+            for m, w in zip(config.get("members", []), config.get("weights", []), strict=False)]
+    return (f"<h3>Members ({escape(config.get('method'))} voting)</h3>"
+            + table(["run", "weight", "temperature"], rows, {1, 2}))
 
 
 def _curves(subject: dict, anchor: str) -> str:
@@ -234,20 +241,25 @@ def _curves(subject: dict, anchor: str) -> str:
     epochs = curves[subject["name"]]
     rows = [[e["epoch"], e["phase"], e["train_loss"], e["val_loss"], e["top1"], e["macro_f1"], e["lr"]]
             for e in epochs[-MAX_EPOCH_ROWS:]]
-    epoch_table = table(["epoch", "phase", "train loss", "val loss", "val top-1", "val macro-F1", "lr"], rows, {0, 2, 3, 4, 5, 6})
+    epoch_table = table(["epoch", "phase", "train loss", "val loss", "val top-1", "val macro-F1", "lr"], rows,
+                        {0, 2, 3, 4, 5, 6})
     return section(f"{anchor}-curves", "Training curves", figures.training_curves(curves) + epoch_table)
 
 
 def _per_class(ev: dict, anchor: str) -> str:
     rows = ev.get("per_class", [])
     shown = rows if len(rows) <= MAX_CLASS_ROWS else sorted(rows, key=lambda r: (r["f1"], r["index"]))[:MAX_CLASS_ROWS]
-    note = f'<p class="note">the {MAX_CLASS_ROWS} classes with the lowest F1 of {len(rows)}</p>' if len(rows) > MAX_CLASS_ROWS else ""
+    note = (f'<p class="note">the {MAX_CLASS_ROWS} classes with the lowest F1 of {len(rows)}</p>'
+            if len(rows) > MAX_CLASS_ROWS else "")
     class_table = table(["#", "id", "name", "precision", "recall", "F1", "test images", "train images", "top-1"],
-                        [[r["index"], r["id"], r["name"], r["precision"], r["recall"], r["f1"], r["support"], r.get("train_count"),
-                          r.get("top1")] for r in shown], {0, 3, 4, 5, 6, 7, 8})
+                        [[r["index"], r["id"], r["name"], r["precision"], r["recall"], r["f1"], r["support"],
+                          r.get("train_count"), r.get("top1")] for r in shown], {0, 3, 4, 5, 6, 7, 8})
     tail = ev.get("long_tail") or []
-    tail_html = ("<h3>By training-set size</h3>" + table(["bucket", "classes", "train min", "train max", "top-1"],
-                 [[b["bucket"], b["classes"], b["train_min"], b["train_max"], b["top1"]] for b in tail], {1, 2, 3, 4})) if tail else ""
+    tail_html = ""
+    if tail:
+        tail_html = "<h3>By training-set size</h3>" + table(
+            ["bucket", "classes", "train min", "train max", "top-1"],
+            [[b["bucket"], b["classes"], b["train_min"], b["train_max"], b["top1"]] for b in tail], {1, 2, 3, 4})
     return section(f"{anchor}-classes", "Per class", class_table + note + tail_html)
 
 
@@ -265,9 +277,11 @@ def _confusion(ev: dict, classes: list[dict], anchor: str) -> str:
         square = counts.shape == (len(classes), len(classes))
         if square and 0 < len(classes) <= figures.MAX_HEATMAP_CLASSES:
             body = figures.confusion_heatmap(confusion["normalized"], classes)
-        pairs = [(classes[t]["id"], classes[p]["id"], n) for t, p, n in top_confused_pairs(counts, MAX_PAIRS)] if square else []
+        pairs = [(classes[t]["id"], classes[p]["id"], n)
+                 for t, p, n in top_confused_pairs(counts, MAX_PAIRS)] if square else []
     rows = [[t, name.get(t), p, name.get(p), n] for t, p, n in pairs]
-    body += "<h3>Most confused pairs</h3>" + table(["true id", "true", "predicted id", "predicted", "images"], rows, {4})
+    headers = ["true id", "true", "predicted id", "predicted", "images"]
+    body += "<h3>Most confused pairs</h3>" + table(headers, rows, {4})
     return section(f"{anchor}-confusion", "Confusion", body)
 
 
@@ -275,7 +289,8 @@ def _calibration(ev: dict, anchor: str) -> str:
     before, after = ev.get("reliability_uncalibrated") or [], ev.get("reliability") or []
     text = (f'<p>temperature <b>{number(ev.get("temperature"))}</b> · ECE {number(ev.get("ece_uncalibrated"))} → '
             f'<b>{number(ev.get("ece"))}</b> · NLL {number(ev.get("nll"))}</p>')
-    figure = figures.reliability(before, after, ece_before=ev.get("ece_uncalibrated"), ece_after=ev.get("ece")) if after else ""
+    figure = figures.reliability(before, after, ece_before=ev.get("ece_uncalibrated"),
+                                 ece_after=ev.get("ece")) if after else ""
     return section(f"{anchor}-calibration", "Calibration", text + figure)
 
 
@@ -284,9 +299,10 @@ def _coverage(ev: dict, anchor: str) -> str:
     if not points:
         return section(f"{anchor}-coverage", "Accuracy and coverage", '<p class="note">no coverage curve</p>')
     at = min(points, key=lambda p: abs(p["threshold"] - (threshold or 0)))
-    text = (f'<p>with the chosen threshold <b>{number(threshold)}</b> the service answers {number(at["coverage"])} of the images '
-            f'with accuracy {number(at["accuracy"])}; below it, it says "not sure".</p>')
-    return section(f"{anchor}-coverage", "Accuracy and coverage", text + figures.coverage_curve(points, threshold=threshold))
+    text = (f'<p>with the chosen threshold <b>{number(threshold)}</b> the service answers {number(at["coverage"])} of '
+            f'the images with accuracy {number(at["accuracy"])}; below it, it says "not sure".</p>')
+    return section(f"{anchor}-coverage", "Accuracy and coverage",
+                   text + figures.coverage_curve(points, threshold=threshold))
 
 
 def _mistakes(ev: dict, anchor: str) -> str:
@@ -296,8 +312,8 @@ def _mistakes(ev: dict, anchor: str) -> str:
         image = (f'<img alt="item {escape(m.get("position"))}" src="{uri}">'
                  if own_thumbnail(uri) else "")  # only our own data: URIs
         cells.append(f'<figure>{image}<figcaption>true <b>{escape(m.get("true_name"))}</b><br>'
-                     f'<span class="bad">predicted {escape(m.get("pred_name"))}</span><br>score {number(m.get("score"))} · '
-                     f'loss {number(m.get("loss"))}</figcaption></figure>')
+                     f'<span class="bad">predicted {escape(m.get("pred_name"))}</span><br>score '
+                     f'{number(m.get("score"))} · loss {number(m.get("loss"))}</figcaption></figure>')
     body = f'<div class="gallery">{"".join(cells)}</div>' if cells else '<p class="note">no mistakes on this split</p>'
     return section(f"{anchor}-mistakes", "Mistakes (hardest first)", body)
 
@@ -319,8 +335,8 @@ def print_pdf(document: str, out: Path, *, chromium: str | None = None, timeout:
         page, target = Path(tmp) / "report.html", Path(tmp) / "report.pdf"
         page.write_text(document, encoding="utf-8")
         command = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--no-pdf-header-footer",
-                   "--print-to-pdf-no-header", "--no-first-run", "--disable-extensions", f"--user-data-dir={tmp}/profile",
-                   f"--print-to-pdf={target}", page.as_uri()]
+                   "--print-to-pdf-no-header", "--no-first-run", "--disable-extensions",
+                   f"--user-data-dir={tmp}/profile", f"--print-to-pdf={target}", page.as_uri()]
         error = _run_bounded(command, timeout)
         data = target.read_bytes() if target.exists() else b""
         if not data.startswith(b"%PDF"):

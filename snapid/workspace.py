@@ -19,7 +19,7 @@ class Workspace:
     home: Path
 
     @classmethod
-    def at(cls, home: Path | str) -> "Workspace":
+    def at(cls, home: Path | str) -> Workspace:
         path = Path(home).expanduser().resolve()
         path.mkdir(mode=0o700, parents=True, exist_ok=True)  # an existing folder keeps its mode
         return cls(path)

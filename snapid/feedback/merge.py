@@ -79,7 +79,8 @@ def _candidates(manifest: Manifest, approved: list[dict], photos: dict[str, list
     return out
 
 
-def _sample(store: PhotoStore, folder: Path, item: dict, upload: dict, limits: images.DecodeLimits) -> Sample | Rejected:
+def _sample(store: PhotoStore, folder: Path, item: dict, upload: dict,
+            limits: images.DecodeLimits) -> Sample | Rejected:
     target = folder / f"{upload['sha256']}.jpg"
     _link_or_copy(store.photo_path(upload["sha256"]), target)
     facts = image_facts(target, str(target), limits)
@@ -115,7 +116,8 @@ def merge_feedback(dataset: str, *, workspace: Workspace, engine: Engine,
             merged.add(item["id"])
         version = None
         if added:
-            note = f"{len(added)} photos from {len(merged)} approved feedback added to train (from version {manifest.version})"
+            note = (f"{len(added)} photos from {len(merged)} approved feedback added to train "
+                    f"(from version {manifest.version})")
             version = dataset_store.save_dataset_version(
                 s, name=dataset, format=manifest.format, root=manifest.root, classes=manifest.classes,
                 samples=manifest.samples + added, rejected=manifest.rejected,

@@ -49,7 +49,8 @@ def split_shas(engine: Engine, *, dataset: str, version: int, split: str) -> lis
     return [sample.facts.sha256 for sample in manifest.samples if sample.split == split]
 
 
-def _comparable_runs(engine: Engine, candidate: str, current: str, split: str) -> tuple[dict, dict, list[str], list[str]]:
+def _comparable_runs(engine: Engine, candidate: str, current: str,
+                     split: str) -> tuple[dict, dict, list[str], list[str]]:
     if candidate == current:
         raise NotComparable(f"candidate and current are the same run ({candidate!r})")
     with transaction(engine) as s:
@@ -100,7 +101,8 @@ def promote(candidate: str, *, over: str, workspace: Workspace, engine: Engine, 
     from snapid.export.from_run import export_run
 
     if not 0 <= margin < 1:
-        raise SnapidError(f"--margin {margin}: must be in [0, 1) (a top-1 difference, e.g. 0.005)", code="usage", status=422)
+        raise SnapidError(f"--margin {margin}: must be in [0, 1) (a top-1 difference, e.g. 0.005)", code="usage",
+                          status=422)
     say = progress or (lambda message: None)
     cand, cur, shas_cand, shas_cur = _comparable_runs(engine, candidate, over, split)
     scores = {}

@@ -45,7 +45,7 @@ class Card:
                 "links": [dict(link) for link in self.links], "fields": dict(self.fields)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "Card":
+    def from_dict(cls, data: dict) -> Card:
         return cls(class_id=str(data["class_id"]), names=dict(data.get("names") or {}),
                    scientific_name=str(data.get("scientific_name") or ""),
                    descriptions=dict(data.get("descriptions") or {}), image=str(data.get("image") or ""),
@@ -57,7 +57,7 @@ def parse_cards(path: Path) -> list[Card]:
     rows = read_rows(Path(path), key_column="class_id")
     cards = [card_from_row(row) for row in rows]
     seen: dict[str, str] = {}
-    for card, row in zip(cards, rows):
+    for card, row in zip(cards, rows, strict=True):
         if card.class_id in seen:
             raise KnowledgeError(f"{row.where}: class {card.class_id!r} already has a card ({seen[card.class_id]})")
         seen[card.class_id] = row.where

@@ -13,8 +13,8 @@ what the card showed before.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 import httpx
 from sqlalchemy import Engine

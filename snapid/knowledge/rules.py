@@ -11,9 +11,9 @@ A rule matches when every one of its classes is among the recognised objects of 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping
 
 from snapid.knowledge import KnowledgeError
 from snapid.knowledge.cards import NO_LANGUAGE
@@ -37,7 +37,7 @@ class Rule:
         return {"classes": list(self.classes), "severity": self.severity, "message": dict(self.message)}
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "Rule":
+    def from_dict(cls, data: Mapping) -> Rule:
         return cls(tuple(sorted(str(c) for c in data["classes"])), str(data.get("severity") or DEFAULT_SEVERITY),
                    {str(k): str(v) for k, v in (data.get("message") or {}).items()})
 
@@ -49,7 +49,8 @@ def parse_rules(path: Path) -> list[Rule]:
     for row in rows:
         rule = rule_from_row(row)
         if rule.classes in seen:
-            raise KnowledgeError(f"{row.where}: the classes {list(rule.classes)} already have a rule ({seen[rule.classes]})")
+            raise KnowledgeError(f"{row.where}: the classes {list(rule.classes)} already have a rule "
+                                 f"({seen[rule.classes]})")
         seen[rule.classes] = row.where
         rules.append(rule)
     return rules

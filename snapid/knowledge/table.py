@@ -101,7 +101,8 @@ def _csv_rows(path: Path, text: str) -> list[Row]:
                 raise KnowledgeError(f"{where}: {len(record)} cells but the header names {len(columns)} columns")
             if len(rows) >= MAX_ROWS:
                 raise KnowledgeError(f"{path}: more than {MAX_ROWS} rows")
-            values = {c: _cell(where, c, v) for c, v in zip(columns, record)}
+            # a short row leaves its last cells out
+            values = {c: _cell(where, c, v) for c, v in zip(columns, record, strict=False)}
             rows.append(Row(where, {c: v for c, v in values.items() if v}))
         return rows
     except csv.Error as exc:

@@ -60,8 +60,8 @@ def _entity(wiki: Wiki, item_id: str, languages: list[str]) -> Lookup:
 
 
 def _api(wiki: Wiki, params: dict[str, str]) -> str:
-    return wiki.policy.wikidata_url.rstrip("/") + "/w/api.php?" + urlencode({**params, "format": "json",
-                                                                              "formatversion": "2"})
+    query = urlencode({**params, "format": "json", "formatversion": "2"})
+    return wiki.policy.wikidata_url.rstrip("/") + "/w/api.php?" + query
 
 
 def _search_answer(doc: object) -> Lookup:
@@ -73,7 +73,8 @@ def _search_answer(doc: object) -> Lookup:
 
 
 def _entity_answer(doc: object, item_id: str) -> Lookup:
-    entity = doc.get("entities", {}).get(item_id) if isinstance(doc, dict) and isinstance(doc.get("entities"), dict) else None
+    entities = doc.get("entities") if isinstance(doc, dict) else None
+    entity = entities.get(item_id) if isinstance(entities, dict) else None
     if not isinstance(entity, dict):
         return Lookup("invalid", error="the answer has no such entity")
     if "missing" in entity:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Callable
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -96,7 +96,8 @@ def parse_summary(body: bytes, lang: str) -> dict | None:
 def summary_fields(doc: object, lang: str) -> dict | None:
     if not isinstance(doc, dict) or not isinstance(doc.get("title"), str) or not isinstance(doc.get("extract"), str):
         return None
-    page = ((doc.get("content_urls") or {}).get("desktop") or {}).get("page") if isinstance(doc.get("content_urls"), dict) else None
+    urls = doc.get("content_urls")
+    page = (urls.get("desktop") or {}).get("page") if isinstance(urls, dict) else None
     thumb = doc.get("thumbnail") if isinstance(doc.get("thumbnail"), dict) else {}
     return {"lang": lang, "title": doc["title"][:MAX_TITLE_BYTES], "extract": doc["extract"][:MAX_EXTRACT_CHARS],
             "description": str(doc.get("description") or "")[:500], "type": str(doc.get("type") or "standard")[:40],
@@ -119,7 +120,7 @@ def retry_after_s(value: str | None, now: float | None = None) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
@@ -241,7 +242,7 @@ class Wiki:
     def cached(self, kind: str, key: str, fetch: Callable[[], Lookup], *, breaker: str | None = None) -> Lookup:
         """``fetch()``'s answer, from the database cache while fresh; each ``breaker`` (default: ``kind``)
         stops asking after several failures in a row."""
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         with transaction(self.engine) as session:
             hit = store.wiki_cached(session, lang=kind, title=key)
         if hit and not self.refresh and self.policy.fresh(hit["status"], hit["fetched_at"], now):
@@ -249,7 +250,8 @@ class Wiki:
         name = breaker or kind
         guard = self.breakers.setdefault(name, Breaker(self.policy.max_consecutive_failures))
         if guard.open:
-            return Lookup("skipped", error=f"{name}: {guard.failures} lookups in a row failed; not asking again this run")
+            return Lookup("skipped",
+                          error=f"{name}: {guard.failures} lookups in a row failed; not asking again this run")
         result = fetch()
         guard.record(result.status)
         with transaction(self.engine) as session:

@@ -134,8 +134,8 @@ def previous_facts(session: Session, *, name: str) -> dict[str, ImageFacts]:
         select(DatasetVersionRow.id).where(DatasetVersionRow.dataset_id == dataset_id)
         .order_by(DatasetVersionRow.version.desc()).limit(1)
     )
-    columns = (SampleRow.path, SampleRow.sha256, SampleRow.size_bytes, SampleRow.mtime_ns, SampleRow.width, SampleRow.height,
-               SampleRow.format, SampleRow.mode, SampleRow.phash, SampleRow.mean_rgb, SampleRow.hist)
+    columns = (SampleRow.path, SampleRow.sha256, SampleRow.size_bytes, SampleRow.mtime_ns, SampleRow.width,
+               SampleRow.height, SampleRow.format, SampleRow.mode, SampleRow.phash, SampleRow.mean_rgb, SampleRow.hist)
     rows = session.execute(select(*columns).where(SampleRow.version_id == version_id))  # plain rows: no ORM objects
     return {r.path: _facts(r) for r in rows}
 

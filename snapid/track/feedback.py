@@ -44,7 +44,8 @@ def uploads_for_predictions(session: Session, *, prediction_ids: list[str]) -> d
     out: dict[str, list[dict]] = {p: [] for p in prediction_ids}
     if not prediction_ids:
         return out
-    query = select(UploadRow).where(UploadRow.prediction_id.in_(prediction_ids)).order_by(UploadRow.created_at, UploadRow.id)
+    query = (select(UploadRow).where(UploadRow.prediction_id.in_(prediction_ids))
+             .order_by(UploadRow.created_at, UploadRow.id))
     for row in session.scalars(query):
         out[row.prediction_id].append(upload_dict(row))
     return out
@@ -127,7 +128,8 @@ def get_feedback(session: Session, *, feedback_id: str) -> dict:
     return feedback_dict(row)
 
 
-def list_feedback(session: Session, *, status: str | None = None, limit: int = 50, offset: int = 0) -> tuple[list[dict], int]:
+def list_feedback(session: Session, *, status: str | None = None, limit: int = 50,
+                  offset: int = 0) -> tuple[list[dict], int]:
     """One page, oldest first (a queue), and the total count for that status."""
     query = select(FeedbackRow)
     count = select(func.count()).select_from(FeedbackRow)
@@ -182,7 +184,8 @@ def record_promotion(session: Session, *, dataset: str, candidate: str, current:
 
 
 def list_promotions(session: Session, *, dataset: str | None = None, limit: int = 50) -> list[dict]:
-    query = select(PromotionRow).order_by(PromotionRow.created_at.desc(), PromotionRow.id.desc()).limit(min(limit, MAX_PAGE))
+    query = (select(PromotionRow).order_by(PromotionRow.created_at.desc(), PromotionRow.id.desc())
+             .limit(min(limit, MAX_PAGE)))
     if dataset is not None:
         query = query.where(PromotionRow.dataset == dataset)
     return [promotion_dict(r) for r in session.scalars(query)]

@@ -5,7 +5,7 @@ Returns plain dicts, never ORM objects; the caller owns the transaction (snapid.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
@@ -27,7 +27,7 @@ from snapid.track.tables import (
 def _aware(moment: datetime | None) -> datetime | None:
     """SQLite hands back naive datetimes; every one stored here is UTC."""
     if moment is not None and moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
+        return moment.replace(tzinfo=UTC)
     return moment
 
 
@@ -57,7 +57,8 @@ def add_knowledge_version(session: Session, *, dataset: str, kind: str, source: 
     if kind not in ("cards", "rules"):
         raise ValueError(f"kind must be 'cards' or 'rules', not {kind!r}")
     dataset_id = _dataset_id(session, dataset)
-    last = session.scalar(select(func.max(KnowledgeVersionRow.version)).where(KnowledgeVersionRow.dataset_id == dataset_id))
+    last = session.scalar(select(func.max(KnowledgeVersionRow.version))
+                          .where(KnowledgeVersionRow.dataset_id == dataset_id))
     row = KnowledgeVersionRow(dataset_id=dataset_id, version=(last or 0) + 1, kind=kind, source=source, sha256=sha256,
                               n_items=len(items), notes=list(notes))
     session.add(row)
@@ -119,7 +120,8 @@ def wiki_cached(session: Session, *, lang: str, title: str) -> dict | None:
     row = session.scalar(select(WikiCacheRow).where(WikiCacheRow.lang == lang, WikiCacheRow.title == title))
     if row is None:
         return None
-    return {"status": row.status, "data": dict(row.data or {}), "error": row.error, "fetched_at": _aware(row.fetched_at)}
+    return {"status": row.status, "data": dict(row.data or {}), "error": row.error,
+            "fetched_at": _aware(row.fetched_at)}
 
 
 def save_wiki_lookup(session: Session, *, lang: str, title: str, status: str, data: dict, error: str = "") -> None:
@@ -147,7 +149,8 @@ def enrichment(session: Session, *, dataset: str) -> dict[str, dict[str, dict]]:
     """class_id → language → stored Wikipedia summary, for ``dataset``."""
     dataset_id = _dataset_id(session, dataset)
     out: dict[str, dict[str, dict]] = {}
-    rows = session.execute(select(KnowledgeEnrichmentRow.class_id, KnowledgeEnrichmentRow.lang, KnowledgeEnrichmentRow.data)
+    rows = session.execute(select(KnowledgeEnrichmentRow.class_id, KnowledgeEnrichmentRow.lang,
+                                  KnowledgeEnrichmentRow.data)
                            .where(KnowledgeEnrichmentRow.dataset_id == dataset_id)
                            .order_by(KnowledgeEnrichmentRow.class_id, KnowledgeEnrichmentRow.lang))
     for r in rows:

@@ -23,8 +23,9 @@ def record_predictions(session: Session, *, rows: list[dict]) -> int:
     for r in rows:
         session.add(PredictionRow(
             id=r["id"], model_name=r.get("model_name", ""), model_version=r.get("model_version", ""),
-            model_sha256=r["model_sha256"], dataset=str(r.get("dataset", ""))[:200], top=list(r.get("top", []))[:MAX_TOP], unknown=bool(r.get("unknown")),
-            n_photos=int(r.get("n_photos", 1)), **({"created_at": r["created_at"]} if r.get("created_at") else {})))
+            model_sha256=r["model_sha256"], dataset=str(r.get("dataset", ""))[:200],
+            top=list(r.get("top", []))[:MAX_TOP], unknown=bool(r.get("unknown")), n_photos=int(r.get("n_photos", 1)),
+            **({"created_at": r["created_at"]} if r.get("created_at") else {})))
     return len(rows)
 
 

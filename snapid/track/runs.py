@@ -4,8 +4,8 @@ so a dashboard sees a run live and two trainings can share one database."""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -62,7 +62,8 @@ def unique_name(session: Session, base: str) -> str:
 def create_run(session: Session, *, name: str, dataset: str, dataset_version: int, model: str, config: dict,
                run_dir: str, monitor: str, kind: str = "train", parent: str | None = None) -> dict:
     if session.scalar(select(RunRow.id).where(RunRow.name == name)) is not None:
-        raise SnapidError(f"a run named {name!r} already exists: pick another --name, or --resume {name}", code="run_exists", status=409)
+        raise SnapidError(f"a run named {name!r} already exists: pick another --name, or --resume {name}",
+                          code="run_exists", status=409)
     row = RunRow(name=name, dataset=dataset, dataset_version=dataset_version, model=model, config=config,
                  run_dir=run_dir, monitor=monitor, kind=kind, parent=parent, status="queued")
     session.add(row)
@@ -77,7 +78,8 @@ def start_run(session: Session, *, name: str, host: str, pid: int) -> None:
     row.started_at = row.started_at or now
 
 
-def record_epoch(session: Session, *, name: str, epoch: int, phase: str, metrics: dict, is_best: bool, best_value: float | None) -> None:
+def record_epoch(session: Session, *, name: str, epoch: int, phase: str, metrics: dict, is_best: bool,
+                 best_value: float | None) -> None:
     """Write one epoch (replacing it if a resumed run writes the same epoch again); heartbeat; best so far."""
     row = _row(session, name)
     session.execute(delete(EpochRow).where(EpochRow.run_id == row.id, EpochRow.epoch == epoch))
@@ -101,7 +103,8 @@ def set_config(session: Session, *, name: str, config: dict) -> None:
     _row(session, name).config = dict(config)
 
 
-def record_artifact(session: Session, *, name: str, kind: str, path: str, sha256: str = "", meta: dict | None = None) -> None:
+def record_artifact(session: Session, *, name: str, kind: str, path: str, sha256: str = "",
+                    meta: dict | None = None) -> None:
     row = _row(session, name)
     session.execute(delete(ArtifactRow).where(ArtifactRow.run_id == row.id, ArtifactRow.kind == kind))
     session.add(ArtifactRow(run_id=row.id, kind=kind, path=path, sha256=sha256, meta=meta or {}))
@@ -114,7 +117,8 @@ def get_run(session: Session, *, name: str) -> dict:
 def list_runs(session: Session, *, dataset: str | None = None, model: str | None = None, status: str | None = None,
               parent: str | None = None) -> list[dict]:
     query = select(RunRow).order_by(RunRow.created_at.desc(), RunRow.id.desc())
-    for column, value in ((RunRow.dataset, dataset), (RunRow.model, model), (RunRow.status, status), (RunRow.parent, parent)):
+    for column, value in ((RunRow.dataset, dataset), (RunRow.model, model), (RunRow.status, status),
+                          (RunRow.parent, parent)):
         if value is not None:
             query = query.where(column == value)
     return [run_dict(r) for r in session.scalars(query)]
@@ -139,7 +143,7 @@ def reap_stale_runs(session: Session, *, host: str, is_alive: Callable[[int], bo
     for row in session.scalars(select(RunRow).where(RunRow.status == "running")):
         beat = row.heartbeat_at
         if beat is not None and beat.tzinfo is None:
-            beat = beat.replace(tzinfo=timezone.utc)
+            beat = beat.replace(tzinfo=UTC)
         dead_here = row.host == host and (row.pid is None or not is_alive(row.pid))
         silent_elsewhere = row.host != host and beat is not None and now - beat > STALE_AFTER
         if dead_here or silent_elsewhere:

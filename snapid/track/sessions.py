@@ -6,7 +6,7 @@ to one session can never store more than the cap, and positions are unique and g
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
@@ -16,7 +16,7 @@ from snapid.track.tables import HandoffSessionRow, HandoffUploadRow
 
 def as_utc(value: datetime) -> datetime:
     """SQLite gives naive datetimes back: they were written in UTC."""
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _session_dict(row: HandoffSessionRow) -> dict:

@@ -2,14 +2,25 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class Base(DeclarativeBase):
@@ -85,7 +96,8 @@ class RunRow(Base):
 
     __tablename__ = "runs"
     # The dashboard lists runs newest first, optionally within one dataset (snapid.track.queries).
-    __table_args__ = (Index("ix_runs_created_at", "created_at"), Index("ix_runs_dataset_created_at", "dataset", "created_at"))
+    __table_args__ = (Index("ix_runs_created_at", "created_at"),
+                      Index("ix_runs_dataset_created_at", "dataset", "created_at"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     dataset: Mapped[str] = mapped_column(String(200), index=True)
@@ -238,7 +250,8 @@ class FeedbackRow(Base):
     Status: pending → approved or rejected by a reviewer; merged_* once it became a dataset sample."""
 
     __tablename__ = "feedback"
-    __table_args__ = (UniqueConstraint("prediction_id", "client_key"), Index("ix_feedback_status_created", "status", "created_at"))
+    __table_args__ = (UniqueConstraint("prediction_id", "client_key"),
+                      Index("ix_feedback_status_created", "status", "created_at"))
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     prediction_id: Mapped[str] = mapped_column(String(36), index=True)
     client_key: Mapped[str] = mapped_column(String(64))
