@@ -15,7 +15,8 @@ from PIL import Image
 
 from snapid.workspace import Workspace
 
-# the real photo sets (flowers12/, birds100/, fruits/): SNAPID_TEST_DATASETS, else ../shared/datasets beside the repository
+# the real photo sets (flowers12/, birds100/, fruits/): SNAPID_TEST_DATASETS, else ../shared/datasets beside the
+# repository
 SHARED_DATASETS = Path(os.environ.get("SNAPID_TEST_DATASETS") or
                        Path(__file__).resolve().parents[1].parent / "shared" / "datasets")
 
@@ -95,7 +96,8 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def png_header(width: int, height: int, bit_depth: int = 1, colour_type: int = 0) -> bytes:
-    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0))
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR",
+                                            struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0))
 
 
 def zeros_deflated(n_bytes: int) -> bytes:

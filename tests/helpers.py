@@ -13,8 +13,8 @@ from PIL import Image, ImageDraw
 
 # A run that trains in a couple of seconds on a CPU: a scratch CNN on 32 px images.
 # AdamW probe epochs (a few, cheap), not the default L-BFGS grid: tests of the machinery count epochs
-TINY_TRAIN = dict(model="custom_cnn", pretrained=False, size=32, batch_size=8, probe_epochs=3, probe_views=2, probe_solver="adamw",
-                  finetune_epochs=0, augment="light", patience=10, seed=0)
+TINY_TRAIN = dict(model="custom_cnn", pretrained=False, size=32, batch_size=8, probe_epochs=3, probe_views=2,
+                  probe_solver="adamw", finetune_epochs=0, augment="light", patience=10, seed=0)
 
 
 def shapes_dataset(root: Path, per_class: int = 14) -> Path:

@@ -17,7 +17,8 @@ from tests.data.test_importer import make_folder
 def snapid(*args: str, home: Path, check: bool = True) -> subprocess.CompletedProcess:
     env = {**os.environ, "SNAPID_HOME": str(home), "COLUMNS": "200"}
     env.pop("SNAPID_DB_URL", None)
-    result = subprocess.run([sys.executable, "-m", "snapid", *args], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run([sys.executable, "-m", "snapid", *args], capture_output=True, text=True, env=env,
+                            timeout=300)
     if check and result.returncode != 0:
         raise AssertionError(f"snapid {' '.join(args)} exited {result.returncode}:\n{result.stderr}")
     return result

@@ -5,10 +5,10 @@ options with a fixed set of values list their choices and refuse others, a datas
 from __future__ import annotations
 
 import os
-from enum import Enum
 import re
 import subprocess
 import sys
+from enum import Enum
 
 from typer.testing import CliRunner
 

@@ -60,7 +60,8 @@ def test_an_image_opened_on_one_thread_and_decoded_on_another_is_timed_on_the_de
     busy main thread would make a photo opened on a fresh thread look as if it had used seconds)."""
     data = encode(photo((640, 480)), "JPEG", quality=90)
     opened = []
-    worker = threading.Thread(target=lambda: opened.append(images.open_image(data, images.DecodeLimits(timeout_s=0.05))))
+    limits = images.DecodeLimits(timeout_s=0.05)
+    worker = threading.Thread(target=lambda: opened.append(images.open_image(data, limits)))
     worker.start()
     worker.join()
     sum(range(3_000_000))  # this thread has used CPU time of its own
@@ -118,7 +119,8 @@ def test_exif_after_the_pixels_still_turns_the_photo(decodes, orientation):
     """Row "EXIF orientation 3, 6 or 8": same picture as the upright copy, also when the eXIf chunk
     follows the image data; the header's upright size already knows it, without decoding."""
     upright = photo((120, 80))
-    stored = {3: upright.rotate(180), 6: upright.rotate(90, expand=True), 8: upright.rotate(-90, expand=True)}[orientation]
+    stored = {3: upright.rotate(180), 6: upright.rotate(90, expand=True),
+              8: upright.rotate(-90, expand=True)}[orientation]
     exif = Image.Exif()
     exif[images.ORIENTATION_TAG] = orientation
     data = png_with_exif_after_pixels(stored, exif.tobytes())

@@ -23,7 +23,8 @@ def lint_imports(cwd: Path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_snapid_keeps_its_import_contracts():
-    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["importlinter"]["contracts"]
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = pyproject["tool"]["importlinter"]["contracts"]
     result = lint_imports(ROOT)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output

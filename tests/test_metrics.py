@@ -70,16 +70,18 @@ def test_against_scikit_learn(seed):
     pred = logits.argmax(1)
     classes = list(range(c))
     assert metrics.topk_accuracy(logits, labels, 1) == pytest.approx(sk.accuracy_score(labels, pred))
-    assert metrics.topk_accuracy(logits, labels, 3) == pytest.approx(sk.top_k_accuracy_score(labels, logits, k=3, labels=classes))
+    expected = sk.top_k_accuracy_score(labels, logits, k=3, labels=classes)
+    assert metrics.topk_accuracy(logits, labels, 3) == pytest.approx(expected)
     assert metrics.balanced_accuracy(pred, labels, c) == pytest.approx(sk.balanced_accuracy_score(labels, pred))
     # balanced accuracy is macro top-1
     assert metrics.macro_topk(logits, labels, 1) == pytest.approx(sk.balanced_accuracy_score(labels, pred))
     counts = metrics.confusion_matrix(pred, labels, c)
     np.testing.assert_array_equal(counts, sk.confusion_matrix(labels, pred, labels=classes))
-    np.testing.assert_allclose(metrics.normalize_rows(counts), sk.confusion_matrix(labels, pred, labels=classes, normalize="true"))
+    np.testing.assert_allclose(metrics.normalize_rows(counts),
+                               sk.confusion_matrix(labels, pred, labels=classes, normalize="true"))
     p, r, f, s = metrics.per_class_prf(counts)
     ref = sk.precision_recall_fscore_support(labels, pred, labels=classes, zero_division=0)
-    for ours, theirs in zip((p, r, f, s), ref):
+    for ours, theirs in zip((p, r, f, s), ref, strict=True):
         np.testing.assert_allclose(ours, theirs)
     present = sorted(set(labels.tolist()))
     assert metrics.macro_f1(logits, labels) == pytest.approx(sk.f1_score(labels, pred, labels=present, average="macro"))
@@ -145,7 +147,8 @@ def test_choose_threshold_hand_computed():
     assert metrics.choose_threshold(confidence, correct, target_coverage=0.51) == 0.7
     assert metrics.choose_threshold(confidence, correct, target_coverage=1.0) == 0.6
     # ties move together, and an unreachable target rejects everything below 1.0
-    assert metrics.choose_threshold(np.array([0.9, 0.9, 0.5]), np.array([True, False, True]), target_accuracy=1.0) == 1.0
+    assert metrics.choose_threshold(np.array([0.9, 0.9, 0.5]), np.array([True, False, True]),
+                                    target_accuracy=1.0) == 1.0
     with pytest.raises(ValueError):
         metrics.choose_threshold(confidence, correct)
 

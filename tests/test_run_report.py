@@ -53,7 +53,8 @@ def test_a_run_report_has_every_section_and_escapes_user_text(hostile_run, home,
 
     for anchor in ("dataset", "r0", *(f"r0-{s}" for s in SECTIONS)):
         assert f'id="{anchor}"' in text, anchor
-    for heading in ("Dataset", "Training curves", "Per class", "Confusion", "Calibration", "Accuracy and coverage", "Mistakes"):
+    for heading in ("Dataset", "Training curves", "Per class", "Confusion", "Calibration",
+                    "Accuracy and coverage", "Mistakes"):
         assert f"<h2>{heading}" in text, heading
     assert HOSTILE not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     assert RUN_NAME not in text and "r&lt;img src=x onerror=&quot;alert(2)&quot;&gt;" in text
@@ -89,8 +90,9 @@ def test_a_malformed_thumbnail_is_dropped_not_embedded(make_run, home, engine, t
     evaluate_run("a", workspace=home, engine=engine)
     path = home.runs / "a" / "eval-test.json"
     evaluation = json.loads(path.read_text())
-    evaluation["mistakes"] = [{"position": 0, "true": "disc", "true_name": "disc", "pred": "square", "pred_name": "square",
-                               "score": 0.9, "loss": 2.0, "thumbnail": 'https://evil.example/x.png" onerror="alert(3)'}]
+    evaluation["mistakes"] = [{"position": 0, "true": "disc", "true_name": "disc", "pred": "square",
+                               "pred_name": "square", "score": 0.9, "loss": 2.0,
+                               "thumbnail": 'https://evil.example/x.png" onerror="alert(3)'}]
     path.write_text(json.dumps(evaluation))
     text = write_report(["a"], tmp_path / "r.html", workspace=home, engine=engine).read_text()
     assert "evil.example" not in text and "true <b>disc</b>" in text
@@ -130,7 +132,8 @@ def test_cli_ensemble_leaderboard_and_report(make_run, home, tmp_path):
 
     make_run("a", probe_epochs=4)
     make_run("b", probe_epochs=4, seed=1)
-    created = json.loads(snapid("ensemble", "a", "b", "--name", "ab", "--method", "weighted", "--json", home=home.home).stdout)
+    created = json.loads(snapid("ensemble", "a", "b", "--name", "ab", "--method", "weighted", "--json",
+                                home=home.home).stdout)
     assert created["members"] == ["a", "b"] and sum(created["weights"]) == pytest.approx(1)
     board = json.loads(snapid("leaderboard", "shapes", "--json", home=home.home).stdout)
     assert {r["name"] for r in board["rows"]} == {"a", "b", "ab"}

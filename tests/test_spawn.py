@@ -37,8 +37,8 @@ def test_import_and_prepare_under_spawn(tmp_path):
     root = make_folder(tmp_path / "pets", per_class=40, size=(48, 40))
     script = tmp_path / "run.py"
     script.write_text(SCRIPT)
-    out = subprocess.run([sys.executable, str(script), str(root), str(tmp_path / "home")], capture_output=True, text=True,
-                         cwd=Path(__file__).resolve().parents[1], timeout=300,
+    out = subprocess.run([sys.executable, str(script), str(root), str(tmp_path / "home")], capture_output=True,
+                         text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
                          env={"PYTHONPATH": str(Path(__file__).resolve().parents[1]), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["80", "80"]

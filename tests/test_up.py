@@ -96,8 +96,8 @@ def test_a_completed_run_is_reused_and_a_crashed_one_resumed(engine, home):
     base = f"pets-v1-up-{_recipe_key(config)}"
     assert _run_to_use("pets", 1, config, engine=engine, workspace=home) == (None, None)
     with transaction(engine) as s:
-        track.create_run(s, name=base, dataset="pets", dataset_version=1, model="m", config={}, run_dir=str(home.runs / base),
-                         monitor="val_loss")
+        track.create_run(s, name=base, dataset="pets", dataset_version=1, model="m", config={},
+                         run_dir=str(home.runs / base), monitor="val_loss")
         track.finish_run(s, name=base, status="failed", error="killed")
     assert _run_to_use("pets", 1, config, engine=engine, workspace=home) == (None, None)  # no checkpoint: start again
     (home.runs / base).mkdir(parents=True)

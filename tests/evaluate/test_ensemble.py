@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 
 from snapid.evaluate.ensemble import (
-    EnsembleError, create_ensemble, ensemble_logits, equal_weights, fit_mixture_weights, load_ensemble,
+    EnsembleError,
+    create_ensemble,
+    ensemble_logits,
+    equal_weights,
+    fit_mixture_weights,
+    load_ensemble,
     mixture_log_probs,
 )
 from snapid.track import runs as track
@@ -53,7 +58,8 @@ def test_an_ensemble_of_two_runs_is_created_evaluated_and_listed(make_run, home,
     from snapid.export.from_run import export_run
 
     bundle = load_bundle(export_run("ab", workspace=home, engine=engine).path)
-    assert bundle.manifest["kind"] == "ensemble" and bundle.calibration["temperature"] == pytest.approx(result["temperature"])
+    assert bundle.manifest["kind"] == "ensemble"
+    assert bundle.calibration["temperature"] == pytest.approx(result["temperature"])
 
 
 def test_ensemble_logits_are_the_log_of_the_averaged_calibrated_probabilities(make_run, home, engine):
@@ -71,9 +77,10 @@ def test_ensemble_logits_are_the_log_of_the_averaged_calibrated_probabilities(ma
     assert log_probs.shape == (len(dataset), 3) and len(labels) == len(dataset)
 
     expected = 0
-    for name, weight in zip(["a", "b"], ens.weights):
+    for name, weight in zip(["a", "b"], ens.weights, strict=True):
         trained = load_trained(name, engine=engine)
-        logits, member_labels = predict_logits(trained.model, split_dataset(trained, "test", workspace=home, engine=engine),
+        logits, member_labels = predict_logits(trained.model,
+                                               split_dataset(trained, "test", workspace=home, engine=engine),
                                                trained.preprocess)
         np.testing.assert_array_equal(member_labels, labels)
         expected = expected + weight * softmax(logits, stored_calibration(name, engine=engine)["temperature"])

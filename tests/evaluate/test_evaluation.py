@@ -61,7 +61,8 @@ def test_evaluate_run_result_files_and_database(evaluated, engine):
     assert all(r["train_count"] > 0 for r in result["per_class"])
     assert result["confusion"]["format"] == "dense" and np.sum(result["confusion"]["counts"]) == n
     assert sum(b["count"] for b in result["reliability"]) == n
-    assert result["coverage"][0]["coverage"] == 1.0 and result["coverage"][0]["accuracy"] == pytest.approx(result["top1"])
+    assert result["coverage"][0]["coverage"] == 1.0
+    assert result["coverage"][0]["accuracy"] == pytest.approx(result["top1"])
     assert result["parameters"] > 0 and result["latency_ms"] > 0
     wrong = round(n * (1 - result["top1"]))
     assert len(result["mistakes"]) == min(wrong, evaluation.MAX_MISTAKES)
@@ -128,7 +129,8 @@ def test_many_classes_keep_the_json_bounded():
 
 
 def test_clean_json_turns_nan_into_null():
-    assert evaluation.clean_json({"a": float("nan"), "b": [np.float32(1.5), float("inf")]}) == {"a": None, "b": [1.5, None]}
+    cleaned = evaluation.clean_json({"a": float("nan"), "b": [np.float32(1.5), float("inf")]})
+    assert cleaned == {"a": None, "b": [1.5, None]}
 
 
 def test_cli_eval_json_table_and_report(evaluated, home, tmp_path):

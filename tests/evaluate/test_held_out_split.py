@@ -7,8 +7,8 @@ import shutil
 
 from typer.testing import CliRunner
 
-from snapid.importer import import_dataset
 from snapid.evaluate.evaluation import held_out_split
+from snapid.importer import import_dataset
 from snapid.train.config import TrainConfig
 from snapid.train.fit import train
 from tests.helpers import TINY_TRAIN, shapes_dataset

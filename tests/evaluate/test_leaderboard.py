@@ -100,7 +100,8 @@ def test_leaderboard_ranks_evaluated_runs_and_lists_the_others(make_run, home, e
 
     table = board_table(board)
     assert table[0][-1] == "best" and "not evaluated" in table[2][-1]
-    assert [r["name"] for r in leaderboard("shapes", engine=engine, names=["weak", "pending"])["rows"]] == ["weak", "pending"]
+    rows = leaderboard("shapes", engine=engine, names=["weak", "pending"])["rows"]
+    assert [r["name"] for r in rows] == ["weak", "pending"]
     assert leaderboard("shapes", engine=engine, split="val")["best"] is None   # nothing evaluated on val
 
 

@@ -39,7 +39,7 @@ def test_feedback_label_wrong_case_or_whitespace_normalised_else_422(client):
     pid = client.post("/api/v1/predict", files=files(coloured(RED))).json()["prediction_id"]
     assert send(client, pid, label="  RED ").json()["label"] == "red"
     assert client.post("/api/v1/feedback", json={"prediction_id": pid, "client_key": "key-by-name",
-                                                  "label": "green   THING"}).json()["label"] == "green"
+                                                 "label": "green   THING"}).json()["label"] == "green"
     for bad in ("purple", "re d", "thing"):  # unknown, or several classes' names contain it
         r = client.post("/api/v1/feedback", json={"prediction_id": pid, "client_key": "key-bad-label", "label": bad})
         assert r.status_code == 422 and r.json()["error"] == "unknown_label", r.text
@@ -61,7 +61,8 @@ def test_feedback_field_rules_422(client):
         r = client.post("/api/v1/feedback", json={"prediction_id": pid, "client_key": KEY, **fields})
         assert r.status_code == 422, (fields, r.text)
         assert set(r.json()) == {"error", "message"}
-    r = client.post("/api/v1/feedback", content=b"prediction_id=1", headers={"Content-Type": "application/x-www-form-urlencoded"})
+    r = client.post("/api/v1/feedback", content=b"prediction_id=1",
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
     assert r.status_code == 422
 
 
@@ -98,7 +99,8 @@ def test_review_needs_the_token(client, settings, bundle):
 
     for headers in ({}, auth("wrong"), {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}):
         assert client.get("/api/v1/review", headers=headers).status_code == 401
-        assert client.post(f"/api/v1/review/{uuid.uuid4()}", json={"action": "reject"}, headers=headers).status_code == 401
+        assert client.post(f"/api/v1/review/{uuid.uuid4()}", json={"action": "reject"},
+                           headers=headers).status_code == 401
         assert client.get(f"/api/v1/uploads/{uuid.uuid4()}/thumb", headers=headers).status_code == 401
     with TestClient(create_app(settings.model_copy(update={"review_token": ""}), bundle=bundle)) as off:
         r = off.get("/api/v1/review", headers=auth(""))
@@ -116,13 +118,17 @@ def test_feedback_review_queue_thumbnails_and_actions(client):
     assert [i["id"] for i in page["items"]] == ids and page["total"] == 3
     first = page["items"][0]
     assert first["uploads"] == kept and first["model_answer"][0]["id"] == "red"
-    assert first["model_answer"][0]["name"] == "Red thing" and {c["id"] for c in page["classes"]} == {"red", "green", "blue"}
+    assert first["model_answer"][0]["name"] == "Red thing"
+    assert {c["id"] for c in page["classes"]} == {"red", "green", "blue"}
     thumb = client.get(f"/api/v1/uploads/{kept[0]}/thumb", headers=auth())
-    assert thumb.status_code == 200 and thumb.headers["content-type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
+    assert thumb.status_code == 200
+    assert thumb.headers["content-type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
     assert client.get(f"/api/v1/uploads/{uuid.uuid4()}/thumb", headers=auth()).status_code == 404
     assert client.get("/api/v1/uploads/..%2F..%2Fetc%2Fpasswd/thumb", headers=auth()).status_code in (404, 422)
 
-    act = lambda i, **body: client.post(f"/api/v1/review/{i}", json=body, headers=auth())
+    def act(i, **body):
+        return client.post(f"/api/v1/review/{i}", json=body, headers=auth())
+
     assert act(ids[0], action="approve").json()["final_label"] == "red"
     relabelled = act(ids[1], action="relabel", label=" Green ").json()
     assert relabelled["status"] == "approved" and relabelled["final_label"] == "green"

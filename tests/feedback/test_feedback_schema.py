@@ -24,7 +24,8 @@ OPERATIONS = [("POST", "/api/v1/feedback"), ("GET", "/api/v1/review"), ("POST", 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
     root = tmp_path_factory.mktemp("feedback-schema")
-    app = create_app(Settings(home=root / "home", reload_poll_s=0, review_token=TOKEN), bundle=make_bundle(root / "bundle"))
+    app = create_app(Settings(home=root / "home", reload_poll_s=0, review_token=TOKEN),
+                     bundle=make_bundle(root / "bundle"))
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 

@@ -15,7 +15,8 @@ from snapid.feedback import service
 from snapid.feedback.merge import feedback_folder, merge_feedback
 from snapid.feedback.promote import split_shas
 from snapid.feedback.storage import PhotoStore
-from snapid.track import datasets as dataset_store, runs
+from snapid.track import datasets as dataset_store
+from snapid.track import runs
 from snapid.track.db import transaction
 from snapid.track.predictions import record_predictions
 from snapid.track.tables import utcnow

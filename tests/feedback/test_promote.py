@@ -33,7 +33,8 @@ def test_promotion_refuses_a_worse_candidate(good_and_bad, engine, home):
     assert result["promoted"] is False and result["candidate_top1"] < result["current_top1"]
     assert "below the margin" in result["reason"] and result["bundle_path"] == ""
     boot = result["details"]["bootstrap"]
-    assert boot["n"] == result["details"]["n"] and boot["diff"] == pytest.approx(result["candidate_top1"] - result["current_top1"])
+    assert boot["n"] == result["details"]["n"]
+    assert boot["diff"] == pytest.approx(result["candidate_top1"] - result["current_top1"])
     assert not promoted_bundle_path(home, "shapes").exists()
     assert [d["promoted"] for d in decisions(engine)] == [False]
 

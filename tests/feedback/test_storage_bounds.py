@@ -114,7 +114,8 @@ def test_a_prediction_takes_at_most_five_feedback_records(client):
         assert r.status_code == 201, r.text
     r = client.post("/api/v1/feedback", json={"prediction_id": pid, "client_key": "client-key-9999", "label": "red"})
     assert r.status_code == 429 and r.json()["error"] == "feedback_limit" and set(r.json()) == {"error", "message"}
-    again = client.post("/api/v1/feedback", json={"prediction_id": pid, "client_key": "client-key-0000", "label": "green"})
+    again = client.post("/api/v1/feedback",
+                        json={"prediction_id": pid, "client_key": "client-key-0000", "label": "green"})
     assert again.status_code == 200 and again.json()["label"] == "red"
     engine = client.app.state.db_engine()
     with transaction(engine) as s:

@@ -95,7 +95,7 @@ def test_hostile_text_is_kept_exactly(tmp_path):
     for i, text in enumerate(HOSTILE):
         out.writerow([f"c{i}", text, text, text])
     cards = parse_cards(write(tmp_path / "hostile.csv", buf.getvalue()))
-    for card, text in zip(cards, HOSTILE):
+    for card, text in zip(cards, HOSTILE, strict=True):
         assert card.names["en"] == card.descriptions["en"] == card.fields["note"] == text
 
 

@@ -124,8 +124,8 @@ def world():
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
-    state.policy = WikiPolicy(base_url=base + "/{lang}", wikidata_url=base + "/wikidata", contact="tests@example.invalid",
-                              timeout_s=1.0, retries=1, backoff_s=0.01)
+    state.policy = WikiPolicy(base_url=base + "/{lang}", wikidata_url=base + "/wikidata",
+                              contact="tests@example.invalid", timeout_s=1.0, retries=1, backoff_s=0.01)
     yield state
     server.shutdown()
     server.server_close()
@@ -198,7 +198,8 @@ def test_rerun_is_answered_by_the_cache(world, engine, plants):
     with make_client(world.policy) as client:
         wiki = Wiki(engine, world.policy, client, sleep=lambda s: None)
         result = taxon_chain(wiki, "Helianthus tuberosus", ["ko", "en"])
-    assert [t["name"] for t in result.data["chain"]] == ["Helianthus tuberosus", "Helianthus", "Asteraceae", "Asterales"]
+    assert [t["name"] for t in result.data["chain"]] == [
+        "Helianthus tuberosus", "Helianthus", "Asteraceae", "Asterales"]
     assert result.calls == 2  # the search and the new species; its parents came from the cache
 
 

@@ -29,7 +29,7 @@ def demo_rules(tmp_path_factory):
 
 def test_demo_interactions_csv(demo_rules):
     assert len(demo_rules) == len(INTERACTIONS)
-    for rule, (a, b, severity, ko, en) in zip(demo_rules, INTERACTIONS):
+    for rule, (a, b, severity, ko, en) in zip(demo_rules, INTERACTIONS, strict=True):
         assert rule.classes == tuple(sorted([str(a), str(b)]))
         assert rule.severity == severity and rule.message == {"ko": ko, "en": en}
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote
@@ -217,7 +217,7 @@ def test_parse_summary_keeps_only_http_urls():
 
 def test_retry_after_forms():
     assert retry_after_s("7") == 7.0 and retry_after_s(None) is None and retry_after_s("soon") is None
-    later = datetime.now(timezone.utc) + timedelta(seconds=30)
+    later = datetime.now(UTC) + timedelta(seconds=30)
     assert 25 < retry_after_s(format_datetime(later, usegmt=True)) <= 30
     # non-ASCII digits (str.isdigit() accepts them, float() does not) and other non-numbers are unreadable
     assert all(retry_after_s(v) is None for v in ("\u00b2", "\u00b9", "\u0663", "-1", "1e3", "1_0"))
@@ -343,7 +343,8 @@ def test_translator_hook_rewrites_fallbacks_only(stub, engine, pills):
 
 def test_candidate_titles():
     card = {"names": {"ko": "민들레", "en": "Dandelion"}, "scientific_name": "Taraxacum officinale"}
-    assert candidate_titles("ko", card, {"name": "dandelion", "display_names": {}}) == ["민들레", "Taraxacum officinale"]
+    titles = candidate_titles("ko", card, {"name": "dandelion", "display_names": {}})
+    assert titles == ["민들레", "Taraxacum officinale"]
     assert candidate_titles("fr", card, {"name": "dandelion", "display_names": {}}) == ["Taraxacum officinale"]
     assert candidate_titles("en", None, {"name": "Bellis perennis", "display_names": {}}) == ["Bellis perennis"]
     assert candidate_titles("en", None, {"name": "1899", "display_names": {}}) == []  # not the year's page

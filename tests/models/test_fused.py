@@ -15,7 +15,8 @@ def test_each_part_sees_the_input_in_its_own_normalisation():
     fused = factory.create("efficientnet_lite0+mobilenet_v2", 4).eval()
     lite, mobile = factory.create("efficientnet_lite0", 4).eval(), factory.create("mobilenet_v2", 4).eval()
     raw = torch.rand(2, 3, 96, 96)
-    mean, std = torch.tensor(registry.IMAGENET_MEAN).view(1, 3, 1, 1), torch.tensor(registry.IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(registry.IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(registry.IMAGENET_STD).view(1, 3, 1, 1)
     with torch.no_grad():
         features = fused.features((raw - 0.5) / 0.5)  # fed as its first part (Lite: mean = std = 0.5) expects
         assert torch.allclose(features[:, :1280], lite.features((raw - 0.5) / 0.5), atol=1e-5)

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from snapid.config import Settings
-from snapid.importer import import_dataset
 from snapid.errors import SnapidError
+from snapid.importer import import_dataset
 from snapid.track import datasets as dataset_store
 from snapid.track.db import get_engine, transaction
 from tests.data.test_importer import make_folder
@@ -35,7 +35,7 @@ def test_a_failed_transaction_leaves_nothing(engine, tmp_path):
     with pytest.raises(RuntimeError):
         with transaction(engine) as session:
             dataset_store.save_dataset_version(session, name="half", format="folder", root="/x", classes=[], samples=[],
-                                      rejected=[], params={}, notes=[])
+                                               rejected=[], params={}, notes=[])
             raise RuntimeError("crash mid-import")
     with transaction(engine) as session:
         assert dataset_store.list_datasets(session) == []

@@ -23,9 +23,12 @@ def test_lifecycle_and_epochs(engine):
     with transaction(engine) as s:
         assert track.get_run(s, name="r1")["status"] == "queued"
         track.start_run(s, name="r1", host="h", pid=1)
-        track.record_epoch(s, name="r1", epoch=0, phase="probe", metrics={"train_loss": 1.0, "top1": 0.5}, is_best=True, best_value=0.5)
-        track.record_epoch(s, name="r1", epoch=0, phase="probe", metrics={"train_loss": 0.9, "top1": 0.6}, is_best=True, best_value=0.6)
-        track.record_epoch(s, name="r1", epoch=1, phase="probe", metrics={"train_loss": math.nan, "top1": 0.4}, is_best=False, best_value=0.6)
+        track.record_epoch(s, name="r1", epoch=0, phase="probe", metrics={"train_loss": 1.0, "top1": 0.5}, is_best=True,
+                           best_value=0.5)
+        track.record_epoch(s, name="r1", epoch=0, phase="probe", metrics={"train_loss": 0.9, "top1": 0.6}, is_best=True,
+                           best_value=0.6)
+        track.record_epoch(s, name="r1", epoch=1, phase="probe", metrics={"train_loss": math.nan, "top1": 0.4},
+                           is_best=False, best_value=0.6)
     with transaction(engine) as s:
         epochs = track.epochs(s, name="r1")
         run = track.get_run(s, name="r1")

@@ -15,7 +15,8 @@ from snapid.train.config import TrainConfig
 from snapid.train.fit import train
 from tests.helpers import TINY_TRAIN
 
-PLANT = ["hflip", "vflip", {"rotate": 20}, {"translate": 0.3}, {"scale": [0.8, 1.2]}, {"blur": 3}, {"color_jitter": 0.2}]
+PLANT = ["hflip", "vflip", {"rotate": 20}, {"translate": 0.3}, {"scale": [0.8, 1.2]}, {"blur": 3},
+         {"color_jitter": 0.2}]
 
 
 def test_the_plant_projects_list_builds_and_runs():

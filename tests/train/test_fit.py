@@ -17,12 +17,12 @@ from snapid.track import runs as track
 from snapid.track.db import get_engine, transaction
 from snapid.train.checkpoint import load_checkpoint
 from snapid.train.config import TrainConfig
-from snapid.train.lbfgs import WEIGHT_DECAYS
 from snapid.train.fit import train
+from snapid.train.lbfgs import WEIGHT_DECAYS
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = dict(model="custom_cnn", pretrained=False, size=32, batch_size=8, probe_epochs=3, probe_views=2, probe_solver="adamw",
-            finetune_epochs=2, augment="light", patience=10, seed=0)
+TINY = dict(model="custom_cnn", pretrained=False, size=32, batch_size=8, probe_epochs=3, probe_views=2,
+            probe_solver="adamw", finetune_epochs=2, augment="light", patience=10, seed=0)
 
 
 def test_train_runs_both_phases_and_tracks_every_epoch(shapes, engine, home):
@@ -77,7 +77,8 @@ def test_out_of_memory_halves_the_batch_and_continues(shapes, engine, home, monk
         def note(self, text):
             notes.append(text)
 
-    train(shapes, TrainConfig(**{**TINY, "probe_epochs": 0}), workspace=home, engine=engine, name="oom", reporter=Notes())
+    train(shapes, TrainConfig(**{**TINY, "probe_epochs": 0}), workspace=home, engine=engine, name="oom",
+          reporter=Notes())
     assert any("halved to 4" in n for n in notes)
     _, _, state = load_checkpoint(home.runs / "oom", "last", with_state=True)
     assert state["batch_size"] == 4
@@ -141,7 +142,8 @@ def test_kill_9_then_resume_gives_the_same_weights(shapes, engine, home):  # BAD
     child.wait()
     with transaction(engine) as s:
         assert track.get_run(s, name="killed")["status"] == "running"
-    subprocess.run([sys.executable, "-c", script, str(home.home), "killed", "resume"], check=True, env=env, cwd=REPO, timeout=300)
+    subprocess.run([sys.executable, "-c", script, str(home.home), "killed", "resume"], check=True, env=env, cwd=REPO,
+                   timeout=300)
     with transaction(engine) as s:
         assert track.get_run(s, name="killed")["status"] == "completed"
     whole, _, _ = load_checkpoint(home.runs / "whole", "last")
@@ -156,7 +158,8 @@ def test_cli_train_and_runs(shapes, home):
     cmd = [sys.executable, "-m", "snapid", "train", shapes, "--model", "custom_cnn", "--no-pretrained", "--epochs", "1",
            "--probe-epochs", "2", "--batch-size", "8", "--name", "cli", "--json"]
     (home.home / "run.yaml").write_text("size: 32\nprobe_views: 1\naugment: none\n")
-    out = subprocess.run(cmd + ["--config", str(home.home / "run.yaml")], capture_output=True, text=True, env=env, timeout=300)
+    out = subprocess.run(cmd + ["--config", str(home.home / "run.yaml")], capture_output=True, text=True, env=env,
+                         timeout=300)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert "val_top1" in summary and summary["name"] == "cli" and summary["run_dir"].endswith("cli")
@@ -165,18 +168,20 @@ def test_cli_train_and_runs(shapes, home):
     listed = json.loads(subprocess.run([sys.executable, "-m", "snapid", "runs", "list", "--json"], capture_output=True,
                                        text=True, env=env).stdout)
     assert listed[0]["name"] == "cli" and listed[0]["status"] == "completed"
-    shown = json.loads(subprocess.run([sys.executable, "-m", "snapid", "runs", "show", "cli", "--json"], capture_output=True,
-                                      text=True, env=env).stdout)
+    shown = json.loads(subprocess.run([sys.executable, "-m", "snapid", "runs", "show", "cli", "--json"],
+                                      capture_output=True, text=True, env=env).stdout)
     # the default linear-probe solver: one L-BFGS fit per weight decay of its grid, then 1 fine-tune epoch
     assert len(shown["epochs"]) == len(WEIGHT_DECAYS) + 1 and shown["config"]["size"] == 32
     said = subprocess.run([sys.executable, "-m", "snapid", "train", shapes, "--model", "custom_cnn", "--no-pretrained",
-                           "--epochs", "0", "--probe-epochs", "1", "--name", "told", "--config", str(home.home / "run.yaml")],
+                           "--epochs", "0", "--probe-epochs", "1", "--name", "told", "--config",
+                           str(home.home / "run.yaml")],
                           capture_output=True, text=True, env=env, timeout=300)
     assert said.returncode == 0, said.stderr
     assert "run told" in said.stderr and "calibrated on the validation split" in said.stderr
     assert "`snapid serve told`" in said.stderr and str(home.home / "runs" / "told") in said.stderr
     (home.home / "bad.yaml").write_text("sise: 32\n")
-    bad = subprocess.run(cmd[:-1] + ["--name", "x", "--config", str(home.home / "bad.yaml")], capture_output=True, text=True, env=env)
+    bad = subprocess.run(cmd[:-1] + ["--name", "x", "--config", str(home.home / "bad.yaml")], capture_output=True,
+                         text=True, env=env)
     assert bad.returncode == 1 and "sise" in bad.stderr and "bad.yaml" in bad.stderr
 
 
@@ -185,9 +190,9 @@ def test_torchrun_two_cpu_processes(shapes, home):
     """DistributedDataParallel with gloo: rank 0 alone tracks and checkpoints."""
     env = {**os.environ, "SNAPID_HOME": str(home.home), "OMP_NUM_THREADS": "1"}
     (home.home / "run.yaml").write_text("size: 32\nprobe_views: 2\naugment: light\nbatch_size: 8\n")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "snapid",
-           "train", shapes, "--model", "custom_cnn", "--no-pretrained", "--probe-epochs", "2", "--epochs", "2",
-           "--name", "ddp", "--config", str(home.home / "run.yaml")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m",
+           "snapid", "train", shapes, "--model", "custom_cnn", "--no-pretrained", "--probe-epochs", "2", "--epochs",
+           "2", "--name", "ddp", "--config", str(home.home / "run.yaml")]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     engine = get_engine(f"sqlite:///{home.database}")
@@ -204,9 +209,11 @@ def test_torchrun_two_cpu_processes(shapes, home):
 def test_two_trainings_share_one_database(shapes, home):
     env = {**os.environ, "SNAPID_HOME": str(home.home), "OMP_NUM_THREADS": "1"}
     (home.home / "run.yaml").write_text("size: 32\nprobe_views: 1\naugment: none\nbatch_size: 8\n")
-    procs = [subprocess.Popen([sys.executable, "-m", "snapid", "train", shapes, "--model", "custom_cnn", "--no-pretrained",
-                               "--probe-epochs", "4", "--epochs", "2", "--name", f"par{i}", "--config", str(home.home / "run.yaml")],
-                              env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-m", "snapid", "train", shapes, "--model", "custom_cnn",
+                               "--no-pretrained", "--probe-epochs", "4", "--epochs", "2", "--name", f"par{i}",
+                               "--config", str(home.home / "run.yaml")],
+                              env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
     for p in procs:
         _, err = p.communicate(timeout=300)
         assert p.returncode == 0, err[-2000:]
@@ -221,7 +228,8 @@ def test_cli_train_with_seeds_reports_mean_and_spread(shapes, home):
     env = {**os.environ, "SNAPID_HOME": str(home.home), "COLUMNS": "200"}
     (home.home / "run.yaml").write_text("size: 32\nprobe_views: 1\naugment: none\nbatch_size: 8\n")
     out = subprocess.run([sys.executable, "-m", "snapid", "train", shapes, "--model", "custom_cnn", "--no-pretrained",
-                          "--epochs", "0", "--seeds", "2", "--name", "sd", "--json", "--config", str(home.home / "run.yaml")],
+                          "--epochs", "0", "--seeds", "2", "--name", "sd", "--json", "--config",
+                          str(home.home / "run.yaml")],
                          capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)

@@ -14,8 +14,8 @@ from tests.helpers import TINY_TRAIN
 
 
 @pytest.mark.parametrize("name,kind,option", [("adamw", torch.optim.AdamW, "weight_decay"),
-                                               ("sgd", torch.optim.SGD, "momentum"),
-                                               ("rmsprop", torch.optim.RMSprop, "alpha")])
+                                              ("sgd", torch.optim.SGD, "momentum"),
+                                              ("rmsprop", torch.optim.RMSprop, "alpha")])
 def test_each_optimiser_is_built_with_its_settings(name, kind, option):
     cfg = TrainConfig(optimizer=name, momentum=0.8, alpha=0.95, weight_decay=0.02)
     optimizer = make_optimizer([torch.nn.Parameter(torch.zeros(2))], cfg, lr=0.007)

@@ -11,8 +11,8 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from snapid.importer import import_dataset
 from snapid.errors import SnapidError
+from snapid.importer import import_dataset
 from snapid.track import runs as track
 from snapid.track.db import transaction
 from snapid.train import compare as compare_mod
@@ -50,7 +50,8 @@ def _runs(engine, parent: str) -> list[dict]:
 
 # --- tune ------------------------------------------------------------------------------------------
 def test_two_trials_are_tracked_and_best_yaml_trains(shapes, engine, home):
-    space = {"method": "tpe", "params": {"probe_lr": {"low": "1e-3", "high": "3e-2", "log": True}, "dropout": [0.0, 0.3]}}
+    space = {"method": "tpe",
+             "params": {"probe_lr": {"low": "1e-3", "high": "3e-2", "log": True}, "dropout": [0.0, 0.3]}}
     result = tune(shapes, TrainConfig(**FAST), space, trials=2, workspace=home, engine=engine, name="sw")
     runs = _runs(engine, "sw")
     assert [r["name"] for r in runs] == ["sw-t1", "sw-t2"]
@@ -60,7 +61,8 @@ def test_two_trials_are_tracked_and_best_yaml_trains(shapes, engine, home):
     pick = min if TrainConfig(**FAST).monitor == "val_loss" else max   # the best is the lowest loss
     assert result["best_value"] == pick(t["value"] for t in result["trials"]) == best["value"]
     path = Path(result["best_config"])
-    assert path == home.runs / "sw" / "best.yaml" and json.loads((home.runs / "sw" / "sweep.json").read_text())["sweep"] == "sw"
+    assert path == home.runs / "sw" / "best.yaml"
+    assert json.loads((home.runs / "sw" / "sweep.json").read_text())["sweep"] == "sw"
     cfg = TrainConfig.load(path, {})
     assert cfg.probe_lr == pytest.approx(best["params"]["probe_lr"]) and cfg.dropout == best["params"]["dropout"]
     assert cfg.size == 32 and cfg.model == "custom_cnn"
@@ -72,8 +74,8 @@ def test_two_trials_are_tracked_and_best_yaml_trains(shapes, engine, home):
 
 def test_grid_enumerates_every_point_once(shapes, engine, home):
     space = {"method": "grid", "params": {"augment": ["none", "light"]}, "prune": False}
-    result = tune(shapes, TrainConfig(**{**FAST, "finetune_epochs": 0}), space, trials=10, workspace=home, engine=engine,
-                  name=None)
+    result = tune(shapes, TrainConfig(**{**FAST, "finetune_epochs": 0}), space, trials=10, workspace=home,
+                  engine=engine, name=None)
     assert result["sweep"] == "shapes-tune" and result["method"] == "grid"
     assert sorted(t["params"]["augment"] for t in result["trials"]) == ["light", "none"]
     assert len(_runs(engine, "shapes-tune")) == 2
@@ -106,10 +108,12 @@ def test_bad_space_file_names_the_file_and_key(tmp_path, text, key):
 
 def test_default_space_and_yaml_numbers(tmp_path):
     base = TrainConfig(**FAST)
-    assert set(load_space(None, base)["params"]) == {"probe_lr", "weight_decay", "dropout", "label_smoothing", "augment"}
+    params = load_space(None, base)["params"]
+    assert set(params) == {"probe_lr", "weight_decay", "dropout", "label_smoothing", "augment"}
     assert "lr" in load_space(None, TrainConfig(**{**FAST, "probe_epochs": 0}))["params"]
     path = tmp_path / "space.yaml"
-    path.write_text("method: tpe\nparams:\n  probe_lr: {low: 1e-4, high: 1e-2, log: true}\n  batch_size: [16, 32, 64]\n")
+    path.write_text("method: tpe\nparams:\n  probe_lr: {low: 1e-4, high: 1e-2, log: true}\n  "
+                    "batch_size: [16, 32, 64]\n")
     space = parse_space(load_space(path, base), base)  # PyYAML reads 1e-4 as a string: it must still work
     assert space.params["probe_lr"].low == pytest.approx(1e-4) and space.params["batch_size"].choices == (16, 32, 64)
 
@@ -136,11 +140,12 @@ def test_pruned_trial_run_ends_stopped_with_the_reason(shapes, engine, home):
 
 
 def test_median_rule_prunes_a_trial_below_earlier_ones(shapes, engine, home):
-    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
+    study = optuna.create_study(direction="maximize",
+                                pruner=optuna.pruners.MedianPruner(n_startup_trials=1, n_warmup_steps=0))
     # an earlier trial that was perfect at every epoch: any real trial is below the median
     study.add_trial(optuna.trial.create_trial(value=1.0, intermediate_values={e: 1.0 for e in range(5)}))
-    out = run_trial(shapes, TrainConfig(**{**FAST, "probe_lr": 1e-7, "monitor": "val_top1"}), study.ask(), run_name="m-t2", sweep="m",
-                    workspace=home, engine=engine)
+    out = run_trial(shapes, TrainConfig(**{**FAST, "probe_lr": 1e-7, "monitor": "val_top1"}), study.ask(),
+                    run_name="m-t2", sweep="m", workspace=home, engine=engine)
     assert out["status"] == "pruned" and "epoch 0" in out["error"]
     with transaction(engine) as s:
         assert track.get_run(s, name="m-t2")["status"] == "stopped"
@@ -249,8 +254,9 @@ def test_cli_tune(shapes, home, tmp_path):
 def test_cli_compare_prints_the_leaderboard(home, monkeypatch):
     rows = [{"model": "custom_cnn", "run": "c-custom_cnn", "status": "completed", "top1": 0.9, "macro_f1": 0.88,
              "split": "test", "parameters": 397283, "images_per_s": 2100.0, "train_seconds": 2.5, "error": ""},
-            {"model": "resnet18", "run": "c-resnet18", "status": "failed", "top1": None, "macro_f1": None, "split": "val",
-             "parameters": None, "images_per_s": None, "train_seconds": None, "error": "weights unavailable"}]
+            {"model": "resnet18", "run": "c-resnet18", "status": "failed", "top1": None, "macro_f1": None,
+             "split": "val", "parameters": None, "images_per_s": None, "train_seconds": None,
+             "error": "weights unavailable"}]
     seen = {}
 
     def fake_compare(dataset, models, base, **kw):
