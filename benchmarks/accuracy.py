@@ -138,13 +138,14 @@ def main() -> None:
         row = {}
         if args.only in ("both", "baseline"):
             row["baseline"] = plain_probe(root)
-            print(f"{name}: plain probe  top-1 {row['baseline']['top1']:.3f}  macro {row['baseline']['macro_top1']:.3f}  "
-                  f"{row['baseline']['seconds']:.0f} s", flush=True)
+            print(f"{name}: plain probe  top-1 {row['baseline']['top1']:.3f}  "
+                  f"macro {row['baseline']['macro_top1']:.3f}  {row['baseline']['seconds']:.0f} s", flush=True)
         if args.only in ("both", "snapid"):
             row["snapid"] = snapid_default(root, name, args.train_args.split())
             macro = row["snapid"]["macro_top1"]
             print(f"{name}: snapid       top-1 {row['snapid']['top1']:.3f}  macro "
-                  f"{macro if macro is None else f'{macro:.3f}'}  {row['snapid']['seconds']:.0f} s  {row['snapid']['plan']}",
+                  f"{macro if macro is None else f'{macro:.3f}'}  {row['snapid']['seconds']:.0f} s  "
+                  f"{row['snapid']['plan']}",
                   flush=True)
         if len(row) == 2:
             gain = row["snapid"]["top1"] - row["baseline"]["top1"]
@@ -156,7 +157,8 @@ def main() -> None:
             if target is not None:
                 ok = row["snapid"]["top1"] >= target and (row["snapid"]["macro_top1"] or 0) >= target \
                     and row["snapid"]["seconds"] <= limit
-                verdicts.append(f"target top-1 and macro ≥ {target} within {limit / 60:.0f} min: {'met' if ok else 'MISSED'}")
+                verdicts.append(f"target top-1 and macro ≥ {target} within {limit / 60:.0f} min: "
+                                f"{'met' if ok else 'MISSED'}")
             row["gain"] = gain
             print(f"{name}: " + "; ".join(verdicts), flush=True)
         results[name] = row

@@ -49,7 +49,8 @@ def build_app(home: str, run: str) -> FastAPI:
         with lock, torch.no_grad():
             probs = torch.softmax(model(x[None]), dim=1)[0]
         top = torch.topk(probs, k=min(5, len(names)))
-        return {"predictions": [{"id": names[i], "score": float(s)} for s, i in zip(top.values, top.indices)]}
+        pairs = zip(top.values, top.indices, strict=True)
+        return {"predictions": [{"id": names[i], "score": float(s)} for s, i in pairs]}
 
     return app
 

@@ -30,7 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -52,7 +52,7 @@ DASHBOARD_INDEXES = ("ix_runs_created_at", "ix_runs_dataset_created_at")
 DATASETS = [f"dataset-{i}" for i in range(10)]
 MODELS = ["mobilenet_v2", "efficientnet_lite0", "resnet18", "convnext_tiny", "custom_cnn"]
 STATUSES = ["completed"] * 6 + ["failed", "stopped", "running", "queued"]
-T0 = datetime(2025, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
 
 
 def fill(home: Path, n_runs: int, epochs_per_run: int, seed: int = 0):
@@ -88,7 +88,8 @@ def api_calls(run_id: int, last_epoch: int) -> dict[str, list[str]]:
     since, until = (f"{(T0 + timedelta(days=d)):%Y-%m-%dT%H:%M:%SZ}" for d in (90, 120))
     return {
         "runs page (default)": ["/api/v1/runs"],
-        "runs page (dataset+status, by best)": ["/api/v1/runs?dataset=dataset-3&status=completed&sort=best_metric&order=desc"],
+        "runs page (dataset+status, by best)": [
+            "/api/v1/runs?dataset=dataset-3&status=completed&sort=best_metric&order=desc"],
         "runs page (date range, by duration)": [f"/api/v1/runs?since={since}&until={until}&sort=duration"],
         "runs page (by name, offset 900)": ["/api/v1/runs?sort=name&order=asc&offset=900"],
         "run page (detail + all epochs)": [f"/api/v1/runs/{run_id}", f"/api/v1/runs/{run_id}/epochs"],
@@ -204,8 +205,9 @@ def main() -> None:
                      "baseline": f"{pair['naive'] * 1000:.1f} ms naive (load all, filter in Python)",
                      "ratio": f"{pair['naive'] / pair['snapid']:.1f}x", "target": "", "met": None})
     print_table(rows)
-    write_json(args.json, {"machine": {**info, "commit": snapid_commit()}, "runs": args.runs, "epochs": args.runs * args.epochs,
-                           "snapid_s": ours, "without_indexes_s": plain, "direct_s": direct})
+    write_json(args.json,
+               {"machine": {**info, "commit": snapid_commit()}, "runs": args.runs, "epochs": args.runs * args.epochs,
+                "snapid_s": ours, "without_indexes_s": plain, "direct_s": direct})
 
 
 if __name__ == "__main__":

@@ -28,10 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import ROOT, machine_info, print_machine, print_table, snapid_commit, write_json  # noqa: E402
 
-from snapid.importer import import_dataset  # noqa: E402
 from snapid.detect.compare import compare_two_stage  # noqa: E402
 from snapid.detect.evaluate import evaluate_detector  # noqa: E402
 from snapid.detect.train import train_detector  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
 from snapid.track.db import get_engine  # noqa: E402
 from snapid.train.config import TrainConfig  # noqa: E402
 from snapid.train.fit import train  # noqa: E402
@@ -94,23 +94,29 @@ def main() -> int:
     rows = [
         row("detector training", f"{train_s:.0f} s",
             note=f"{args.epochs} epochs max, size {args.size}, best epoch {summary['best_epoch']}"),
-        row("test mAP@0.5", f"{ev['map50']:.3f}", note=f"mAP@0.5:0.95 {ev['map']:.3f}; {ev['n']} photos, {ev['objects']} fruits"),
-        row("precision / recall", f"{pr['precision'] or 0:.3f} / {pr['recall'] or 0:.3f}", note="score >= 0.5, IoU >= 0.5"),
+        row("test mAP@0.5", f"{ev['map50']:.3f}", note=f"mAP@0.5:0.95 {ev['map']:.3f}; {ev['n']} photos, "
+                                                       f"{ev['objects']} fruits"),
+        row("precision / recall", f"{pr['precision'] or 0:.3f} / {pr['recall'] or 0:.3f}",
+            note="score >= 0.5, IoU >= 0.5"),
         row("detector latency", f"{ev['latency_ms']:.0f} ms/photo", note="torch eager, CPU"),
     ]
     for label, result in (("whole-photo classifier", whole), ("crop classifier", crops)):
         s, m = result["single"], result["multi"]
         rows.append(row(f"{label}, one-fruit photos: crop vs whole", _pct(s["crop_top1"]), _pct(s["whole_top1"]),
                         _ratio(s["crop_top1"], s["whole_top1"]),
-                        f"ground-truth crop {_pct(s['gt_crop_top1'])}; {s['photos']} photos, {s['fallback']} fallbacks"))
+                        f"ground-truth crop {_pct(s['gt_crop_top1'])}; {s['photos']} photos, "
+                        f"{s['fallback']} fallbacks"))
         rows.append(row(f"{label}, mixed photos per fruit", _pct(m["crop_top1"]), _pct(m["whole_top1"]),
-                        _ratio(m["crop_top1"], m["whole_top1"]), f"{m['objects']} fruits, {_pct(m['detected'])} detected"))
+                        _ratio(m["crop_top1"], m["whole_top1"]),
+                        f"{m['objects']} fruits, {_pct(m['detected'])} detected"))
     rows.append(row("two-stage vs the students' pipeline", _pct(crops["single"]["crop_top1"]),
-                    _pct(whole["single"]["whole_top1"]), _ratio(crops["single"]["crop_top1"], whole["single"]["whole_top1"]),
+                    _pct(whole["single"]["whole_top1"]),
+                    _ratio(crops["single"]["crop_top1"], whole["single"]["whole_top1"]),
                     "crop classifier on detector crops vs whole-photo classifier on whole photos"))
     print_table(rows)
     write_json(args.json, {"machine": info, "commit": snapid_commit(), "args": vars(args), "rows": rows,
-                           "train_seconds": train_s, "summary": summary, "eval": {k: v for k, v in ev.items() if k != "gallery"},
+                           "train_seconds": train_s, "summary": summary,
+                           "eval": {k: v for k, v in ev.items() if k != "gallery"},
                            "compare": {"whole": _drop(whole), "crops": _drop(crops)}})
     return 0
 

@@ -34,12 +34,12 @@ from decode import FLOWERS, machine_info, print_machine, print_table, snapid_com
 
 from snapid.data.cache import PrepareParams, prepare  # noqa: E402
 from snapid.data.cached_dataset import CachedDataset, normalize  # noqa: E402
-from snapid.importer import import_dataset  # noqa: E402
 from snapid.evaluate.evaluation import evaluate_run  # noqa: E402
 from snapid.evaluate.loaded import load_trained, predict_logits, split_dataset  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
+from snapid.models import registry  # noqa: E402
 from snapid.track import datasets as dataset_store  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
-from snapid.models import registry  # noqa: E402
 from snapid.train.config import TrainConfig  # noqa: E402
 from snapid.train.fit import train  # noqa: E402
 from snapid.workspace import Workspace  # noqa: E402
@@ -114,9 +114,9 @@ def main() -> int:
     agree = float((fast_logits.argmax(1) == naive_logits.argmax(1)).mean())
     gap = float(np.abs(fast_logits - naive_logits).max())
     figures = {"benchmark": "evaluate", "machine": info, "n_test": len(test), "snapid_images_per_s": round(fast, 1),
-               "naive_images_per_s": round(naive, 1), "ratio": round(fast / naive, 2), "tta_images_per_s": round(tta, 1),
-               "evaluate_run_images_per_s": round(whole, 1), "top1_agreement": agree, "max_logit_gap": gap,
-               "test_top1": result["top1"], "latency_ms": result["latency_ms"]}
+               "naive_images_per_s": round(naive, 1), "ratio": round(fast / naive, 2),
+               "tta_images_per_s": round(tta, 1), "evaluate_run_images_per_s": round(whole, 1), "top1_agreement": agree,
+               "max_logit_gap": gap, "test_top1": result["top1"], "latency_ms": result["latency_ms"]}
     print(f"\nflowers12 test split ({len(test)} photos, {SIZE} px, mobilenet_v2), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads)")
     print_machine(info)

@@ -39,9 +39,9 @@ from decode import FLOWERS, machine_info, print_machine, print_table, snapid_com
 
 from snapid.data.cache import PrepareParams, index_path, prepare  # noqa: E402
 from snapid.data.cached_dataset import CachedDataset  # noqa: E402
-from snapid.importer import import_dataset  # noqa: E402
 from snapid.export import onnx as onnx_export  # noqa: E402
 from snapid.export.quantize import CacheCalibrationReader, quantize_int8, top1_and_speed  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
 from snapid.models import factory, registry  # noqa: E402
 from snapid.track import datasets as dataset_store  # noqa: E402
 from snapid.track.db import get_engine, transaction  # noqa: E402
@@ -146,7 +146,8 @@ def time_model(name: str, model: torch.nn.Module, train_set: CachedDataset, prep
         for kind, ms in ms_per_image(runners, batch).items():
             rows.append({"model": name, "runtime": kind, "batch": batch, "ms_per_image": round(ms, 3),
                          "gflops_per_s": round(gflops / ms * 1000, 1)})
-            print(f"  {kind:<16} batch {batch:>2}: {ms:7.2f} ms/image  {rows[-1]['gflops_per_s']:6.1f} GFLOP/s", flush=True)
+            print(f"  {kind:<16} batch {batch:>2}: {ms:7.2f} ms/image  {rows[-1]['gflops_per_s']:6.1f} GFLOP/s",
+                  flush=True)
     return rows
 
 
@@ -154,8 +155,8 @@ def print_rows(rows: list[dict], peak: float) -> None:
     print(f"{'model':<13} {'runtime':<16} {'batch':>5} {'ms/image':>9} {'GFLOP/s':>8} {'of FP32 peak':>12}")
     for r in rows:
         r["of_fp32_peak"] = round(r["gflops_per_s"] / peak, 3)
-        print(f"{r['model']:<13} {r['runtime']:<16} {r['batch']:>5} {r['ms_per_image']:>9.2f} {r['gflops_per_s']:>8.1f} "
-              f"{100 * r['of_fp32_peak']:>11.0f}%")
+        print(f"{r['model']:<13} {r['runtime']:<16} {r['batch']:>5} {r['ms_per_image']:>9.2f} "
+              f"{r['gflops_per_s']:>8.1f} {100 * r['of_fp32_peak']:>11.0f}%")
 
 
 def int8_accuracy(ws: Workspace, engine, index: Path) -> dict:
@@ -163,25 +164,30 @@ def int8_accuracy(ws: Workspace, engine, index: Path) -> dict:
     from snapid.train.config import TrainConfig
     from snapid.train.fit import train
 
-    print("int8 accuracy: training a mobilenet_v2 probe (the default recipe on that backbone) on flowers12 ...", flush=True)
+    print("int8 accuracy: training a mobilenet_v2 probe (the default recipe on that backbone) on flowers12 ...",
+          flush=True)
     started = time.perf_counter()
-    summary = train("flowers", TrainConfig(model="mobilenet_v2", size=224), workspace=ws, engine=engine, name="flowers-mnv2",
-                    workers=THREADS)
-    print(f"  trained in {time.perf_counter() - started:.0f} s, test top-1 {summary.get('test_top1', float('nan')):.4f}",
+    summary = train("flowers", TrainConfig(model="mobilenet_v2", size=224), workspace=ws, engine=engine,
+                    name="flowers-mnv2", workers=THREADS)
+    print(f"  trained in {time.perf_counter() - started:.0f} s, test top-1 "
+          f"{summary.get('test_top1', float('nan')):.4f}",
           flush=True)
     bundle = export_run("flowers-mnv2", ws.home / "bundle", workspace=ws, engine=engine, int8=True, force=True)
     report = dict(bundle.manifest["int8_report"])
     fp32 = export_run("flowers-mnv2", ws.home / "bundle-fp32", workspace=ws, engine=engine)
     test = CachedDataset(index, split="test")
-    report["test_top1_fp32"], _ = top1_and_speed(onnx_export.make_session(fp32.file("model.onnx")), test, fp32.preprocess)
-    report["test_top1_int8"], _ = top1_and_speed(onnx_export.make_session(bundle.file("model.onnx")), test, fp32.preprocess)
+    report["test_top1_fp32"], _ = top1_and_speed(onnx_export.make_session(fp32.file("model.onnx")), test,
+                                                 fp32.preprocess)
+    report["test_top1_int8"], _ = top1_and_speed(onnx_export.make_session(bundle.file("model.onnx")), test,
+                                                 fp32.preprocess)
     report["test_n"] = len(test)
     report["test_drop_points"] = round(100 * (report["test_top1_fp32"] - report["test_top1_int8"]), 3)
     # val (the export gate's split) and test together: every held-out photo, so one borderline image
     # weighs 0.3 points instead of 1.4 on val alone
     n = report["n"] + report["test_n"]
     for kind in ("fp32", "int8"):
-        report[f"heldout_top1_{kind}"] = (report[f"top1_{kind}"] * report["n"] + report[f"test_top1_{kind}"] * report["test_n"]) / n
+        right = report[f"top1_{kind}"] * report["n"] + report[f"test_top1_{kind}"] * report["test_n"]
+        report[f"heldout_top1_{kind}"] = right / n
     report["heldout_n"] = n
     report["heldout_drop_points"] = round(100 * (report["heldout_top1_fp32"] - report["heldout_top1_int8"]), 3)
     report["parity_max_abs_diff"] = fp32.manifest["parity"]["max_abs_diff"]
@@ -195,13 +201,15 @@ def _row(rows: list[dict], model: str, runtime: str, batch: int) -> float:
 def summary_rows(rows: list[dict], accuracy: dict | None) -> list[dict]:
     out = []
     eager, fp32 = _row(rows, "mobilenet_v2", "torch eager", 1), _row(rows, "mobilenet_v2", "ORT fp32", 1)
-    out.append({"figure": "mobilenet_v2 b1: ORT fp32 vs torch eager", "value": f"{fp32:.2f} ms", "baseline": f"{eager:.2f} ms",
-                "ratio": f"{eager / fp32:.2f}x", "target": f">= {TARGET_ORT_VS_EAGER}x", "met": eager / fp32 >= TARGET_ORT_VS_EAGER})
+    out.append({"figure": "mobilenet_v2 b1: ORT fp32 vs torch eager", "value": f"{fp32:.2f} ms",
+                "baseline": f"{eager:.2f} ms", "ratio": f"{eager / fp32:.2f}x", "target": f">= {TARGET_ORT_VS_EAGER}x",
+                "met": eager / fp32 >= TARGET_ORT_VS_EAGER})
     for model in ("mobilenet_v2", "resnet18"):
         for batch in BATCHES:
             f, q = _row(rows, model, "ORT fp32", batch), _row(rows, model, "ORT int8", batch)
-            out.append({"figure": f"{model} b{batch}: ORT int8 vs fp32", "value": f"{q:.2f} ms", "baseline": f"{f:.2f} ms",
-                        "ratio": f"{f / q:.2f}x", "target": f">= {TARGET_INT8_VS_FP32}x", "met": f / q >= TARGET_INT8_VS_FP32})
+            out.append({"figure": f"{model} b{batch}: ORT int8 vs fp32", "value": f"{q:.2f} ms",
+                        "baseline": f"{f:.2f} ms", "ratio": f"{f / q:.2f}x", "target": f">= {TARGET_INT8_VS_FP32}x",
+                        "met": f / q >= TARGET_INT8_VS_FP32})
     if accuracy:
         for split, n, prefix in (("val", accuracy["n"], ""), ("test", accuracy["test_n"], "test_"),
                                  ("val+test", accuracy["heldout_n"], "heldout_")):

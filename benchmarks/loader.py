@@ -32,7 +32,16 @@ import torch
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode import DEFAULT_CACHE, link_or_copy, make_photos, machine_info, photo_list, print_machine, print_table, write_json  # noqa: E402
+from decode import (  # noqa: E402
+    DEFAULT_CACHE,
+    link_or_copy,
+    machine_info,
+    make_photos,
+    photo_list,
+    print_machine,
+    print_table,
+    write_json,
+)
 
 from snapid.data.cache import PrepareParams, index_path, prepare  # noqa: E402
 from snapid.data.cached_dataset import CachedDataset, make_loader, normalize  # noqa: E402
@@ -82,7 +91,7 @@ def run_epochs(epoch, epochs: int, min_seconds: float) -> dict:
 def naive_epoch(loader: DataLoader):
     def epoch() -> tuple[int, int]:
         b = n = 0
-        for x, y in loader:
+        for x, _ in loader:
             assert x.dtype == torch.float32 and x.shape[1:] == (3, SIZE, SIZE)
             b, n = b + 1, n + len(x)
         return b, n
@@ -93,7 +102,7 @@ def cached_epoch(loader: DataLoader, spent: dict):
     """One epoch of the cache side; adds the seconds spent in normalize() to ``spent``."""
     def epoch() -> tuple[int, int]:
         b = n = 0
-        for x, y in loader:
+        for x, _ in loader:
             started = time.perf_counter()
             x = normalize(x, MEAN, STD)
             spent["normalize"] = spent.get("normalize", 0.0) + time.perf_counter() - started
@@ -110,8 +119,10 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=2, help="timed epochs per side, after one warm-up (default 2)")
     parser.add_argument("--min-seconds", type=float, default=3.0,
                         help="keep timing more epochs until this many seconds have passed (default 3)")
-    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive loader, and import/prepare workers (default 2)")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"where the photos are kept (default {DEFAULT_CACHE})")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers of the naive loader, and "
+                                                               "import/prepare workers (default 2)")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
+                        help=f"where the photos are kept (default {DEFAULT_CACHE})")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args()
 
@@ -163,14 +174,14 @@ def main() -> int:
         "ratio": f"{ratio:.1f}x", "target": f">= {TARGET:g}x", "met": ratio >= TARGET,
     }, {
         "figure": "loader batches/s (prepared cache)", "value": f"{cached['batches_per_s']:.1f}/s",
-        "baseline": f"{naive['batches_per_s']:.2f}/s", "ratio": f"{cached['batches_per_s'] / naive['batches_per_s']:.1f}x",
-        "target": "-", "met": None,
+        "baseline": f"{naive['batches_per_s']:.2f}/s",
+        "ratio": f"{cached['batches_per_s'] / naive['batches_per_s']:.1f}x", "target": "-", "met": None,
     }])
     write_json(args.json, {
         "benchmark": "loader", "machine": info, "n": args.n, "batch": BATCH, "workers": args.workers,
         "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-        "naive": naive, "cached": cached, "ratio": round(ratio, 2), "target_ratio": TARGET, "target_met": ratio >= TARGET,
-        "import_seconds": round(import_s, 2), "prepare_seconds": round(prepare_s, 2),
+        "naive": naive, "cached": cached, "ratio": round(ratio, 2), "target_ratio": TARGET,
+        "target_met": ratio >= TARGET, "import_seconds": round(import_s, 2), "prepare_seconds": round(prepare_s, 2),
         "prepare_images_per_s": round(prepared.processed / prepare_s, 2),
     })
     return 0

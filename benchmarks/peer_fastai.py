@@ -5,8 +5,8 @@ ImageDataLoaders.from_folder over the train split (10 % held out for fastai's va
 carves its val split), Resize(224) per item, `aug_transforms()` per batch, batch 64, the learning rate
 fastai uses by default (2e-3), torchvision's MobileNetV2 IMAGENET1K_V1 weights from the same offline
 file snapid uses. fine_tune needs at least one unfrozen epoch, so on a slow machine fastai may take longer
-than snapid's time: both times are printed. fine_tune(n) is one frozen epoch then n unfrozen ones; n is the largest that fits the
-time snapid's default run took (one frozen epoch is timed first, an unfrozen epoch costs about
+than snapid's time: both times are printed. fine_tune(n) is one frozen epoch then n unfrozen ones; n is
+the largest that fits the time snapid's default run took (one frozen epoch is timed first, an unfrozen epoch costs about
 --unfrozen-cost times it; the unfrozen epochs are written out as fastai's fine_tune does them, so they
 can be counted against the clock). Both are scored on the test split.
 
@@ -41,8 +41,7 @@ LR = 2e-3  # fastai's fine_tune default base_lr
 
 
 def fastai_recipe(root: Path, seconds: float, unfrozen_cost: float) -> dict:
-    from fastai.vision.all import (ImageDataLoaders, Resize, accuracy, aug_transforms, get_image_files,
-                                   vision_learner)
+    from fastai.vision.all import ImageDataLoaders, Resize, accuracy, aug_transforms, get_image_files, vision_learner
     from torchvision.models import mobilenet_v2
 
     mobilenet_v2_imagenet()  # the weights file in torch's hub cache, where torchvision (and so fastai) looks
@@ -84,9 +83,11 @@ def main() -> None:
     for root in photo_sets(args.sets):
         name = root.name
         ours = snapid_default(root, name, [])
-        print(f"{name}: snapid default  top-1 {ours['top1']:.3f}  {ours['seconds']:.0f} s  ({ours['plan']})", flush=True)
+        print(f"{name}: snapid default  top-1 {ours['top1']:.3f}  {ours['seconds']:.0f} s  ({ours['plan']})",
+              flush=True)
         peer = fastai_recipe(root, ours["seconds"], args.unfrozen_cost)
-        print(f"{name}: fastai           top-1 {peer['top1']:.3f}  {peer['seconds']:.0f} s  ({peer['epochs']})", flush=True)
+        print(f"{name}: fastai           top-1 {peer['top1']:.3f}  {peer['seconds']:.0f} s  ({peer['epochs']})",
+              flush=True)
         third = snapid_default(root, name, ["--budget", f"{max(peer['seconds'] / 3, 1):.0f}s"])
         print(f"{name}: snapid, 1/3 of fastai's time  top-1 {third['top1']:.3f}  {third['seconds']:.0f} s  "
               f"({third['plan']})", flush=True)

@@ -55,11 +55,13 @@ def measure(bundle: Path, paths: list[Path], seconds: float, rounds: int, batch_
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--bundle", type=Path, default=None, help="bundle to use (default: train and export the quick run)")
+    parser.add_argument("--bundle", type=Path, default=None,
+                        help="bundle to use (default: train and export the quick run)")
     parser.add_argument("--photos", type=int, default=96, help="2.5 MP photos per pass")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured seconds per side and round")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE, help=f"photos per model run (default {BATCH_SIZE})")
+    parser.add_argument("--batch-size", type=int, default=BATCH_SIZE,
+                        help=f"photos per model run (default {BATCH_SIZE})")
     parser.add_argument("--threads", type=int, default=None, help="decode threads (default: the cores but one, 1 to 4)")
     parser.add_argument("--workers", type=int, default=2, help="import/prepare/train workers when training")
     parser.add_argument("--json", default=None)
@@ -83,7 +85,8 @@ def main() -> int:
     ratio = figures["predict"] / figures["offline_rate"]
     print(f"\nsnapid predict (library path, batch {figures['batch_size']}, {figures['threads']} decode thread(s)): "
           f"{figures['predict']:.1f} images/s")
-    print(f"serving benchmark's offline figure (decode + inference, one photo at a time): {figures['offline_rate']:.1f} images/s")
+    print("serving benchmark's offline figure (decode + inference, one photo at a time): "
+          f"{figures['offline_rate']:.1f} images/s")
     print(f"ratio: {ratio:.2f}x (target >= 1.0x)")
     write_json(args.json, {"machine": info, "commit": snapid_commit(), **figures, "ratio": ratio})
     return 0

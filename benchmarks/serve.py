@@ -4,8 +4,9 @@ same photos, same machine, one run.
 Model: a quick mobilenet_v2 run on flowers12 (offline ImageNet weights, 3-epoch probe; see
 benchmarks/evaluate.py `setup`), exported with `export_run` for snapid and loaded eagerly in torch
 for the baseline. Photos: 2.5 MP phone-size JPEGs (flowers12 upscaled, benchmarks/decode.py).
-Load: raw asyncio HTTP/1.1 clients on loopback (requests built once), each sending one photo at a time in a loop, for --seconds at
-1, 4 and 16 concurrent clients, after a warm-up. Reported: requests/s, p50 and p99 latency, errors.
+Load: raw asyncio HTTP/1.1 clients on loopback (requests built once), each sending one photo at a time
+in a loop, for --seconds at 1, 4 and 16 concurrent clients, after a warm-up. Reported: requests/s, p50
+and p99 latency, errors.
 Also: the offline rate of the very decode + inference code the server runs (one photo at a time in
 this process, no HTTP), to show what the HTTP and batching machinery costs at 1 client.
 
@@ -79,8 +80,8 @@ def multipart_request(path: str, port: int, field: str, photo: bytes) -> bytes:
     boundary = "snapidbenchboundary7d3f"
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"photo.jpg\"\r\n"
             f"Content-Type: image/jpeg\r\n\r\n").encode() + photo + f"\r\n--{boundary}--\r\n".encode()
-    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; "
+            f"boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
     return head + body
 
 
@@ -170,8 +171,8 @@ def print_rows(title: str, rows: list[dict]) -> None:
     print(f"  {'clients':>7} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>6} {'requests':>8} "
           f"{'server CPU ms/req':>17} {'client CPU ms/req':>17}")
     for r in rows:
-        print(f"  {r['clients']:>7} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>6} {r['requests']:>8} "
-              f"{r['server_cpu_ms']:>17.1f} {r['client_cpu_ms']:>17.1f}")
+        print(f"  {r['clients']:>7} {r['rps']:>8.1f} {r['p50_ms']:>8.1f} {r['p99_ms']:>8.1f} {r['errors']:>6} "
+              f"{r['requests']:>8} {r['server_cpu_ms']:>17.1f} {r['client_cpu_ms']:>17.1f}")
 
 
 def main() -> int:
@@ -199,7 +200,8 @@ def main() -> int:
         env = {**os.environ, "SNAPID_HOME": str(ws.home), "PYTHONPATH": str(ROOT)}
         results = {}
         for name, cmd, path, field in (
-            ("snapid", [sys.executable, "-m", "snapid", "serve", str(bundle), "--no-reload"], "/api/v1/predict", "files"),
+            ("snapid", [sys.executable, "-m", "snapid", "serve", str(bundle), "--no-reload"], "/api/v1/predict",
+             "files"),
             ("snapid int8", [sys.executable, "-m", "snapid", "serve", str(int8.path), "--no-reload"], "/api/v1/predict",
              "files"),
             ("naive", [sys.executable, "benchmarks/baseline_server.py"], "/predict", "file"),
@@ -220,7 +222,8 @@ def main() -> int:
     figures = {}
     for name in ("snapid", "snapid int8"):
         ours = {r["clients"]: r for r in results[name]}
-        figures[name] = {"speedup_16": ours[16]["rps"] / naive[16]["rps"], "p99_16_over_p50_1": ours[16]["p99_ms"] / ours[1]["p50_ms"]}
+        figures[name] = {"speedup_16": ours[16]["rps"] / naive[16]["rps"],
+                         "p99_16_over_p50_1": ours[16]["p99_ms"] / ours[1]["p50_ms"]}
         print(f"\n{name}: throughput at 16 clients {ours[16]['rps']:.1f} vs naive {naive[16]['rps']:.1f} req/s "
               f"= {figures[name]['speedup_16']:.2f}x (target >= 4x)")
         print(f"{name}: p99 at 16 clients / p50 at 1 client: {ours[16]['p99_ms']:.0f} / {ours[1]['p50_ms']:.0f} ms "
@@ -228,9 +231,10 @@ def main() -> int:
     vs_offline = results["snapid"][0]["rps"] / offline
     print(f"snapid at 1 client vs offline decode+inference: {results['snapid'][0]['rps']:.1f} vs {offline:.1f} /s "
           f"= {vs_offline:.2f}x (target >= 0.8x)")
-    write_json(args.json, {"machine": info, "commit": snapid_commit(), "snapid": results["snapid"], "naive": results["naive"],
-                           "snapid_int8": results["snapid int8"], "offline_rps": offline, "figures": figures,
-                           "vs_offline_1": vs_offline})
+    write_json(args.json,
+               {"machine": info, "commit": snapid_commit(), "snapid": results["snapid"], "naive": results["naive"],
+                "snapid_int8": results["snapid int8"], "offline_rps": offline, "figures": figures,
+                "vs_offline_1": vs_offline})
     return 0
 
 

@@ -27,7 +27,6 @@ import random
 import signal
 import sqlite3
 import struct
-import subprocess
 import sys
 import tempfile
 import threading
@@ -57,7 +56,8 @@ def png(width: int, height: int, extra: bytes = b"") -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + extra + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+            + chunk(b"IEND", b""))
 
 
 def bad_inputs(good: bytes) -> list[tuple[str, list[tuple[str, bytes, str]], dict]]:
@@ -65,7 +65,8 @@ def bad_inputs(good: bytes) -> list[tuple[str, list[tuple[str, bytes, str]], dic
     tiny = io.BytesIO()
     Image.new("RGB", (8, 8), "red").save(tiny, "PNG")
     bomb = b"k\0\0" + zlib.compress(b"\0" * (20 << 20), 9)   # a zTXt chunk that inflates to 20 MB
-    ztxt = png(64, 64, extra=struct.pack(">I", len(bomb)) + b"zTXt" + bomb + struct.pack(">I", zlib.crc32(b"zTXt" + bomb)))
+    ztxt = png(64, 64,
+               extra=struct.pack(">I", len(bomb)) + b"zTXt" + bomb + struct.pack(">I", zlib.crc32(b"zTXt" + bomb)))
     flipped = bytearray(good)
     for i in range(200, len(flipped), 997):
         flipped[i] ^= 0x5A
@@ -120,7 +121,7 @@ class Soak:
     async def worker(self, client: httpx.AsyncClient, k: int) -> None:
         actions = [(self.good, 55), (self.bad_input, 15), (self.feedback, 10), (self.handoff, 5), (self.dashboard, 10),
                    (self.burst, 1)]
-        funcs, weights = zip(*actions)
+        funcs, weights = zip(*actions, strict=True)
         while time.monotonic() < self.stop_at:
             await self.rng.choices(funcs, weights)[0](client)
 
@@ -171,8 +172,10 @@ class Soak:
 
         listener = asyncio.create_task(listen())
         await asyncio.sleep(0.2)
-        await self.call("handoff:upload", client.post(f"/api/v1/sessions/{sid}/upload", headers={"X-Snapid-Token": token},
-                                                      files=[("files", ("p.jpg", self.rng.choice(self.photos), "image/jpeg"))]))
+        await self.call("handoff:upload",
+                        client.post(f"/api/v1/sessions/{sid}/upload", headers={"X-Snapid-Token": token},
+                                    files=[("files",
+                                            ("p.jpg", self.rng.choice(self.photos), "image/jpeg"))]))
         await asyncio.wait_for(listener, timeout=15) if not listener.done() else None
 
     async def dashboard(self, client: httpx.AsyncClient) -> None:
@@ -304,7 +307,7 @@ def main() -> int:
         server.wait(60)
         checked = verify(ws.home, soak.feedback_ok, soak.kept)
     statuses = Counter()
-    for (kind, status), n in soak.counts.items():
+    for (_, status), n in soak.counts.items():
         statuses[status] += n
     server_errors = {f"{kind} {status}": n for (kind, status), n in soak.counts.items()
                      if isinstance(status, int) and status >= 500 and status != 503}
@@ -316,20 +319,21 @@ def main() -> int:
     print(f"\nall: {sum(soak.counts.values())} requests; by status {dict(sorted(statuses.items(), key=str))}")
     print(f"good predictions: {len(ms)}; p50 {np.percentile(ms, 50):.0f} ms, p99 {np.percentile(ms, 99):.0f} ms")
     print(f"database write-locked {len(locks)} times for {args.lock_for:g} s; bundle swapped at "
-          f"{', '.join(f'{s:.0f} s' for s in swaps)}; server killed (SIGKILL) and restarted at {KILL_AT * seconds:.0f} s")
+          f"{', '.join(f'{s:.0f} s' for s in swaps)}; server killed (SIGKILL) and restarted at "
+          f"{KILL_AT * seconds:.0f} s")
     print(f"5xx other than 503: {sum(server_errors.values())} (target 0) {server_errors or ''}")
-    print(f"resident memory: {memory['after_warm_up_mb']:.0f} MB after warm-up, {memory['before_kill_mb']:.0f} MB before "
-          f"the kill: {100 * growth:+.1f} % (target < +10 %); restarted server at the end "
+    print(f"resident memory: {memory['after_warm_up_mb']:.0f} MB after warm-up, {memory['before_kill_mb']:.0f} MB "
+          f"before the kill: {100 * growth:+.1f} % (target < +10 %); restarted server at the end "
           f"{memory['end_of_restarted_mb']:.0f} MB")
     print("resident memory every 30 s (MB): " + " ".join(f"{t:.0f}s:{mb:.0f}" for t, mb in series[2::3]))
     print(f"acknowledged and lost after the kill: feedback {checked['feedback_lost']} of "
-          f"{checked['feedback_acknowledged']}, kept photos {checked['photos_lost']} of {checked['photos_acknowledged']} "
-          f"(target 0)")
+          f"{checked['feedback_acknowledged']}, kept photos {checked['photos_lost']} of "
+          f"{checked['photos_acknowledged']} (target 0)")
     write_json(args.json, {"machine": info, "commit": snapid_commit(), "minutes": args.minutes, "clients": args.clients,
                            "counts": {f"{k} {s}": n for (k, s), n in soak.counts.items()},
                            "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)),
-                           "server_errors": server_errors, "memory": memory, "memory_series": series, "growth": growth, "verify": checked,
-                           "locks": len(locks), "swaps": swaps})
+                           "server_errors": server_errors, "memory": memory, "memory_series": series, "growth": growth,
+                           "verify": checked, "locks": len(locks), "swaps": swaps})
     ok = not server_errors and growth < 0.10 and not checked["feedback_lost"] and not checked["photos_lost"]
     return 0 if ok else 1
 

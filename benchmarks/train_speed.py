@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from decode import machine_info, print_machine, print_table, snapid_commit, write_json  # noqa: E402
 
 from snapid.models import factory, registry  # noqa: E402
-from snapid.train.augment import PRESETS, build_augment  # noqa: E402
+from snapid.train.augment import PRESET_OPS, build_augment  # noqa: E402
 
 SIZE = 224
 CLASSES = 12
@@ -127,7 +127,8 @@ def count_flops(model: nn.Module, channels_last: bool) -> tuple[float, float]:
     with FlopCounterMode(display=False) as counter:
         model(x)
     forward = counter.get_total_flops() / 2
-    with FlopCounterMode(display=False, custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as counter:
+    with FlopCounterMode(display=False,
+                         custom_mapping={torch.ops.aten.convolution_backward: _conv_backward_flop}) as counter:
         nn.functional.cross_entropy(model(x), y).backward()
     model.zero_grad(set_to_none=True)
     return forward, counter.get_total_flops() / 2
@@ -205,7 +206,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     parser.add_argument("--channels-last", action="store_true",
                         help="diagnostic: model and input in channels_last (snapid does this on CUDA only)")
-    parser.add_argument("--flops-per-cycle", type=int, help="override the FP32 FLOPs/cycle/core of the theoretical peak")
+    parser.add_argument("--flops-per-cycle", type=int,
+                        help="override the FP32 FLOPs/cycle/core of the theoretical peak")
     parser.add_argument("--json", metavar="OUT", help="also write the figures to this JSON file")
     args = parser.parse_args()
 
@@ -221,12 +223,13 @@ def main() -> int:
 
     runs = []
     for name in args.models:
-        print(f"{name}: fine-tune steps, batch {args.batch}, augment medium{', channels_last' if args.channels_last else ''} ...",
+        print(f"{name}: fine-tune steps, batch {args.batch}, augment "
+              f"medium{', channels_last' if args.channels_last else ''} ...",
               flush=True)
         runs.append(time_training(name, args.batch, args.steps, args.warmup, "medium", args.channels_last))
     spec = registry.get_spec(args.models[0])
     print(f"augmentation presets alone, batch {args.batch}, {args.aug_reps} reps each ...", flush=True)
-    aug = {p: time_augment(p, args.batch, args.aug_reps, spec.mean, spec.std) for p in PRESETS}
+    aug = {p: time_augment(p, args.batch, args.aug_reps, spec.mean, spec.std) for p in PRESET_OPS}
     peak_after = measured_peak()
     peak = max(peak_before, peak_after)
 
@@ -247,7 +250,8 @@ def main() -> int:
         rows.append({"figure": f"{r['model']} fine-tune images/s", "value": f"{r['images_per_s']:.2f}/s",
                      "baseline": "-", "ratio": "-", "target": "informational", "met": None})
         rows.append({"figure": f"{r['model']} achieved FP32 (x {r['train_gflops_per_image']:.2f} GFLOP/image fwd+bwd)",
-                     "value": f"{achieved:.1f} GFLOP/s", "baseline": f"{peak:.0f} measured / {theory['gflops']:.0f} theoretical",
+                     "value": f"{achieved:.1f} GFLOP/s",
+                     "baseline": f"{peak:.0f} measured / {theory['gflops']:.0f} theoretical",
                      "ratio": f"{r['fraction_of_measured_peak']:.1%} / {r['fraction_of_theoretical_peak']:.1%}",
                      "target": "informational", "met": None})
     shares = {}
@@ -262,10 +266,10 @@ def main() -> int:
     print_table(rows)
     print()
     for r in runs:
-        print(f"{r['model']}: {r['parameters'] / 1e6:.2f} M parameters, forward {r['forward_gflops_per_image']:.3f} GFLOP/image "
-              f"(= {r['forward_gflops_per_image'] / 2:.3f} GMAC), forward+backward {r['train_gflops_per_image']:.3f}; "
-              f"step {r['step_ms']:.0f} ms (median augment {r['augment_ms']:.0f} ms, model {r['model_ms']:.0f} ms; "
-              f"augment measured inside the step: {r['augment_share_in_step']:.1%})")
+        print(f"{r['model']}: {r['parameters'] / 1e6:.2f} M parameters, forward {r['forward_gflops_per_image']:.3f} "
+              f"GFLOP/image (= {r['forward_gflops_per_image'] / 2:.3f} GMAC), forward+backward "
+              f"{r['train_gflops_per_image']:.3f}; step {r['step_ms']:.0f} ms (median augment {r['augment_ms']:.0f} "
+              f"ms, model {r['model_ms']:.0f} ms; augment measured inside the step: {r['augment_share_in_step']:.1%})")
     write_json(args.json, {"benchmark": "train_speed", "machine": info, "theoretical_peak": theory,
                            "measured_peak_gflops": round(peak, 1), "measured_peak_before": round(peak_before, 1),
                            "measured_peak_after": round(peak_after, 1), "runs": runs,

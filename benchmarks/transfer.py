@@ -43,10 +43,21 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from decode import (FLOWERS, DEFAULT_CACHE, PHOTO_SIZE, _source_files, link_or_copy, make_photos, machine_info,  # noqa: E402
-                    print_machine, print_table, snapid_commit, write_json)
-
 import kornia.augmentation  # noqa: E402,F401  (libraries load outside both clocks, as torchvision does for the naive side)
+from decode import (  # noqa: E402
+    DEFAULT_CACHE,
+    FLOWERS,
+    PHOTO_SIZE,
+    _source_files,
+    link_or_copy,
+    machine_info,
+    make_photos,
+    print_machine,
+    print_table,
+    snapid_commit,
+    write_json,
+)
+
 from snapid.data.cache import PrepareParams, prepare  # noqa: E402
 from snapid.importer import import_dataset  # noqa: E402
 from snapid.models import factory, registry  # noqa: E402
@@ -89,7 +100,8 @@ class Timeline(Reporter):
         print(f"  [{self.now():6.1f} s] {title}", flush=True)
 
     def epoch(self, record: dict) -> None:
-        self.epochs.append({k: record.get(k) for k in ("epoch", "phase", "top1", "val_loss", "seconds", "images_per_s")})
+        self.epochs.append({k: record.get(k) for k in ("epoch", "phase", "top1", "val_loss", "seconds",
+                                                       "images_per_s")})
         if record["phase"] == "finetune" or record["epoch"] % 10 == 9:
             print(f"  [{self.now():6.1f} s] {record['phase']} epoch {record['epoch']}: val top-1 {record['top1']:.3f}, "
                   f"{record['seconds']:.1f} s, {record['images_per_s']:.1f} images/s", flush=True)
@@ -225,7 +237,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--phone-size", action="store_true", help="upscale every photo to 1936x1296 (2.5 MP) first")
-    parser.add_argument("--grain", type=float, default=0.0, help="noise for the upscaled photos (see decode.py; default 0)")
+    parser.add_argument("--grain", type=float, default=0.0,
+                        help="noise for the upscaled photos (see decode.py; default 0)")
     parser.add_argument("--side", choices=("both", "snapid", "naive"), default="both", help="which side(s) to run")
     parser.add_argument("--workers", type=int, default=2, help="import/prepare/DataLoader workers (default 2)")
     parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
@@ -249,7 +262,9 @@ def main() -> int:
     try:
         TrainConfig(**overrides)  # fail now, not after the import
     except ValueError as exc:
-        parser.error(f"--set: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}" if hasattr(exc, "errors") else str(exc))
+        if hasattr(exc, "errors"):
+            parser.error(f"--set: {exc.errors()[0]['loc'][0]}: {exc.errors()[0]['msg']}")
+        parser.error(str(exc))
 
     torch.set_num_threads(args.threads)
     info = machine_info()
@@ -257,7 +272,8 @@ def main() -> int:
     if not FLOWERS.is_dir():
         sys.exit(f"{FLOWERS}: the flowers12 data set is missing (expected ../shared/datasets/flowers12)")
     gflops_before = matmul_gflops()
-    print(f"machine speed now: float32 matmul 2048x2048 at {gflops_before:.0f} GFLOP/s ({torch.get_num_threads()} threads)",
+    print(f"machine speed now: float32 matmul 2048x2048 at {gflops_before:.0f} GFLOP/s "
+          f"({torch.get_num_threads()} threads)",
           flush=True)
     result: dict = {"benchmark": "transfer", "machine": info, "phone_size": args.phone_size, "grain": args.grain,
                     "matmul_gflops_before": round(gflops_before, 1)}
@@ -271,7 +287,8 @@ def main() -> int:
             result["matmul_gflops_between"] = round(matmul_gflops(), 1)
             print(f"machine speed now: matmul {result['matmul_gflops_between']:.0f} GFLOP/s", flush=True)
         if args.side in ("both", "naive"):
-            result["naive"] = run_naive(root, args.workers, args.batch, args.lr, args.max_epochs, args.max_minutes, seed=0)
+            result["naive"] = run_naive(root, args.workers, args.batch, args.lr, args.max_epochs, args.max_minutes,
+                                        seed=0)
     gflops_after = matmul_gflops()
     result["matmul_gflops_after"] = round(gflops_after, 1)
 
@@ -285,22 +302,25 @@ def main() -> int:
     print()
     rows = []
     s, n = result.get("snapid"), result.get("naive")
-    recipe = "snapid default recipe" if not overrides else "snapid recipe with " + ", ".join(args.set) + " (NOT default)"
+    recipe = "snapid default recipe" if not overrides else f"snapid recipe with {', '.join(args.set)} (NOT default)"
     if s:
         ok = (s["test_top1"] or 0) >= TARGET_TOP1 and s["train_seconds"] <= TARGET_SECONDS
         rows.append({"figure": f"{recipe}: train() wall time", "value": f"{s['train_seconds']:.0f} s",
-                     "baseline": "-", "ratio": "-", "target": f"<= {TARGET_SECONDS:.0f} s", "met": s["train_seconds"] <= TARGET_SECONDS})
+                     "baseline": "-", "ratio": "-", "target": f"<= {TARGET_SECONDS:.0f} s",
+                     "met": s["train_seconds"] <= TARGET_SECONDS})
         rows.append({"figure": f"{recipe}: test top-1", "value": f"{s['test_top1']:.4f}",
-                     "baseline": "-", "ratio": "-", "target": f">= {TARGET_TOP1}", "met": (s["test_top1"] or 0) >= TARGET_TOP1})
+                     "baseline": "-", "ratio": "-", "target": f">= {TARGET_TOP1}",
+                     "met": (s["test_top1"] or 0) >= TARGET_TOP1})
         rows.append({"figure": "snapid one-time import + prepare (outside the figure)",
-                     "value": f"{s['import_seconds']:.1f} + {s['prepare_seconds']:.1f} s", "baseline": "-", "ratio": "-",
-                     "target": "informational", "met": None})
+                     "value": f"{s['import_seconds']:.1f} + {s['prepare_seconds']:.1f} s", "baseline": "-",
+                     "ratio": "-", "target": "informational", "met": None})
         result["target_met"] = ok
     if n:
         naive_s = n["reached_seconds"] if n["reached_seconds"] is not None else n["spent_seconds"]
         prefix = "" if n["reached_seconds"] is not None else ">= "
         label = (f"{naive_s:.0f} s to {TARGET_TOP1:.0%} ({n['epochs']} epochs)" if n["reached_seconds"] is not None else
-                 f"never reached {TARGET_TOP1:.0%}: best {n['best_test_top1']:.4f} in {n['epochs']} epochs, {naive_s:.0f} s")
+                 f"never reached {TARGET_TOP1:.0%}: best {n['best_test_top1']:.4f} in {n['epochs']} epochs, "
+                 f"{naive_s:.0f} s")
         rows.append({"figure": "naive recipe (frozen backbone, Pillow every epoch)", "value": label,
                      "baseline": "-", "ratio": "-", "target": "informational", "met": None})
     if s and n:
@@ -314,8 +334,8 @@ def main() -> int:
         result.update(ratio=round(ratio, 3), ratio_is_lower_bound=bool(prefix), target_ratio=TARGET_RATIO)
     print_table(rows)
     if n:
-        print(f"\nnaive: {n['eval_seconds']:.0f} s of its {n['spent_seconds']:.0f} s went to the per-epoch test evaluation; "
-              f"test top-1 by epoch: {', '.join(str(h['test_top1']) for h in n['history'])}")
+        print(f"\nnaive: {n['eval_seconds']:.0f} s of its {n['spent_seconds']:.0f} s went to the per-epoch test "
+              f"evaluation; test top-1 by epoch: {', '.join(str(h['test_top1']) for h in n['history'])}")
     write_json(args.json, result)
     return 0
 

@@ -24,9 +24,9 @@ from decode import machine_info, print_machine, snapid_commit  # noqa: E402
 from detect import FRUITS, classifier  # noqa: E402
 
 from snapid.config import Settings  # noqa: E402
-from snapid.importer import import_dataset  # noqa: E402
 from snapid.detect.train import train_detector  # noqa: E402
 from snapid.export.from_run import export_run  # noqa: E402
+from snapid.importer import import_dataset  # noqa: E402
 from snapid.track.db import get_engine  # noqa: E402
 from snapid.workspace import Workspace  # noqa: E402
 

@@ -168,7 +168,8 @@ class Server:
             except (urllib.error.URLError, OSError):
                 pass
             if time.monotonic() > deadline:
-                raise Failed(f"{self.base}/healthz/ready not ready after {READY_WITHIN_S} s; the output ends:\n{self.tail()}")
+                raise Failed(f"{self.base}/healthz/ready not ready after {READY_WITHIN_S} s; the output "
+                             f"ends:\n{self.tail()}")
             time.sleep(0.5)
 
     def stop(self) -> None:
@@ -242,7 +243,8 @@ class Browser:
         except ImportError:
             raise Failed("Playwright is not installed: `make install` (or pip install -e '.[dev]')") from None
         if not chromium.exists():
-            raise Failed(f"{chromium} not found: install Debian's chromium (apt-get install chromium) or give --chromium")
+            raise Failed(f"{chromium} not found: install Debian's chromium (apt-get install chromium) "
+                         "or give --chromium")
         # CSS pixels: WIDTH image pixels at ZOOM device pixels per CSS pixel (bigger text in a README)
         self.width, self.height, self.zoom = round(width / zoom), round(height / zoom), zoom
         self._playwright = sync_playwright().start()
@@ -354,7 +356,8 @@ def region(page, first: str, last: str | None = None, *, pad: int = 12) -> dict:
     box = page.evaluate("""([first, last]) => {
       const a = document.querySelector(first), b = document.querySelector(last || first);
       if (!a || !b) return null;
-      return { top: a.getBoundingClientRect().top + window.scrollY, bottom: b.getBoundingClientRect().bottom + window.scrollY,
+      return { top: a.getBoundingClientRect().top + window.scrollY,
+               bottom: b.getBoundingClientRect().bottom + window.scrollY,
                width: document.documentElement.clientWidth };
     }""", [first, last])
     if box is None:
@@ -432,24 +435,29 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="scripts/screenshots.py", formatter_class=argparse.RawDescriptionHelpFormatter,
         description=__doc__)
-    parser.add_argument("--out", type=Path, default=REPO / "docs" / "images", help="Folder for the PNGs (default: docs/images).")
+    parser.add_argument("--out", type=Path, default=REPO / "docs" / "images",
+                        help="Folder for the PNGs (default: docs/images).")
     parser.add_argument("--home", type=Path, default=None,
-                        help="Workspace folder for the run (SNAPID_HOME); default: a temporary folder, removed at the end. "
-                             "A folder given here is kept.")
+                        help="Workspace folder for the run (SNAPID_HOME); default: a temporary folder, removed at the "
+                             "end. A folder given here is kept.")
     parser.add_argument("--reuse", action="store_true",
                         help="Skip `snapid demo`: reuse the demo already in --home from an earlier run (for retakes).")
     parser.add_argument("--per-class", type=int, default=8, help="Demo single-pill photos per pill kind (default: 8).")
     parser.add_argument("--multi", type=int, default=24, help="Demo photos with several pills (default: 24).")
-    parser.add_argument("--detector-epochs", type=int, default=8, help="Epochs of the demo's pill detector (default: 8).")
+    parser.add_argument("--detector-epochs", type=int, default=8,
+                        help="Epochs of the demo's pill detector (default: 8).")
     parser.add_argument("--phone-url", default="http://192.168.1.20:8000",
                         help="Base URL shown in the QR hand-off (the server's --public-url; '' for the detected one). "
                              "Default: an example LAN address, so the picture shows what a phone would open.")
     parser.add_argument("--no-korean", dest="korean", action="store_false", help="Skip the Korean answer page.")
-    parser.add_argument("--width", type=int, default=1200, help="Browser width and the PNGs' largest width in px (default: 1200).")
+    parser.add_argument("--width", type=int, default=1200,
+                        help="Browser width and the PNGs' largest width in px (default: 1200).")
     parser.add_argument("--height", type=int, default=1000, help="Browser window height in image px (default: 1000).")
     parser.add_argument("--zoom", type=float, default=1.25,
-                        help="Image px per CSS px: the page is laid out WIDTH/ZOOM px wide, text reads larger (default: 1.25).")
-    parser.add_argument("--max-height", type=int, default=2000, help="Full-page shots are cut at this height in image px (default: 2000).")
+                        help="Image px per CSS px: the page is laid out WIDTH/ZOOM px wide, text reads larger "
+                             "(default: 1.25).")
+    parser.add_argument("--max-height", type=int, default=2000,
+                        help="Full-page shots are cut at this height in image px (default: 2000).")
     parser.add_argument("--max-kb", type=int, default=300, help="Largest PNG in KB (default: 300).")
     parser.add_argument("--chromium", type=Path, default=CHROMIUM, help=f"Chromium executable (default: {CHROMIUM}).")
     args = parser.parse_args(argv)
