@@ -2,8 +2,9 @@
 
 `create_app` builds every object and keeps it on ``app.state``; routes name what they need by type
 (``settings: SettingsDep``, ``identify: IdentifyDep`` ...) and never read ``app.state`` themselves.
-None of these opens anything but ``EngineDep``: the database, the photo store and the hand-off secret
-are opened on first use inside the services, so a request that fails validation never waits for them.
+Only ``EngineDep`` opens something before the route runs (the database: 503 first when it cannot open).
+Otherwise the database (``DatabaseDep``), the photo store and the hand-off secret open on first use, when
+the route or a service calls for them, so a request that fails validation never waits for them.
 """
 
 from __future__ import annotations

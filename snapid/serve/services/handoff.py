@@ -1,9 +1,9 @@
 """The hand-off sessions of one app: open, authorise a phone, store what it sent, read results, sweep.
 
 Synchronous database work (routes call it in the thread pool), save `sweep_forever`, which the app's
-lifespan runs; the database and the server secret are opened on first use. The secrets and their checks are in
-snapid.serve.services.handoff_tokens. Answers are stored as scores only and rendered when read, so the
-desktop gets cards and warnings in whatever language it asks for at that moment."""
+lifespan runs; the database and the server secret are opened on first use. The secrets and their checks
+are in snapid.serve.services.handoff_tokens. Answers are stored as scores only and rendered when read, so
+the desktop gets cards and warnings in whatever language it asks for at that moment."""
 
 from __future__ import annotations
 
