@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench screenshots clean
+.PHONY: demo test lint install bench screenshots clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# ruff, configured in pyproject.toml ([tool.ruff]); CI runs it before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check snapid tests benchmarks scripts
 
 # The README's pictures (docs/images/*.png) from a real small run, taken by Debian's chromium: about 5 minutes.
 screenshots: $(STAMP)
