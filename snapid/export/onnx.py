@@ -29,6 +29,7 @@ from snapid.errors import SnapidError
 from snapid.metrics import softmax
 
 INPUT, OUTPUT = "images", "logits"
+EMBEDDING = "embedding"      # optional second output: the pooled N x D features (reference photos, issue 20)
 OPSET = 20                   # the newest opset the TorchScript exporter documents; ORT 1.31 runs up to 23
 PARITY_TOLERANCE = 1e-4      # max |p_onnx - p_torch| over every class of every parity image
 PARITY_IMAGES = 64
@@ -46,35 +47,36 @@ class ParityError(ExportError):
 
 
 # --- export ------------------------------------------------------------------------------------------
-def to_onnx(module: nn.Module, size: int, *, where: str = "model") -> bytes:
+def to_onnx(module: nn.Module, size: int, *, where: str = "model", outputs: tuple[str, ...] = (OUTPUT,)) -> bytes:
     """The eval-mode ``module`` (N x 3 x size x size normalised float32 → N x C) as ONNX bytes with input
-    "images", output "logits" and a dynamic batch axis. ``where`` names the model in errors."""
+    "images", output "logits" and a dynamic batch axis. ``where`` names the model in errors. ``outputs``: the
+    names of what ``module`` returns, in order (a module returning (logits, embedding) gives two outputs)."""
     module = module.eval()
     example = torch.zeros(2, 3, size, size)  # batch 2, so no exporter can specialise the batch axis to 1
     errors = []
     for export in (_export_torchscript, _export_dynamo):
         try:
             with torch.no_grad():
-                return export(module, example)
+                return export(module, example, outputs)
         except Exception as exc:  # exporters raise many types; the next exporter gets its chance
             errors.append(f"{export.__name__.removeprefix('_export_')}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     raise ExportError(f"{where}: could not be exported to ONNX ({'; '.join(errors)})")
 
 
-def _export_torchscript(module: nn.Module, example: torch.Tensor) -> bytes:
+def _export_torchscript(module: nn.Module, example: torch.Tensor, outputs: tuple[str, ...] = (OUTPUT,)) -> bytes:
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter": chosen on purpose, see above
         torch.onnx.export(module, (example,), buf, dynamo=False, opset_version=OPSET, input_names=[INPUT],
-                          output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch"}, OUTPUT: {0: "batch"}},
+                          output_names=list(outputs), dynamic_axes={n: {0: "batch"} for n in (INPUT, *outputs)},
                           do_constant_folding=True)
     return buf.getvalue()
 
 
-def _export_dynamo(module: nn.Module, example: torch.Tensor) -> bytes:
+def _export_dynamo(module: nn.Module, example: torch.Tensor, outputs: tuple[str, ...] = (OUTPUT,)) -> bytes:
     batch = torch.export.Dim("batch", min=1, max=MAX_EXPORT_BATCH)
     program = torch.onnx.export(module, (example,), None, dynamo=True, opset_version=OPSET, input_names=[INPUT],
-                                output_names=[OUTPUT], dynamic_shapes=({0: batch},), verbose=False)
+                                output_names=list(outputs), dynamic_shapes=({0: batch},), verbose=False)
     return program.model_proto.SerializeToString()
 
 
