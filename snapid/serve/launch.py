@@ -56,13 +56,15 @@ def serve_forever(bundle: Path | None, *, settings: Settings, host: str = "127.0
 
     from snapid.serve.middleware import trusted_proxies
     from snapid.serve.protocol import HeaderTimeoutH11Protocol
+    from snapid.serve.services.metrics import serving_metrics_dir
 
     trusted_proxies(forwarded_allow_ips or settings.forwarded_allow_ips)  # refused here, named, before anything starts
     os.environ.update(_worker_environment(bundle, reload=reload, public_url=public_url, keep_days=keep_days,
                                           host=host, forwarded_allow_ips=forwarded_allow_ips))
     if bundle is None:
         os.environ.pop("SNAPID_BUNDLE", None)
-    with _clean_exit_on_sigterm():
+    # with --workers N, one /metrics scrape reports every worker: they share a private folder made here
+    with _clean_exit_on_sigterm(), serving_metrics_dir(workers):
         uvicorn.run(
             "snapid.serve.app:factory", factory=True, host=host, port=port, workers=workers,
             timeout_graceful_shutdown=math.ceil(settings.graceful_timeout_s),

@@ -6,6 +6,7 @@ import uuid
 
 from snapid.track.db import transaction
 from snapid.track.predictions import get_prediction
+from tests.serve import prom
 from tests.serve.conftest import GREEN, RED, coloured, files
 
 
@@ -69,9 +70,10 @@ def test_health_and_metrics(client):
     assert client.get("/health/ready").status_code == 200
     client.post("/api/v1/predict", files=files(coloured(RED)))
     text = client.get("/metrics").text
-    assert 'snapid_requests_total{method="POST",route="/api/v1/predict",status="200"} 1' in text
-    assert "snapid_batch_size_count 1" in text and "snapid_queue_depth" in text
-    assert 'snapid_request_seconds_bucket{route="/api/v1/predict",le="+Inf"} 1' in text
+    assert prom.value(text, "snapid_requests_total", method="POST", route="/api/v1/predict", status="200") == 1
+    assert prom.value(text, "snapid_batch_size_count") == 1 and prom.value(text, "snapid_queue_depth") == 0
+    assert prom.value(text, "snapid_request_seconds_bucket", route="/api/v1/predict", le="+Inf") == 1
+    assert prom.value(text, "process_resident_memory_bytes") > 0
 
 
 def test_prediction_is_recorded_for_feedback(client, engine):
