@@ -34,11 +34,28 @@ def import_(
                                 "description_<lang>, image, link(s), any other column is a free field "
                                 "(docs/knowledge.md)."),
     dataset: str = DATASET, allow_unknown: bool = ALLOW_UNKNOWN, as_json: bool = AS_JSON,
+    kind: str = typer.Option("cards", "--kind", help="cards; table: a joined table (class_id, valid_from, valid_to, "
+                             "any columns: discounts, prices), named by --table; places: name(_<lang>), category, "
+                             "lat, lon, address(_<lang>), link."),
+    table: str | None = typer.Option(None, "--table", help="--kind table: the table's name (e.g. discounts); an "
+                                     "import replaces the previous one of that name."),
 ) -> None:
-    """Import knowledge cards for DATASET as a new version (copied into bundles at export)."""
-    from snapid.knowledge.store import import_cards
+    """Import knowledge cards (or a joined table, or places) for DATASET as a new version; a running server
+    picks it up within seconds, and bundles copy it at export."""
+    from snapid.knowledge import KnowledgeError
+    from snapid.knowledge.store import import_cards, import_places, import_table
 
-    _print_import(import_cards(file, dataset=dataset, engine=engine(), allow_unknown=allow_unknown), as_json)
+    if kind == "cards":
+        result = import_cards(file, dataset=dataset, engine=engine(), allow_unknown=allow_unknown)
+    elif kind == "table":
+        if not table:
+            raise KnowledgeError("--kind table needs --table NAME (e.g. --table discounts)")
+        result = import_table(file, dataset=dataset, table=table, engine=engine())
+    elif kind == "places":
+        result = import_places(file, dataset=dataset, engine=engine())
+    else:
+        raise KnowledgeError(f"--kind {kind!r}: use cards, table or places (rules: `snapid knowledge rules`)")
+    _print_import(result, as_json)
 
 
 @app.command("rules")

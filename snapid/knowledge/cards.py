@@ -7,6 +7,7 @@ Columns (case-insensitive; any order):
   description_<lang>, description  free text per language
   image                            an http(s) URL of a picture of the class
   link, links, link_<label>        http(s) URLs (``links``: several, separated by spaces or new lines)
+  lat, lon                         where the class is (a landmark), in degrees; answers list places near it
   anything else                    a free field shown as a table (ingredient, maker, price, opening hours…)
 
 Text is kept exactly as given (HTML and SQL-looking text included): the page escapes it on output.
@@ -15,6 +16,7 @@ Only URLs are checked, because a ``javascript:`` link would run when clicked.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +105,8 @@ def _apply(card: Card, where: str, column: str, text: str) -> None:
         card.links += [{"label": "", "url": checked_url(where, column, url)} for url in text.split()]
     elif column.startswith("link_"):
         card.links.append({"label": column[len("link_"):], "url": checked_url(where, column, text)})
+    elif column in ("lat", "lon"):  # where the class is (a landmark): answers list the places near it
+        card.fields[column] = repr(coordinate(where, column, text))
     else:
         card.fields[column] = text
 
@@ -113,6 +117,18 @@ def checked_url(where: str, column: str, text: str) -> str:
         shown = text if len(text) <= 80 else text[:77] + "..."
         raise KnowledgeError(f"{where}: column {column!r} must be an http:// or https:// URL, got {shown!r}")
     return text
+
+
+def coordinate(where: str, column: str, text: str) -> float:
+    """``text`` as a latitude (column lat…) or longitude in range; KnowledgeError naming where otherwise."""
+    limit = 90.0 if column.startswith("lat") else 180.0
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or abs(value) > limit:
+        raise KnowledgeError(f"{where}: column {column!r}: {text[:40]!r} is not a number from {-limit:g} to {limit:g}")
+    return value
 
 
 def check_classes(ids: list[str], known: set[str], *, what: str, allow_unknown: bool) -> list[str]:

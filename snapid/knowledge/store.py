@@ -2,7 +2,8 @@
 
 The snapshot is what `snapid export` copies into a bundle as knowledge.json and what serving
 reads: {"dataset", "version", "cards_version", "rules_version", "languages",
-"cards": {class_id: card}, "rules": [rule]}, where a card is Card.as_dict() plus "name" (the
+"cards": {class_id: card}, "rules": [rule], "tables": {name: {"version", "rows": [row]}},
+"places_version", "places": [place]}, where a card is Card.as_dict() plus "name" (the
 dataset's class name), "wikipedia" {lang: summary} and "taxonomy" [{rank, name, id, labels}, …]
 from `snapid knowledge enrich`, and "name_sources" {lang: "wikipedia"} for each name taken from
 the title of a page found in that language (only where the card and the dataset give none).
@@ -17,8 +18,11 @@ from pathlib import Path
 from sqlalchemy import Engine
 
 from snapid.errors import NotFound
+from snapid.knowledge import KnowledgeError
 from snapid.knowledge.cards import NO_LANGUAGE, TAXONOMY, Card, check_classes, parse_cards
+from snapid.knowledge.places import parse_places
 from snapid.knowledge.rules import parse_rules
+from snapid.knowledge.timed import check_table_name, parse_table
 from snapid.track import knowledge as tk
 from snapid.track.db import transaction
 
@@ -80,6 +84,44 @@ def import_rules(path: Path, *, dataset: str, engine: Engine, allow_unknown: boo
     return ImportResult(dataset, version, "rules", path.name, len(kept), unknown, [], notes)
 
 
+def import_table(path: Path, *, dataset: str, table: str, engine: Engine) -> ImportResult:
+    """Parse ``path`` (a joined table: class_id, valid_from, valid_to, free columns) and store it as the next
+    knowledge version of ``dataset``, replacing the previous import of table ``table``. All or nothing: a row
+    for a class the dataset lacks, a malformed date or an oversized file refuses the whole file, naming the
+    file, line and column, and what was imported before keeps serving."""
+    path, table = Path(path), check_table_name(table)
+    rows = parse_table(path)
+    sha256 = _digest(path)
+    with transaction(engine) as session:
+        known = {c["class_id"] for c in tk.dataset_classes(session, dataset=dataset)}
+        bad = [r for r in rows if r.class_id not in known]
+        if bad:
+            more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
+            raise KnowledgeError(f"{bad[0].where}: column 'class_id': {bad[0].class_id!r} is not a class of dataset "
+                                 f"{dataset!r}{more}; nothing was imported")
+        version = tk.add_knowledge_version(session, dataset=dataset, kind="table", name=table, source=path.name,
+                                           sha256=sha256, items=[r.as_dict() for r in rows], notes=[])
+    return ImportResult(dataset, version, "table", path.name, len(rows), [], [], [f"table {table}"])
+
+
+def import_places(path: Path, *, dataset: str, engine: Engine) -> ImportResult:
+    """Parse ``path`` (places: name(_<lang>), category, lat, lon, address(_<lang>), link) and store them as the
+    next knowledge version of ``dataset``, replacing its previous places; all or nothing."""
+    path = Path(path)
+    places = parse_places(path)
+    sha256 = _digest(path)
+    with transaction(engine) as session:
+        version = tk.add_knowledge_version(session, dataset=dataset, kind="places", source=path.name, sha256=sha256,
+                                           items=[p.as_dict() for p in places], notes=[])
+    return ImportResult(dataset, version, "places", path.name, len(places), [], [], [])
+
+
+def latest_version(dataset: str, *, engine: Engine) -> int:
+    """The newest knowledge version of ``dataset`` (0: none; -1: no such dataset); what a server polls."""
+    with transaction(engine) as session:
+        return tk.latest_version(session, dataset=dataset)
+
+
 def _notes(ids: list[str], what: str) -> list[str]:
     if not ids:
         return []
@@ -95,7 +137,9 @@ def snapshot(dataset: str, *, engine: Engine) -> dict | None:
         cards_info, cards = tk.latest_cards(session, dataset=dataset)
         rules_info, rules = tk.latest_rules(session, dataset=dataset)
         wiki = tk.enrichment(session, dataset=dataset)
-    if not cards and not rules and not wiki:
+        tables = tk.latest_tables(session, dataset=dataset)
+        places_info, places = tk.latest_places(session, dataset=dataset)
+    if not cards and not rules and not wiki and not tables and not places:
         return None
     by_id = {c["class_id"]: c for c in classes}
     given = {c["class_id"]: c for c in cards}
@@ -115,7 +159,9 @@ def snapshot(dataset: str, *, engine: Engine) -> dict | None:
     return {"dataset": dataset, "version": versions[-1]["version"] if versions else 0,
             "cards_version": cards_info["version"] if cards_info else None,
             "rules_version": rules_info["version"] if rules_info else None,
-            "languages": languages, "cards": out_cards, "rules": rules}
+            "languages": languages, "cards": out_cards, "rules": rules,
+            "tables": {name: {"version": info["version"], "rows": rows} for name, (info, rows) in tables.items()},
+            "places_version": places_info["version"] if places_info else None, "places": places}
 
 
 def _named_by_wikipedia(card: dict, cls: dict | None, pages: dict[str, dict]) -> dict:

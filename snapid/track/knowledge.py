@@ -17,7 +17,9 @@ from snapid.track.tables import (
     DatasetVersionRow,
     KnowledgeCardRow,
     KnowledgeEnrichmentRow,
+    KnowledgePlaceRow,
     KnowledgeRuleRow,
+    KnowledgeTableRow,
     KnowledgeVersionRow,
     WikiCacheRow,
     utcnow,
@@ -51,19 +53,28 @@ def dataset_classes(session: Session, *, dataset: str) -> list[dict]:
 
 
 def add_knowledge_version(session: Session, *, dataset: str, kind: str, source: str, sha256: str,
-                          items: list[dict], notes: list[str]) -> int:
-    """Store cards (kind "cards", items = Card.as_dict()) or rules (kind "rules", items = Rule.as_dict())
+                          items: list[dict], notes: list[str], name: str = "") -> int:
+    """Store cards (kind "cards", items = Card.as_dict()), rules (kind "rules", items = Rule.as_dict()), a joined
+    table ``name`` (kind "table", items = TimedRow.as_dict()) or places (kind "places", items = Place.as_dict())
     as the dataset's next knowledge version; returns the version number."""
-    if kind not in ("cards", "rules"):
-        raise ValueError(f"kind must be 'cards' or 'rules', not {kind!r}")
+    if kind not in ("cards", "rules", "table", "places"):
+        raise ValueError(f"kind must be 'cards', 'rules', 'table' or 'places', not {kind!r}")
     dataset_id = _dataset_id(session, dataset)
     last = session.scalar(select(func.max(KnowledgeVersionRow.version))
                           .where(KnowledgeVersionRow.dataset_id == dataset_id))
     row = KnowledgeVersionRow(dataset_id=dataset_id, version=(last or 0) + 1, kind=kind, source=source, sha256=sha256,
-                              n_items=len(items), notes=list(notes))
+                              n_items=len(items), notes=list(notes), name=name if kind == "table" else "")
     session.add(row)
     session.flush()
-    if items and kind == "cards":
+    if items and kind == "table":
+        session.execute(insert(KnowledgeTableRow), [
+            {"version_id": row.id, "position": i, "class_id": r["class_id"], "valid_from": r["valid_from"],
+             "valid_to": r["valid_to"], "data": r["fields"]} for i, r in enumerate(items)])
+    elif items and kind == "places":
+        session.execute(insert(KnowledgePlaceRow), [
+            {"version_id": row.id, "position": i, "category": p["category"], "lat": p["lat"], "lon": p["lon"],
+             "names": p["names"], "addresses": p["addresses"], "link": p["link"]} for i, p in enumerate(items)])
+    elif items and kind == "cards":
         session.execute(insert(KnowledgeCardRow), [
             {"version_id": row.id, "position": i, "class_id": card["class_id"], "card": card}
             for i, card in enumerate(items)])
@@ -75,8 +86,8 @@ def add_knowledge_version(session: Session, *, dataset: str, kind: str, source: 
 
 
 def _version_info(row: KnowledgeVersionRow) -> dict:
-    return {"version": row.version, "kind": row.kind, "source": row.source, "sha256": row.sha256,
-            "items": row.n_items, "notes": list(row.notes or []),
+    return {"version": row.version, "kind": row.kind, "name": row.name or "", "source": row.source,
+            "sha256": row.sha256, "items": row.n_items, "notes": list(row.notes or []),
             "created_at": _aware(row.created_at).isoformat() if row.created_at else ""}
 
 
@@ -113,6 +124,66 @@ def latest_rules(session: Session, *, dataset: str) -> tuple[dict | None, list[d
                             .where(KnowledgeRuleRow.version_id == row.id).order_by(KnowledgeRuleRow.position))
     return _version_info(row), [{"classes": list(r.classes), "severity": r.severity, "message": dict(r.message)}
                                 for r in rules]
+
+
+def latest_version(session: Session, *, dataset: str) -> int:
+    """The newest knowledge version of ``dataset`` (0 when none; -1 when there is no such dataset): one
+    indexed query, cheap enough to poll every few seconds."""
+    dataset_id = session.scalar(select(DatasetRow.id).where(DatasetRow.name == dataset))
+    if dataset_id is None:
+        return -1
+    return session.scalar(select(func.max(KnowledgeVersionRow.version))
+                          .where(KnowledgeVersionRow.dataset_id == dataset_id)) or 0
+
+
+def latest_tables(session: Session, *, dataset: str) -> dict[str, tuple[dict, list[dict]]]:
+    """name → (version info, rows [{"class_id", "valid_from", "valid_to", "fields"}] in file order) of the newest
+    import of each joined table of ``dataset``."""
+    dataset_id = _dataset_id(session, dataset)
+    newest = (select(KnowledgeVersionRow.name, func.max(KnowledgeVersionRow.version).label("version"))
+              .where(KnowledgeVersionRow.dataset_id == dataset_id, KnowledgeVersionRow.kind == "table")
+              .group_by(KnowledgeVersionRow.name).subquery())
+    versions = session.scalars(select(KnowledgeVersionRow).join(
+        newest, (KnowledgeVersionRow.name == newest.c.name) & (KnowledgeVersionRow.version == newest.c.version))
+        .where(KnowledgeVersionRow.dataset_id == dataset_id).order_by(KnowledgeVersionRow.name)).all()
+    out = {}
+    for version in versions:
+        rows = session.execute(select(KnowledgeTableRow.class_id, KnowledgeTableRow.valid_from,
+                                      KnowledgeTableRow.valid_to, KnowledgeTableRow.data)
+                               .where(KnowledgeTableRow.version_id == version.id).order_by(KnowledgeTableRow.position))
+        out[version.name] = (_version_info(version), [
+            {"class_id": r.class_id, "valid_from": r.valid_from, "valid_to": r.valid_to, "fields": dict(r.data)}
+            for r in rows])
+    return out
+
+
+def latest_places(session: Session, *, dataset: str) -> tuple[dict | None, list[dict]]:
+    """(version info, places [Place.as_dict()] in file order) of the newest places import; (None, []) when none."""
+    row = _latest(session, _dataset_id(session, dataset), "places")
+    if row is None:
+        return None, []
+    rows = session.execute(select(KnowledgePlaceRow).where(KnowledgePlaceRow.version_id == row.id)
+                           .order_by(KnowledgePlaceRow.position)).scalars()
+    return _version_info(row), [_place(p) for p in rows]
+
+
+def _place(p: KnowledgePlaceRow) -> dict:
+    return {"category": p.category, "lat": p.lat, "lon": p.lon, "names": dict(p.names or {}),
+            "addresses": dict(p.addresses or {}), "link": p.link}
+
+
+def places_in_box(session: Session, *, dataset: str, south: float, west: float, north: float,
+                  east: float) -> list[dict]:
+    """Places of the newest places import inside a latitude/longitude box (west > east: across the date line),
+    found through the (version_id, lat, lon) index."""
+    row = _latest(session, _dataset_id(session, dataset), "places")
+    if row is None:
+        return []
+    lon = ((KnowledgePlaceRow.lon >= west) & (KnowledgePlaceRow.lon <= east) if west <= east
+           else (KnowledgePlaceRow.lon >= west) | (KnowledgePlaceRow.lon <= east))
+    rows = session.scalars(select(KnowledgePlaceRow).where(
+        KnowledgePlaceRow.version_id == row.id, KnowledgePlaceRow.lat >= south, KnowledgePlaceRow.lat <= north, lon))
+    return [_place(p) for p in rows]
 
 
 def wiki_cached(session: Session, *, lang: str, title: str) -> dict | None:

@@ -8,6 +8,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -175,12 +176,13 @@ class KnowledgeVersionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[str] = mapped_column(String(10))          # cards, rules
+    kind: Mapped[str] = mapped_column(String(10))          # cards, rules, table, places
     source: Mapped[str] = mapped_column(Text, default="")  # the imported file's name
     sha256: Mapped[str] = mapped_column(String(64), default="")
     n_items: Mapped[int] = mapped_column(Integer, default=0)
     notes: Mapped[list] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    name: Mapped[str] = mapped_column(String(100), default="", server_default="")  # kind table: the table's name
 
 
 class KnowledgeCardRow(Base):
@@ -200,6 +202,36 @@ class KnowledgeRuleRow(Base):
     classes: Mapped[list] = mapped_column(JSON, default=list)
     severity: Mapped[str] = mapped_column(String(40))
     message: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class KnowledgeTableRow(Base):
+    """One row of a joined knowledge table (discounts, prices): a class id, free fields, optionally valid
+    only from / to a moment (ISO text; a date or a time without an offset is in the server's time zone)."""
+
+    __tablename__ = "knowledge_table_rows"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("knowledge_versions.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    class_id: Mapped[str] = mapped_column(String(200))
+    valid_from: Mapped[str] = mapped_column(String(40), default="")
+    valid_to: Mapped[str] = mapped_column(String(40), default="")
+    data: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class KnowledgePlaceRow(Base):
+    """One place of a dataset's places table (restaurants, lodging, sights near its landmarks)."""
+
+    __tablename__ = "knowledge_places"
+    __table_args__ = (Index("ix_knowledge_places_version_lat_lon", "version_id", "lat", "lon"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("knowledge_versions.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    category: Mapped[str] = mapped_column(String(40))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    names: Mapped[dict] = mapped_column(JSON, default=dict)      # {lang: name}
+    addresses: Mapped[dict] = mapped_column(JSON, default=dict)  # {lang: address}
+    link: Mapped[str] = mapped_column(Text, default="")
 
 
 class WikiCacheRow(Base):

@@ -368,12 +368,13 @@ def test_db_current_and_upgrade_commands(tmp_path, monkeypatch):
 
 
 # --- the next revision: how a later snapid's upgrade goes ----------------------------------------------------
+NEXT = f"{int(migrations.HEAD) + 1:04d}"  # the revision after this snapid's newest
 NEXT_REVISION = '''
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0002"
-down_revision = "0001"
+revision = "{next}"
+down_revision = "{head}"
 branch_labels = None
 depends_on = None
 
@@ -392,34 +393,36 @@ def use_next_revision(tmp_path: Path, monkeypatch) -> None:
 
     scripts = tmp_path / "migrations"
     shutil.copytree(Path(migrations.__file__).parent, scripts, ignore=shutil.ignore_patterns("__pycache__"))
-    (scripts / "versions" / "0002_note.py").write_text(NEXT_REVISION)
+    (scripts / "versions" / f"{NEXT}_note.py").write_text(NEXT_REVISION.replace("{next}", NEXT)
+                                                           .replace("{head}", migrations.HEAD))
     monkeypatch.setattr(migrations, "_HERE", scripts)
-    monkeypatch.setattr(migrations, "HEAD", "0002")
+    monkeypatch.setattr(migrations, "HEAD", NEXT)
 
 
 def test_an_older_database_is_upgraded_by_the_next_revision(new_database, tmp_path, monkeypatch):
     from snapid.importer import import_dataset
 
+    head = migrations.HEAD
     url = new_database()
     engine = get_engine(url)
     import_dataset(make_folder(tmp_path / "pets", per_class=2), name="pets", engine=engine)
     engine.dispose()
     get_engine.cache_clear()
     before = rows(url)
-    assert before["samples"] and revision(url) == "0001"
+    assert before["samples"] and revision(url) == head
 
     use_next_revision(tmp_path, monkeypatch)
     if url.startswith("sqlite"):
         engine = get_engine(url)  # upgraded on open, after a copy
-        backup = Path(make_engine(url).url.database).with_name("snapid.db.bak-0001")
+        backup = Path(make_engine(url).url.database).with_name(f"snapid.db.bak-{head}")
         assert rows(f"sqlite:///{backup}") == before
     else:
         with pytest.raises(SnapidError) as refused:
             get_engine(url)
-        assert refused.value.code == "db_needs_upgrade" and "0001" in refused.value.message
-        assert migrations.upgrade(make_engine(url)).after == "0002"
+        assert refused.value.code == "db_needs_upgrade" and head in refused.value.message
+        assert migrations.upgrade(make_engine(url)).after == NEXT
         engine = get_engine(url)
-    assert revision(url) == "0002"
+    assert revision(url) == NEXT
     after = rows(url)
     assert [r["note"] for r in after["datasets"]] == ["none"]
     assert {t: v for t, v in after.items() if t != "datasets"} == {t: v for t, v in before.items() if t != "datasets"}

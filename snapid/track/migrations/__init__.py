@@ -26,7 +26,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select, text
 from snapid.errors import SnapidError
 from snapid.track.tables import Base
 
-HEAD = "0001"  # the newest revision in versions/: bump it with each new one (tests/track/test_migrations.py)
+HEAD = "0002"  # the newest revision in versions/: bump it with each new one (tests/track/test_migrations.py)
 VERSION_TABLE = "alembic_version"
 UNVERSIONED = "unversioned"  # the backup suffix of a database made before migrations existed
 _PG_LOCK_KEY = 0x736E_6170_6964  # pg_advisory_xact_lock's key while migrating ("snapid")
