@@ -13,6 +13,9 @@ Files:
   card.md           the model card (data, metrics, intended use)
   knowledge.json    optional: knowledge cards and rules snapshot
   detector.onnx, detector.json   optional: a box detector run before the classifier
+  references.json, references.npy, references.jpg   optional: reference photos per class, their thumbnails
+                    and embeddings (model.onnx's optional output "embedding"); see snapid/export/references.py
+  subsets.json      optional: named candidate subsets {"subsets": {name: [class id, ...]}}
 
 `snapid export --format torchscript` writes the same folder with model.pt (a TorchScript archive) in
 place of model.onnx and format "snapid-torchscript": a hand-off to torch users, verified the same way,
@@ -39,7 +42,8 @@ FORMAT_VERSION = 1
 TORCHSCRIPT_FORMAT = "snapid-torchscript"
 REQUIRED = ("model.onnx", "labels.json", "preprocess.json", "calibration.json", "card.md")
 FORMATS = {FORMAT: REQUIRED, TORCHSCRIPT_FORMAT: ("model.pt", *REQUIRED[1:])}  # format → required files
-OPTIONAL = ("knowledge.json", "detector.onnx", "detector.json")
+OPTIONAL = ("knowledge.json", "detector.onnx", "detector.json", "references.json", "references.npy", "references.jpg",
+            "subsets.json")
 MANIFEST = "manifest.json"
 MAX_FILE_BYTES = 2 << 30      # one model file
 MAX_JSON_BYTES = 64 << 20     # labels, knowledge: generous, but bounded
@@ -60,6 +64,7 @@ class Bundle:
     calibration: dict
     knowledge: dict | None
     sha256: str                # digest of manifest.json, which pins every other file
+    subsets: dict | None = None  # subsets.json: {"subsets": {name: [class id, ...]}} (candidate subsets)
 
     @property
     def name(self) -> str:
@@ -238,10 +243,11 @@ def _verified(path: Path, formats: tuple[str, ...]) -> Bundle:
     if not isinstance(labels, list) or not labels:
         raise BundleError(f"{path / 'labels.json'}: no classes")
     knowledge = _read_json(path / "knowledge.json") if "knowledge.json" in listed else None
+    subsets = _read_json(path / "subsets.json") if "subsets.json" in listed else None
     preprocess, calibration = _read_json(path / "preprocess.json"), _read_json(path / "calibration.json")
     for name, doc in (("preprocess.json", preprocess), ("calibration.json", calibration)):
         if not isinstance(doc, dict):
             raise BundleError(f"{path / name}: expected a JSON object")
     return Bundle(path=path, manifest=manifest, labels=labels, preprocess=preprocess,
                   calibration=calibration, knowledge=knowledge,
-                  sha256=hashlib.sha256(manifest_bytes).hexdigest())
+                  sha256=hashlib.sha256(manifest_bytes).hexdigest(), subsets=subsets)

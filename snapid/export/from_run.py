@@ -27,6 +27,7 @@ from snapid.errors import SnapidError
 from snapid.evaluate.calibrate import calibrate_for_serving, has_calibration
 from snapid.evaluate.loaded import TrainedRun, load_trained, split_dataset
 from snapid.export import onnx as onnx_export
+from snapid.export import references as refs
 from snapid.export.bundle import (
     FORMAT,
     MAX_JSON_BYTES,
@@ -215,10 +216,11 @@ def _json(obj) -> bytes:
 def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engine: Engine, int8: bool = False,
                force: bool = False, fmt: str = "onnx", zip_: bool = False, progress: Progress | None = None,
                max_int8_drop: float = MAX_DROP_POINTS, detector: str | None = None,
-               license: str | None = None) -> Bundle:
+               license: str | None = None, references: int = refs.DEFAULT_PER_CLASS) -> Bundle:
     """Export run or ensemble ``name`` to a bundle folder at ``out`` (default: workspace.bundles/name), plus
     ``<out>.snapid`` with ``zip_``; with ``detector`` (a detect run of the same dataset) the bundle also holds
-    detector.onnx and detector.json; ``license``: the model card's license (a Hub license id; default unknown).
+    detector.onnx and detector.json; ``license``: the model card's license (a Hub license id; default unknown);
+    ``references``: reference photos per class in the bundle (0: none; see export/references.py).
     Raises ParityError / Int8Refused / ExportError, writing nothing."""
     say = progress or (lambda step: None)
     if fmt not in FORMATS:
@@ -243,9 +245,11 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
             where=name, max_drop_points=max_int8_drop, force=force,
             on_batch=lambda done, total: say(f"int8: calibration batch {done}/{total}"))
     extra = _detector_files(detector, source, workspace=workspace, engine=engine, say=say) if detector else {}
+    reference_files = _reference_files(source, model_bytes, references, say) if fmt == "onnx" else {}
+    extra.update(reference_files)
     say("writing the bundle")
     bundle = _write(source, out, model_file, model_bytes, fmt=fmt, parity=parity, int8_report=int8_report, engine=engine,
-                    extra=extra, license=license)
+                    extra=extra, license=license, references=refs.summary(reference_files) if reference_files else None)
     archive = zip_bundle(out, out.with_name(out.name + ".snapid")) if zip_ else None
     _record(source.name, bundle, out, archive, engine=engine)
     return bundle
@@ -258,10 +262,32 @@ def _checked_model(source: Source, fmt: str) -> tuple[str, bytes, dict]:
         model_file, model_bytes = "model.pt", onnx_export.to_torchscript(source.module, size)
         run, where = _torchscript_runner(model_bytes), f"{source.name} (TorchScript)"
     else:
-        model_file, model_bytes = "model.onnx", onnx_export.to_onnx(source.module, size, where=source.name)
+        embedded = refs.with_embedding(source.module)  # logits and the pooled embedding (reference photos)
+        model_file, model_bytes = "model.onnx", onnx_export.to_onnx(
+            embedded or source.module, size, where=source.name,
+            outputs=(onnx_export.OUTPUT, onnx_export.EMBEDDING) if embedded else (onnx_export.OUTPUT,))
         run, where = onnx_export.make_session(model_bytes), source.name
     parity = onnx_export.check_parity(run, source.parity_inputs, source.parity_reference, where=where)
+    if fmt != "torchscript" and refs.has_embedding(run) and len(source.parity_inputs):
+        parity["embedding"] = refs.check_embedding_parity(run, source.module, source.parity_inputs, where=where)
     return model_file, model_bytes, {**parity, "split": source.parity_split}
+
+
+def _reference_files(source: Source, model_bytes: bytes, per_class: int, say: Progress) -> dict[str, bytes]:
+    """The reference index from the training split, embedded by the graph the bundle will serve (int8 too)."""
+    session = onnx_export.make_session(model_bytes)
+    if per_class <= 0 or not refs.has_embedding(session):
+        if per_class > 0:
+            say("no reference photos: an ensemble's graph gives no single embedding")
+        return {}
+    say(f"reference photos: choosing up to {per_class} per class from the training split")
+    files = refs.build_index(session, source.datasets["train"], source.preprocess, source.classes,
+                             per_class=per_class, say=say)
+    info = refs.summary(files)
+    bound = refs.bound_bytes(len(source.classes), per_class, info.get("dim", 0))
+    say(f"reference photos: {info['photos']} photos of {info['classes']} classes add {info['bytes'] / 1e6:.2f} MB "
+        f"to the bundle (at most {bound / 1e6:.2f} MB for {len(source.classes)} classes x {per_class})")
+    return files
 
 
 def _detector_files(detector: str, source: Source, *, workspace: Workspace, engine: Engine, say: Progress) -> dict:
@@ -292,7 +318,8 @@ def _torchscript_runner(model_bytes: bytes) -> Callable[[np.ndarray], np.ndarray
 
 
 def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fmt: str, parity: dict,
-           int8_report: dict | None, engine: Engine, extra: dict | None = None, license: str | None = None) -> Bundle:
+           int8_report: dict | None, engine: Engine, extra: dict | None = None, license: str | None = None,
+           references: dict | None = None) -> Bundle:
     run, name = source.run, source.name
     version = f"{name}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
     calibration = calibration_json(name, engine=engine)
@@ -316,7 +343,7 @@ def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fm
             "dataset_version": run["dataset_version"], "model": run["model"], "classes": len(source.classes),
             "metrics": metrics, "int8": int8_report is not None, "int8_report": int8_report, "parity": parity,
             "opset": onnx_export.OPSET if fmt == "onnx" else None, "members": source.members,
-            "detector": detector,
+            "detector": detector, "references": references,
             "exported_with": {"torch": torch.__version__, "onnxruntime": ort.__version__}}
     return write_bundle(out, files, info=info, fmt=FORMATS[fmt])
 

@@ -20,12 +20,21 @@ class ModelRef(BaseModel):
     sha256: str = Field(description="Digest of the bundle's manifest, which pins every file in it.")
 
 
+class ReferencePhoto(BaseModel):
+    id: str = Field(description="Opaque id of a reference photo in the served bundle.")
+    url: str = Field(description="Its thumbnail (JPEG): /api/v1/references/{id}.")
+    similarity: float = Field(description="Cosine similarity of its embedding to the query's, -1 to 1.")
+
+
 class Prediction(BaseModel):
     index: int = Field(description="Position of the class in the model's output.")
     id: str = Field(description="The class label id.")
     name: str
     display_name: str = Field(description="Name in the requested language when the bundle has it, else name.")
     score: float = Field(ge=0, le=1, description="Calibrated probability.")
+    references: list[ReferencePhoto] = Field(default_factory=list, description="The class's training photos most "
+                                             "similar to the query, best first (up to 3; empty when the bundle has "
+                                             "no reference photos).")
 
 
 class Timings(BaseModel):

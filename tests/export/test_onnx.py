@@ -72,7 +72,9 @@ def test_the_graph_has_a_dynamic_batch_and_the_agreed_names(make_run, home, engi
     make_run("a", probe_epochs=1)
     bundle = export_run("a", workspace=home, engine=engine)
     graph = onnx.load(bundle.file("model.onnx")).graph
-    assert [i.name for i in graph.input] == ["images"] and [o.name for o in graph.output] == ["logits"]
+    # the pooled embedding beside the logits (issue 20: reference photos)
+    assert [i.name for i in graph.input] == ["images"] and [o.name for o in graph.output][:2] == ["logits", "embedding"]
+    assert all(o.type.tensor_type.shape.dim[0].dim_param for o in graph.output)
     assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # symbolic, not a fixed batch
     session = make_session(bundle.file("model.onnx"))
     size = bundle.preprocess["size"]

@@ -116,11 +116,16 @@ def _wikipedia(pages, lang: str | None) -> dict | None:
     return {**{k: str(page.get(k) or "") for k in keep}, "fallback": bool(page.get("fallback"))}
 
 
-def answer(model: LoadedModel, probs: np.ndarray, *, k: int, lang: str | None) -> dict:
-    """Top-k predictions (display names from the cards), the unknown flag and the best match's card."""
+def answer(model: LoadedModel, probs: np.ndarray, *, k: int, lang: str | None,
+           embedding: np.ndarray | None = None) -> dict:
+    """Top-k predictions (display names from the cards), the unknown flag and the best match's card; with the
+    query's ``embedding`` and a bundle with reference photos, each prediction's nearest reference photos."""
     best = top_k(model, probs, k, lang)
     for p in best:
         p["display_name"] = display_name(model, p["id"], lang)
+    if embedding is not None and model.references is not None and len(embedding) == model.references.dim:
+        for p, photos in zip(best, model.references.nearest(embedding, [p["index"] for p in best]), strict=True):
+            p["references"] = photos
     unknown = float(np.max(probs)) < model.threshold  # the unrounded score, as calibration compared it
     return {"predictions": best, "unknown": unknown, "card": None if unknown else card_for(model, best[0]["id"], lang)}
 

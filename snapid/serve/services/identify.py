@@ -21,7 +21,7 @@ import numpy as np
 from anyio import to_thread
 
 from snapid.feedback.storage import PhotoStore
-from snapid.serve.services import answers
+from snapid.serve.services import answers, references
 from snapid.serve.services.handoff import Handoff, render
 from snapid.serve.services.photos import Kept, keep_photos
 from snapid.serve.services.prediction_log import PredictionLog, model_fields
@@ -51,7 +51,7 @@ class Identify:
         if mode == "each":
             return await self._each(photos, k=k, lang=lang, consent=consent, start=start)
         result = await self.predictor.predict(photos)
-        body = answers.answer(result.model, result.probs, k=k, lang=lang)
+        body = answers.answer(result.model, result.probs, k=k, lang=lang, embedding=result.embedding)
         prediction_id, kept = await self._keep_and_log(result, body, [data for _, data in photos], consent=consent)
         return dict(prediction_id=prediction_id, **body, threshold=result.model.threshold, photos=result.photos,
                     model=result.model.info, timings_ms=_timings(result, result, start), mode="same", kept=kept)
@@ -61,7 +61,7 @@ class Identify:
         model = results[0].model  # a hot swap between photos is possible; the first photo's model answers the rules
         objects, kept = [], []
         for n, (result, (_, data)) in enumerate(zip(results, photos, strict=True)):
-            body = answers.answer(result.model, result.probs, k=k, lang=lang)
+            body = answers.answer(result.model, result.probs, k=k, lang=lang, embedding=result.embedding)
             prediction_id, photo_kept = await self._keep_and_log(result, body, [data], consent=consent)
             kept.append(photo_kept)
             objects.append({"photo": n, "prediction_id": prediction_id, **body})
@@ -81,7 +81,9 @@ class Identify:
         result = await self.predictor.predict_objects(photos)
         model, datas = result.model, [data for _, data in photos]
         if result.fallback:
-            body = answers.answer(model, np.concatenate(result.probs).mean(axis=0), k=k, lang=lang)
+            body = answers.answer(model, np.concatenate(result.probs).mean(axis=0), k=k, lang=lang,
+                                  embedding=references.combined(np.concatenate(result.embeddings))
+                                  if result.embeddings else None)
             prediction_id, kept = await self._keep_and_log(result, body, datas, consent=consent)
             return dict(prediction_id=prediction_id, **body, threshold=model.threshold, photos=result.photos,
                         model=model.info, mode="detect", objects=[], fallback="no_object_detected",
@@ -89,8 +91,10 @@ class Identify:
         objects, kept = [], "not_asked"
         for photo, (found, probs) in enumerate(zip(result.found, result.probs, strict=True)):
             # a photo where nothing was found has one row (the whole photo) and no detection: no object
-            for detection, row in zip(found.detections, probs, strict=False):
-                body = answers.answer(model, row, k=k, lang=lang)
+            vectors = result.embeddings[photo] if result.embeddings else [None] * len(probs)
+            for detection, row, vector in zip(found.detections, probs, vectors, strict=False):
+                body = answers.answer(model, row, k=k, lang=lang,
+                                      embedding=None if vector is None else references.unit(vector))
                 first = not objects  # the photos are kept once, with the first object's answer
                 prediction_id, object_kept = await self._keep_and_log(result, body, datas if first else [],
                                                                       consent=consent and first)
@@ -111,7 +115,7 @@ class Identify:
         result = await self.predictor.predict([photo])
         async with self.decode_slots:
             thumb = await to_thread.run_sync(thumbnail, photo[1], self.predictor.limits)
-        body = answers.answer(result.model, result.probs, k=k, lang=lang)
+        body = answers.answer(result.model, result.probs, k=k, lang=lang, embedding=result.embedding)
         stored = {"prediction_id": str(uuid.uuid4()), "unknown": body["unknown"],
                   "predictions": [{key: p[key] for key in ("index", "id", "name", "score")}
                                   for p in body["predictions"]]}

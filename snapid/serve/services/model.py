@@ -19,9 +19,11 @@ import onnxruntime as ort
 from snapid.export.bundle import Bundle, BundleError, load_bundle
 from snapid.serve.services.detector import LoadedDetector, load_detector
 from snapid.serve.services.preprocess import PreprocessSpec
+from snapid.serve.services.references import ReferenceIndex, load_index
 
 log = logging.getLogger("snapid.serve")
 INPUT, OUTPUT = "images", "logits"
+EMBEDDING = "embedding"  # optional: the pooled features, for reference photos (services/references.py)
 
 
 @dataclass(eq=False)
@@ -33,6 +35,7 @@ class LoadedModel:
     threshold: float
     labels: list[dict] = field(repr=False)
     detector: LoadedDetector | None = None   # detector.onnx: detect → crop → classify (services/detector.py)
+    references: ReferenceIndex | None = None  # reference photos per class (services/references.py)
 
     @property
     def info(self) -> dict:
@@ -40,7 +43,18 @@ class LoadedModel:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """N x 3 x S x S float32 → N x C calibrated probabilities: softmax(logits / temperature)."""
-        logits = self.session.run([OUTPUT], {INPUT: batch})[0].astype(np.float64) / self.temperature
+        return self._calibrated(self.session.run([OUTPUT], {INPUT: batch})[0])
+
+    def scores(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The calibrated probabilities and, when the bundle has reference photos, the N x D embeddings
+        (one run of the graph)."""
+        if self.references is None:
+            return self.probabilities(batch), None
+        logits, embedding = self.session.run([OUTPUT, EMBEDDING], {INPUT: batch})
+        return self._calibrated(logits), embedding.reshape(len(batch), -1)
+
+    def _calibrated(self, logits: np.ndarray) -> np.ndarray:
+        logits = logits.astype(np.float64) / self.temperature
         logits -= logits.max(axis=1, keepdims=True)
         probs = np.exp(logits)
         probs /= probs.sum(axis=1, keepdims=True)
@@ -117,9 +131,12 @@ def load_model(path: Path, *, threads: int = 0) -> LoadedModel:
         session = _session(bundle.file("model.onnx"), threads)
         _check_graph(session, spec, len(labels), bundle.file("model.onnx"))
         detector = load_detector(bundle, lambda file: _session(file, threads))
+        references = load_index(bundle, len(labels))
+        if references is not None and EMBEDDING not in {o.name for o in session.get_outputs()}:
+            raise BundleError(f"{bundle.path}: reference photos need model.onnx's {EMBEDDING!r} output")
     finally:
         if path.is_file():  # a .snapid was unpacked to a temporary folder: the session holds the model now
             shutil.rmtree(bundle.path, ignore_errors=True)
     log.info("model %s version %s (sha256 %s) loaded from %s", bundle.name, bundle.version, bundle.sha256[:12], path)
     return LoadedModel(bundle=bundle, session=session, spec=spec, temperature=temperature, threshold=threshold,
-                       labels=labels, detector=detector)
+                       labels=labels, detector=detector, references=references)

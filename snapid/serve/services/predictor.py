@@ -36,6 +36,7 @@ from snapid.serve.services.detector import PhotoObjects, detect_and_crop
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.model import LoadedModel
 from snapid.serve.services.preprocess import prepare_photo
+from snapid.serve.services.references import combined
 
 log = logging.getLogger("snapid.serve")
 
@@ -66,6 +67,7 @@ class Answer:
     decode_ms: float
     inference_ms: float           # queue wait + model run
     photos: int
+    embedding: np.ndarray | None = None   # D, unit norm (several photos combined): bundles with reference photos
 
 
 @dataclass
@@ -78,6 +80,7 @@ class ObjectsAnswer:
     decode_ms: float              # decoding, detecting and cropping (detect_ms of that is in found)
     inference_ms: float
     photos: int
+    embeddings: list[np.ndarray | None] | None = None   # per photo: N x D, aligned with probs (reference photos)
 
     @property
     def fallback(self) -> bool:
@@ -160,10 +163,11 @@ class Predictor:
             start = time.perf_counter()
             arrays = await self._decode_all(model, photos)
             decoded = time.perf_counter()
-            probs = await self._infer_all(model, arrays)
+            probs, embeddings = await self._infer_all(model, arrays)
             done = time.perf_counter()
         return Answer(model=model, probs=probs.mean(axis=0), decode_ms=(decoded - start) * 1000,
-                      inference_ms=(done - decoded) * 1000, photos=len(photos))
+                      inference_ms=(done - decoded) * 1000, photos=len(photos),
+                      embedding=None if embeddings is None else combined(embeddings))
 
     def _idle(self) -> bool:
         """Only the caller is in flight: no other request admitted, decoding, queued or running."""
@@ -174,20 +178,22 @@ class Predictor:
         """Decode and run one photo in a single decode-thread call (the idle fast path)."""
         name, data = photo
 
-        def work() -> tuple[np.ndarray, float, float]:
+        def work() -> tuple[np.ndarray, np.ndarray | None, float, float]:
             start = time.perf_counter()
             x = prepare_photo(data, model.spec, self.limits, name)
             decoded = time.perf_counter()
             try:
-                probs = model.probabilities(x[None])[0]
+                probs, embedding = model.scores(x[None])
             except Exception as exc:
                 raise _inference_failed(exc, 1) from None
-            return probs, decoded - start, time.perf_counter() - decoded
+            return probs[0], embedding, decoded - start, time.perf_counter() - decoded
 
         # not counted in _decoding: this photo never reaches the queue, so the batcher must not wait for it
-        probs, decode_s, inference_s = await asyncio.get_running_loop().run_in_executor(self._decode_pool, work)
+        probs, embedding, decode_s, inference_s = await asyncio.get_running_loop().run_in_executor(
+            self._decode_pool, work)
         self.metrics.observe_batch(1)
-        return Answer(model=model, probs=probs, decode_ms=decode_s * 1000, inference_ms=inference_s * 1000, photos=1)
+        return Answer(model=model, probs=probs, decode_ms=decode_s * 1000, inference_ms=inference_s * 1000, photos=1,
+                      embedding=None if embedding is None else combined(embedding))
 
     async def predict_objects(self, photos: list[tuple[str, bytes]]) -> ObjectsAnswer:
         """A bundle with a detector: detect and crop on the decode threads, then classify every crop of
@@ -200,12 +206,14 @@ class Predictor:
             found = await self._decode_all(model, photos, work=lambda data, name: detect_and_crop(
                 data, model.detector, model.spec, self.limits, name))
             decoded = time.perf_counter()
-            rows = await self._infer_all(model, [x for photo in found for x in photo.inputs])
+            rows, embeddings = await self._infer_all(model, [x for photo in found for x in photo.inputs])
             done = time.perf_counter()
         bounds = np.cumsum([0] + [len(photo.inputs) for photo in found])
         return ObjectsAnswer(model=model, found=found, probs=[rows[a:b] for a, b in itertools.pairwise(bounds)],
                              decode_ms=(decoded - start) * 1000, inference_ms=(done - decoded) * 1000,
-                             photos=len(photos))
+                             photos=len(photos),
+                             embeddings=None if embeddings is None else
+                             [embeddings[a:b] for a, b in itertools.pairwise(bounds)])
 
     async def _decode_all(self, model: LoadedModel, photos: list[tuple[str, bytes]], *, work=None) -> list:
         """``work(data, name)`` for every photo on the decode threads (default: prepare_photo for ``model``)."""
@@ -223,7 +231,8 @@ class Predictor:
                 raise result
         return results  # type: ignore[return-value]
 
-    async def _infer_all(self, model: LoadedModel, arrays: list[np.ndarray]) -> np.ndarray:
+    async def _infer_all(self, model: LoadedModel, arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """N x C probabilities and N x D embeddings (None unless the bundle has reference photos)."""
         loop = asyncio.get_running_loop()
         assert self._queue is not None
         futures = []
@@ -231,7 +240,9 @@ class Predictor:
             job = _Job(model, x, loop.create_future())
             self._queue.put_nowait(job)
             futures.append(job.future)
-        return np.stack(await asyncio.gather(*futures))
+        results = await asyncio.gather(*futures)
+        probs = np.stack([p for p, _ in results])
+        return probs, None if any(e is None for _, e in results) else np.stack([e for _, e in results])
 
     # --- the batcher ----------------------------------------------------------------------
     async def _batcher(self) -> None:
@@ -282,17 +293,18 @@ def _inference_failed(exc: Exception, n: int) -> SnapidError:
     return SnapidError(f"inference failed ({type(exc).__name__}); try again", code="inference_failed", status=503)
 
 
-def _run_batch(batch: list[_Job]) -> list[np.ndarray]:
-    """Runs on the inference thread: one model run per model present in the batch (normally one)."""
-    outputs: list[np.ndarray | None] = [None] * len(batch)
+def _run_batch(batch: list[_Job]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+    """Runs on the inference thread: one model run per model present in the batch (normally one); per job its
+    probabilities and embedding (None unless the bundle has reference photos)."""
+    outputs: list = [None] * len(batch)
     groups: dict[int, list[int]] = {}
     for i, job in enumerate(batch):
         groups.setdefault(id(job.model), []).append(i)
     for rows in groups.values():
         model = batch[rows[0]].model
-        probs = model.probabilities(np.stack([batch[i].x for i in rows]))
-        for i, p in zip(rows, probs, strict=False):
-            outputs[i] = p
+        probs, embeddings = model.scores(np.stack([batch[i].x for i in rows]))
+        for n, (i, p) in enumerate(zip(rows, probs, strict=False)):
+            outputs[i] = (p, None if embeddings is None else embeddings[n])
     return outputs  # type: ignore[return-value]
 
 

@@ -294,7 +294,8 @@
       scores.append(el("li", {},
         el("span", { class: "name", text: name }),
         el("meter", { min: 0, max: 1, value: p.score, "aria-label": t("result.score", { name, pct: percent(p.score) }) }),
-        el("span", { class: "pct", text: percent(p.score) })));
+        el("span", { class: "pct", text: percent(p.score) }),
+        renderReferences(p.references, name)));
     }
     const status = el("p", { class: "msg", role: "status" });
     const wrong = el("button", { type: "button", class: "wrong", text: t("wrong.button") });
@@ -310,6 +311,18 @@
         scores,
         o.card && !o.unknown ? renderCard(o.card, answeredIn) : null,
         el("div", { class: "row" }, wrong), status));
+  }
+
+  // The class's training photos nearest to the query (issue 20), to compare by eye; images from this server only.
+  function renderReferences(photos, name) {
+    const shown = (photos || []).filter((r) => String(r.url || "").startsWith("/api/v1/references/"));
+    if (!shown.length) return null;
+    const strip = el("span", { class: "refs", role: "group", "aria-label": t("result.references", { name }) });
+    for (const r of shown) {
+      strip.append(el("img", { src: r.url, alt: t("result.reference", { name, pct: percent(Math.max(0, r.similarity)) }),
+        title: t("result.reference", { name, pct: percent(Math.max(0, r.similarity)) }), loading: "lazy" }));
+    }
+    return strip;
   }
 
   function renderCard(card, answeredIn) {
