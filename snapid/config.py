@@ -103,6 +103,20 @@ class Settings(BaseSettings):
                               description="URL or e-mail put in the User-Agent, as Wikimedia asks.")
     wiki_timeout_s: float = Field(5.0, description="Per-request timeout for Wikipedia lookups.")
     wiki_ttl_days: float = Field(30.0, description="How long a cached Wikipedia lookup stays fresh (no new request).")
+    knowledge_poll_s: float = Field(2.0, description="How often the server asks the database for a newer knowledge "
+                                                     "version of its dataset (cards, rules, tables, places; 0: never, "
+                                                     "the bundle's knowledge.json only).")
+    timezone: str = Field("", description="IANA time zone (e.g. Asia/Seoul) in which knowledge table rows' "
+                                          "valid_from / valid_to dates are read (empty: the machine's).")
+    places_per_category: int = Field(3, description="Nearest places listed per category (food, lodging, sight) for "
+                                                    "a class with coordinates (0: none).")
+    places_max_km: float = Field(20.0, description="Places farther than this from the recognised place are not listed.")
+    tile_url: str = Field("https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+                          description="Map tile URL template ({z}/{x}/{y}) of the page's map; its host is the only "
+                                      "one the page's CSP lets images come from besides the server (empty: no map, the "
+                                      "list only).")
+    tile_attribution: str = Field("© OpenStreetMap contributors",
+                                  description="Attribution shown on the map, as the tile server's terms ask.")
 
     # --- tools and offline use ---
     chromium: str = Field("", description="Chromium executable that prints PDF reports (empty: chromium or "

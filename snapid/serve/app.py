@@ -47,6 +47,7 @@ from snapid.serve.services import photos
 from snapid.serve.services.handoff import Handoff
 from snapid.serve.services.handoff_tokens import server_secret
 from snapid.serve.services.identify import Identify
+from snapid.serve.services.knowledge import LiveKnowledge, local_zone
 from snapid.serve.services.lazy import Lazy
 from snapid.serve.services.memory import trim_forever
 from snapid.serve.services.metrics import Metrics
@@ -100,6 +101,9 @@ def _build_state(app: FastAPI, settings: Settings, bundle: Path | None) -> None:
     state.reloader = Reloader(state.predictor, bundle, threads=settings.inference_threads,
                               poll_s=settings.reload_poll_s) if bundle is not None else None
     state.prediction_log = PredictionLog(state.db_engine)
+    state.knowledge = LiveKnowledge(state.predictor, state.db_engine, poll_s=settings.knowledge_poll_s,
+                                    tz=local_zone(settings.timezone), per_category=settings.places_per_category,
+                                    max_km=settings.places_max_km)  # cards, rules, tables, places: kept current
     state.streams = StreamSlots(per_session=settings.streams_per_session, per_client=settings.streams_per_client,
                                 total=settings.max_streams)
     state.photo_store = Lazy(lambda: PhotoStore(Workspace.at(settings.home).uploads, state.db_engine(),
@@ -159,6 +163,7 @@ async def _lifespan(app: FastAPI):
         await state.reloader.load_initial()
         watcher = asyncio.create_task(state.reloader.watch(), name="snapid-bundle-watch")
     trimmer = asyncio.create_task(trim_forever(), name="snapid-malloc-trim")
+    knowledge_watch = asyncio.create_task(state.knowledge.watch(), name="snapid-knowledge-watch")
     restore = _drain_on_sigterm(app)
     settings = state.settings
     photo_sweep = asyncio.create_task(photos.sweep_forever(
@@ -169,7 +174,7 @@ async def _lifespan(app: FastAPI):
     try:
         yield
     finally:
-        for task in (session_sweep, photo_sweep):
+        for task in (session_sweep, photo_sweep, knowledge_watch):
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
         restore()

@@ -70,6 +70,31 @@ class Taxon(BaseModel):
     label: str = Field(description="Its common name in the requested language when Wikidata has one, else empty.")
 
 
+class KnowledgeRow(BaseModel):
+    """A row of a joined knowledge table (discounts, prices) valid now, in the server's time zone (issue 21)."""
+    table: str = Field(description="The table's name, e.g. discounts.")
+    fields: list[CardField] = Field(description="Its columns in file order (a column per language: the asked one).")
+    valid_from: str = Field(description="ISO date or date-time it is valid from; empty: no start.")
+    valid_to: str = Field(description="ISO date (that whole day included) or date-time it is valid until; "
+                          "empty: no end.")
+
+
+class PlaceNearby(BaseModel):
+    name: str = Field(description="In the requested language, else English, else any.")
+    names: dict[str, str] = Field(default_factory=dict)
+    category: str = Field(description="food, lodging, sight or another word from the places file.")
+    lat: float
+    lon: float
+    address: str
+    link: str
+    distance_m: int = Field(description="Great-circle distance from the recognised place, in metres.")
+
+
+class Location(BaseModel):
+    lat: float
+    lon: float
+
+
 class KnowledgeCard(BaseModel):
     class_id: str
     display_name: str = Field(description="Name in the requested language, else the best available.")
@@ -85,6 +110,11 @@ class KnowledgeCard(BaseModel):
     wikipedia: WikipediaSummary | None = None
     taxonomy: list[Taxon] = Field(default_factory=list, description="From the taxon up to its order (Wikidata), "
                                   "when the card has a scientific name and `snapid knowledge enrich` found it.")
+    rows: list[KnowledgeRow] = Field(default_factory=list, description="Its rows of joined knowledge tables valid "
+                                     "now (e.g. this week's discounts).")
+    location: Location | None = Field(None, description="Where the class is (a landmark), when its card says.")
+    places: list[PlaceNearby] = Field(default_factory=list, description="With a location: the nearest places of each "
+                                      "category, nearest first within a category.")
 
 
 class RuleWarning(BaseModel):
@@ -105,6 +135,7 @@ class ObjectAnswer(BaseModel):
     predictions: list[Prediction]
     unknown: bool
     card: KnowledgeCard | None = None
+    knowledge_version: int | None = None
     box: list[float] | None = Field(None, min_length=4, max_length=4, description="mode=detect: the detected box "
                                     "[x1, y1, x2, y2] in pixels of the upright original photo.")
     detector_score: float | None = Field(None, ge=0, le=1, description="mode=detect: the detector's score for the box.")
@@ -121,6 +152,10 @@ class PredictResponse(BaseModel):
     mode: str = Field("same", description="same: one object in every photo; each: one object per photo; detect: the "
                       "bundle has a detector, and every object found in the photos is cropped and identified.")
     card: KnowledgeCard | None = Field(None, description="Knowledge card of the best match; null when unknown or none.")
+    knowledge_version: int | None = Field(None, description="The knowledge version the answer used (cards, rules, "
+                                          "tables, places); null when there is none.")
+    knowledge_source: str | None = Field(None, description="database (kept current while serving) or bundle (its "
+                                         "knowledge.json); null when there is no knowledge.")
     warnings: list[RuleWarning] = Field(default_factory=list, description="Rules matched by the recognised objects "
                                         "(mode=each), most severe first.")
     objects: list[ObjectAnswer] | None = Field(None, description="mode=each: one answer per photo; mode=detect: one "

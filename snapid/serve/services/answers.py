@@ -1,25 +1,24 @@
 """What a prediction answer says besides scores: the knowledge card of the best match in the asked
 language, and the rule warnings when one query holds several recognised objects.
 
-Everything comes from the served bundle's knowledge.json (read once per loaded model); a missing or
-malformed knowledge.json gives no card and no warnings, never an error. Text is returned as stored:
-the page escapes it on output."""
+Knowledge comes from the database, kept current by services/knowledge.py, else from the served bundle's
+knowledge.json; missing or malformed knowledge gives no card and no warnings, never an error. Text is
+returned as stored: the page escapes it on output."""
 
 from __future__ import annotations
 
 import logging
-import weakref
 from collections.abc import Iterable
 
 import numpy as np
 
 from snapid.knowledge.rules import Rule, match_rules
+from snapid.serve.services.knowledge import card_extras, knowledge_for
 from snapid.serve.services.model import LoadedModel
 from snapid.serve.services.predictor import top_k
 
 log = logging.getLogger("snapid.serve")
 FALLBACK_LANGUAGES = ("en", "und")
-_KNOWLEDGE: weakref.WeakKeyDictionary[LoadedModel, tuple[dict, list[Rule]]] = weakref.WeakKeyDictionary()
 
 
 def pick_text(texts: dict | None, lang: str | None) -> str:
@@ -34,26 +33,10 @@ def pick_text(texts: dict | None, lang: str | None) -> str:
 
 
 def knowledge(model: LoadedModel) -> tuple[dict, list[Rule]]:
-    """The bundle's cards (by class id) and parsed rules, checked once per loaded model."""
-    cached = _KNOWLEDGE.get(model)
-    if cached is None:
-        cached = _parse(model.bundle.knowledge, where=str(model.bundle.path))
-        _KNOWLEDGE[model] = cached
-    return cached
-
-
-def _parse(data, *, where: str) -> tuple[dict, list[Rule]]:
-    if not isinstance(data, dict):
-        return {}, []
-    cards = data.get("cards") if isinstance(data.get("cards"), dict) else {}
-    cards = {str(k): v for k, v in cards.items() if isinstance(v, dict)}
-    rules = []
-    for i, item in enumerate(data.get("rules") if isinstance(data.get("rules"), list) else []):
-        try:
-            rules.append(Rule.from_dict(item))
-        except (KeyError, TypeError, AttributeError, ValueError):
-            log.warning("%s: knowledge.json rule %d is malformed; ignored", where, i)
-    return cards, rules
+    """The cards (by class id) and parsed rules ``model`` answers with: the database's newest knowledge of its
+    dataset when a server watches it, else the bundle's knowledge.json (services/knowledge.py)."""
+    found = knowledge_for(model)
+    return found.cards, found.rules
 
 
 def display_name(model: LoadedModel, class_id: str, lang: str | None) -> str:
@@ -80,12 +63,14 @@ def card_for(model: LoadedModel, class_id: str, lang: str | None) -> dict | None
     fields = card.get("fields") if isinstance(card.get("fields"), dict) else {}
     links = [{"label": str(link.get("label") or ""), "url": str(link["url"])}
              for link in card.get("links") or [] if isinstance(link, dict) and isinstance(link.get("url"), str)]
-    return {"class_id": class_id, "display_name": display_name(model, class_id, lang),
+    return {**card_extras(knowledge_for(model), card, class_id, lang),
+            "class_id": class_id, "display_name": display_name(model, class_id, lang),
             "names": _texts(names),
             "scientific_name": str(card.get("scientific_name") or ""),
             "description": pick_text(card.get("descriptions"), lang), "descriptions": _texts(card.get("descriptions")),
             "image": str(card.get("image") or ""),
-            "links": links, "fields": [{"name": str(k), "value": str(v)} for k, v in fields.items()],
+            "links": links,
+            "fields": [{"name": str(k), "value": str(v)} for k, v in fields.items() if k not in ("lat", "lon")],
             "name_sources": _texts(card.get("name_sources")),
             "wikipedia": _wikipedia(card.get("wikipedia"), lang), "taxonomy": _taxonomy(card.get("taxonomy"), lang)}
 
@@ -127,7 +112,9 @@ def answer(model: LoadedModel, probs: np.ndarray, *, k: int, lang: str | None,
         for p, photos in zip(best, model.references.nearest(embedding, [p["index"] for p in best]), strict=True):
             p["references"] = photos
     unknown = float(np.max(probs)) < model.threshold  # the unrounded score, as calibration compared it
-    return {"predictions": best, "unknown": unknown, "card": None if unknown else card_for(model, best[0]["id"], lang)}
+    used = knowledge_for(model)
+    return {"predictions": best, "unknown": unknown, "card": None if unknown else card_for(model, best[0]["id"], lang),
+            "knowledge_version": used.version, "knowledge_source": used.source}
 
 
 CANDIDATE_MIN = 0.15   # an unsure object may also be a runner-up at least this likely ...
