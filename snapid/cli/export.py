@@ -32,16 +32,22 @@ def export(
     license: Optional[str] = typer.Option(None, "--license", help="The model's license in card.md's metadata: a "
                                           "Hugging Face license id such as apache-2.0 or cc-by-4.0 (another name is "
                                           "written as license: other with license_name); default unknown."),
+    references: int = typer.Option(20, "--references", min=0, max=100, help="Reference photos per class in the bundle "
+                                   "(thumbnails + embeddings, chosen to cover the class): answers show the 3 nearest "
+                                   "to the query. 0: none."),
+    subset: list[str] = typer.Option([], "--subset", help="NAME=FILE: a named candidate subset, FILE listing class "
+                                     "ids or names one per line; predict?subset=NAME answers among them. Repeatable."),
 ) -> None:
     """Export a run (or an ensemble) as a bundle: the model, labels, preprocessing, calibration, model card
     and a manifest with the sha256 of every file. The ONNX graph must match torch on real validation
     images (max probability difference 1e-4), or nothing is written."""
     from snapid.export.from_run import export_run
+    from snapid.export.subsets import parse_option
 
     with _Steps(quiet=as_json) as steps:
         bundle = export_run(run, out, workspace=workspace(), engine=engine(), int8=int8, force=force, fmt=fmt.value,
                             zip_=zip_, progress=steps.show, detector=detector,
-                            license=license)
+                            license=license, references=references, subsets=parse_option(subset))
     manifest = bundle.manifest
     if as_json:
         emit_json({"path": str(bundle.path), "sha256": bundle.sha256, **manifest})
@@ -50,6 +56,10 @@ def export(
     console.print(f"[green]bundle[/] {bundle.path}  version {bundle.version}  sha256 {bundle.sha256[:12]}", highlight=False)
     console.print(f"  parity: max |p_export - p_torch| {parity['max_abs_diff']:.2g} on {parity['images']} "
                   f"{parity['split']} images", highlight=False)
+    refs = manifest.get("references")
+    if refs:
+        console.print(f"  reference photos: {refs['photos']} of {refs['classes']} classes, "
+                      f"+{refs['bytes'] / 1e6:.2f} MB", highlight=False)
     found = manifest.get("detector")
     if found:
         check = found["parity"]

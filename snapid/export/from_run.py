@@ -28,6 +28,7 @@ from snapid.evaluate.calibrate import calibrate_for_serving, has_calibration
 from snapid.evaluate.loaded import TrainedRun, load_trained, split_dataset
 from snapid.export import onnx as onnx_export
 from snapid.export import references as refs
+from snapid.export import subsets as subset_files
 from snapid.export.bundle import (
     FORMAT,
     MAX_JSON_BYTES,
@@ -216,11 +217,13 @@ def _json(obj) -> bytes:
 def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engine: Engine, int8: bool = False,
                force: bool = False, fmt: str = "onnx", zip_: bool = False, progress: Progress | None = None,
                max_int8_drop: float = MAX_DROP_POINTS, detector: str | None = None,
-               license: str | None = None, references: int = refs.DEFAULT_PER_CLASS) -> Bundle:
+               license: str | None = None, references: int = refs.DEFAULT_PER_CLASS,
+               subsets: dict[str, Path] | None = None) -> Bundle:
     """Export run or ensemble ``name`` to a bundle folder at ``out`` (default: workspace.bundles/name), plus
     ``<out>.snapid`` with ``zip_``; with ``detector`` (a detect run of the same dataset) the bundle also holds
     detector.onnx and detector.json; ``license``: the model card's license (a Hub license id; default unknown);
-    ``references``: reference photos per class in the bundle (0: none; see export/references.py).
+    ``references``: reference photos per class in the bundle (0: none; see export/references.py); ``subsets``:
+    named candidate subsets, {name: file listing class ids or names} (export/subsets.py).
     Raises ParityError / Int8Refused / ExportError, writing nothing."""
     say = progress or (lambda step: None)
     if fmt not in FORMATS:
@@ -231,6 +234,7 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
     out = Path(out) if out is not None else workspace.bundles / name
     say(f"loading {name}")
     source = load_source(name, workspace=workspace, engine=engine)
+    subsets_file = subset_files.subsets_json(source.classes, subsets or {})  # refused now, naming unknown classes
     if not source.members and not has_calibration(name, engine=engine):
         # an uncalibrated bundle would never answer "not sure" (threshold 0): fit it now, as `snapid eval` does
         say(f"{name} has no calibration yet: fitting the temperature and the 'unknown' threshold on its validation split")
@@ -247,6 +251,7 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
     extra = _detector_files(detector, source, workspace=workspace, engine=engine, say=say) if detector else {}
     reference_files = _reference_files(source, model_bytes, references, say) if fmt == "onnx" else {}
     extra.update(reference_files)
+    extra.update({subset_files.FILE: subsets_file} if subsets_file else {})
     say("writing the bundle")
     bundle = _write(source, out, model_file, model_bytes, fmt=fmt, parity=parity, int8_report=int8_report, engine=engine,
                     extra=extra, license=license, references=refs.summary(reference_files) if reference_files else None)

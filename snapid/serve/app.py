@@ -42,6 +42,7 @@ from snapid.serve.routes import model as model_route
 from snapid.serve.routes import page as page_route
 from snapid.serve.routes import references as references_route
 from snapid.serve.routes import review as review_route
+from snapid.serve.routes import subsets as subsets_route
 from snapid.serve.services import handoff as handoff_service
 from snapid.serve.services import photos
 from snapid.serve.services.handoff import Handoff
@@ -72,7 +73,7 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
     _build_state(app, settings, bundle)
     for router in (predict.router, model_route.router, health.router, metrics_route.router, admin.router,
                    feedback_route.router, review_route.router, handoff_route.router, page_route.router,
-                   docs_route.router, references_route.router):
+                   docs_route.router, references_route.router, subsets_route.router):
         app.include_router(router)
     _include_dashboard(app)
     _add_error_handlers(app)

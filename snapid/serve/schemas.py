@@ -196,6 +196,16 @@ class ClassList(BaseModel):
     classes: list[ClassInfo]
 
 
+class Subset(BaseModel):
+    name: str
+    classes: list[str] = Field(description="Class ids, as /api/v1/classes gives them.")
+
+
+class SubsetList(BaseModel):
+    model: ModelRef
+    subsets: list[Subset] = Field(description="Named candidate subsets: predict?subset=NAME answers among one.")
+
+
 class Health(BaseModel):
     status: str
     model: ModelRef | None = None

@@ -11,9 +11,10 @@ from typing import Literal
 from fastapi import APIRouter, Query, Request
 
 from snapid.serve.bodies import FIELD, read_photos
-from snapid.serve.deps import IdentifyDep, SettingsDep
+from snapid.serve.deps import IdentifyDep, SettingsDep, loaded_model
 from snapid.serve.routes import error_responses
 from snapid.serve.schemas import PredictResponse
+from snapid.serve.services import subsets
 
 router = APIRouter(prefix="/api/v1", tags=["predict"])
 
@@ -34,6 +35,12 @@ async def predict(request: Request, identify: IdentifyDep, settings: SettingsDep
                                            description="Language of display names, cards and warnings, e.g. en, ko."),
                   consent: bool = Query(False, description="Keep the photos (upright, EXIF stripped) for review and "
                                                            "retraining. Off by default: nothing is stored."),
+                  classes: list[str] | None = Query(None, max_length=1000, description="Answer among these classes "
+                                                    "only (ids or names; repeated or comma-separated): probabilities "
+                                                    "renormalised over them, then the unknown rule. 422 "
+                                                    "unknown_classes names any the model lacks."),
+                  subset: str | None = Query(None, max_length=64, description="Answer among a named subset of the "
+                                             "bundle (GET /api/v1/subsets), as classes= does. 422 unknown_subset."),
                   mode: Literal["same", "each"] = Query("same", description="same: the photos show one object and are "
                                                         "combined; each: every photo is its own object, and rules "
                                                         "are checked across them. A bundle with a detector always "
@@ -43,6 +50,8 @@ async def predict(request: Request, identify: IdentifyDep, settings: SettingsDep
     mode=each one object per photo, with warnings when the objects must not go together."""
     start = time.perf_counter()
     identify.check_capacity()
+    candidates = subsets.resolve(loaded_model(identify.predictor), classes, subset)  # 422 before reading photos
     photos = await read_photos(request, max_files=settings.max_files)
-    return PredictResponse(**await identify.photos(photos, k=k or settings.top_k, lang=lang, consent=consent,
-                                                   mode=mode, start=start))
+    with subsets.only(candidates):
+        return PredictResponse(**await identify.photos(photos, k=k or settings.top_k, lang=lang, consent=consent,
+                                                       mode=mode, start=start))

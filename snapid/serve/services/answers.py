@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from snapid.knowledge.rules import Rule, match_rules
+from snapid.serve.services import subsets
 from snapid.serve.services.knowledge import card_extras, knowledge_for
 from snapid.serve.services.model import LoadedModel
 from snapid.serve.services.predictor import top_k
@@ -104,8 +105,11 @@ def _wikipedia(pages, lang: str | None) -> dict | None:
 def answer(model: LoadedModel, probs: np.ndarray, *, k: int, lang: str | None,
            embedding: np.ndarray | None = None) -> dict:
     """Top-k predictions (display names from the cards), the unknown flag and the best match's card; with the
-    query's ``embedding`` and a bundle with reference photos, each prediction's nearest reference photos."""
-    best = top_k(model, probs, k, lang)
+    query's ``embedding`` and a bundle with reference photos, each prediction's nearest reference photos.
+    Inside `subsets.only(...)` (a request's classes= or subset=) the probabilities are renormalised over those
+    candidates first, and the "unknown" rule is applied to the renormalised scores."""
+    probs, candidates = subsets.restricted(model, probs)
+    best = top_k(model, probs, min(k, candidates), lang)
     for p in best:
         p["display_name"] = display_name(model, p["id"], lang)
     if embedding is not None and model.references is not None and len(embedding) == model.references.dim:

@@ -29,6 +29,10 @@ class ReferenceIndex:
     bounds: np.ndarray             # C + 1: class c's rows are bounds[c]:bounds[c + 1]
     ids: list[str]                 # per row
     thumbs: dict[str, bytes] = field(repr=False)
+    row_class: np.ndarray = field(init=False, repr=False)  # per row: its class index
+
+    def __post_init__(self) -> None:
+        self.row_class = np.repeat(np.arange(len(self.bounds) - 1), np.diff(self.bounds))
 
     @property
     def dim(self) -> int:
@@ -38,17 +42,22 @@ class ReferenceIndex:
         """For each class index in ``classes``: its ``k`` photos most similar (cosine) to the unit-norm
         ``query``, best first, as {"id", "url", "similarity"}; [] for a class with no photo."""
         out = []
-        every = self.vectors @ query if len(classes) > WHOLE_INDEX_FROM else None  # one product for many classes
-        for c in classes:
-            a, b = int(self.bounds[c]), int(self.bounds[c + 1])
-            if a == b:
-                out.append([])
-                continue
-            sims = every[a:b] if every is not None else self.vectors[a:b] @ query
-            top = np.argpartition(-sims, k - 1)[:k] if b - a > k else np.arange(b - a)
-            top = top[np.argsort(-sims[top], kind="stable")]
-            out.append([{"id": self.ids[a + i], "url": URL.format(id=self.ids[a + i]),
-                         "similarity": round(float(sims[i]), 4)} for i in top])
+        if len(classes) > WHOLE_INDEX_FROM:  # one product and one sort for many classes
+            sims = self.vectors @ query
+            order = np.lexsort((-sims, self.row_class))  # class blocks stay in place, each sorted best first
+            rows = [order[int(self.bounds[c]):min(int(self.bounds[c]) + k, int(self.bounds[c + 1]))] for c in classes]
+        else:
+            rows = []
+            for c in classes:
+                a, b = int(self.bounds[c]), int(self.bounds[c + 1])
+                part = self.vectors[a:b] @ query
+                top = np.argpartition(-part, k - 1)[:k] if b - a > k else np.arange(b - a)
+                rows.append(a + top[np.argsort(-part[top], kind="stable")])
+            sims = None
+        for picked in rows:
+            values = sims[picked] if sims is not None else self.vectors[picked] @ query
+            out.append([{"id": self.ids[i], "url": URL.format(id=self.ids[i]), "similarity": round(float(v), 4)}
+                        for i, v in zip(picked.tolist(), values.tolist(), strict=True)])
         return out
 
 

@@ -45,6 +45,7 @@
       for (const f of small) form.append("files", f, f.name);
       const params = new URLSearchParams({ lang: SnapidI18n.lang, mode: each ? "each" : "same" });
       if ($("consent").checked) params.set("consent", "true");
+      if ($("subset").value) params.set("subset", $("subset").value);
       const data = await fetchJSON(`/api/v1/predict?${params}`, { method: "POST", body: form });
       state.last = { kind: "predict", lang: SnapidI18n.lang, data };
       render();
@@ -439,6 +440,15 @@
   }
 
   // --- start --------------------------------------------------------------------------------------
+  // Named candidate subsets of the bundle (issue 20): the selector shows when it has any.
+  function loadSubsets() {
+    fetchJSON("/api/v1/subsets").then((found) => {
+      const names = (found.subsets || []).map((s) => s.name);
+      for (const name of names) $("subset").append(el("option", { value: name, text: name }));
+      $("subset-option").hidden = !names.length;
+    }).catch(() => {});
+  }
+
   function start() {
     Snapid.langButtons();
     setupGiving();
@@ -465,6 +475,7 @@
       $("model-line").textContent = ` · ${m.name} ${m.version}`;
     }).catch(() => {});
     loadClasses().catch(() => {});
+    loadSubsets();
   }
 
   start();
