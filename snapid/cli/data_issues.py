@@ -40,10 +40,12 @@ def issues(
     if as_json:
         emit_json(result)
         return
+    confident = sum(r["confident"] for r in result["label_issues"])
     console.print(f"{result['dataset']} v{result['version']}: {result['images']} train + val images, "
                   f"out-of-fold top-1 {result['out_of_fold_top1']:.3f}; {len(result['label_issues'])} suspected label "
-                  f"errors, {len(result['outliers'])} outliers, {len(result['conflicts'])} near-duplicate pairs with "
-                  f"different labels; gallery: {html_path}", markup=False)
+                  f"errors ({confident} flagged by confident learning), {len(result['outliers'])} outliers, "
+                  f"{len(result['conflicts'])} near-duplicate pairs with different labels; gallery: {html_path}",
+                  markup=False)
     for row in result["label_issues"][:10]:
         console.print(f"  #{row['rank']} {row['path']}: {row['given']} → {row['suggested']} (score {row['score']:.3f})",
                       markup=False)

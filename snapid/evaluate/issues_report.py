@@ -17,6 +17,7 @@ from snapid.data.decisions import COLUMNS, decision_row
 from snapid.reporting import CSS, escape, number, own_thumbnail, section
 from snapid.workspace import atomic_write_text
 
+VERDICT = {True: "flagged by confident learning", False: "predicted as another class"}
 MAX_SHOWN = 300  # cards per section; the JSON output lists every finding
 
 GALLERY_CSS = """
@@ -100,6 +101,7 @@ def _suspect(row: dict, thumbnails: dict[int, str]) -> str:
     return (f'<div class="tile">{_thumb(thumbnails, row)}<b>#{row["rank"]}</b> '
             f'{_name(row["given"], row["given_name"])} <span class="arrow">→</span> '
             f'{_name(row["suggested"], row["suggested_name"])}'
+            f'<div class="score">{VERDICT[bool(row.get("confident"))]}</div>'
             f'<div class="score">probability: given {row["given_probability"]:.3f}, '
             f'suggested {row["suggested_probability"]:.3f}; score {row["score"]:.3f}</div>'
             f'{_where(row)}{buttons}</div>')
@@ -143,7 +145,9 @@ def render_issues_html(result: dict, thumbnails: dict[int, str]) -> str:
     summary = ('<div class="cards">'
                + "".join(f'<div class="card"><b>{number(v)}</b><small>{escape(k)}</small></div>' for k, v in (
                    ("images (train + val)", result["images"]), ("classes", result["classes"]),
-                   ("suspected label errors", len(result["label_issues"])), ("outliers", len(result["outliers"])),
+                   ("suspected label errors", len(result["label_issues"])),
+                   (f"of them {VERDICT[True]}", sum(bool(r.get("confident")) for r in result["label_issues"])),
+                   ("outliers", len(result["outliers"])),
                    ("near-duplicates, different labels", len(result["conflicts"])),
                    ("out-of-fold top-1", round(result["out_of_fold_top1"], 3))))
                + "</div>"

@@ -9,8 +9,10 @@ labels, found from the probe's pooled backbone features (issue 19).
    solver on the other folds predicts the held-out one (the weight decay chosen on the first fold). No image
    is ever scored by a head that saw its label, and no backbone is retrained: seconds on a CPU.
 3. Confident learning with cleanlab (``find_label_issues``: per-class thresholds from the joint of given and
-   predicted labels, pruned by the estimated noise rates), each suspect ranked by its label quality (the
-   out-of-fold probability of its given label) and given the most probable other class as a suggestion.
+   predicted labels, pruned by the estimated noise rates) marks the suspects it is confident about; the list
+   also holds every other item whose out-of-fold prediction is another class (confident learning's count is an
+   estimate, and on fine-grained classes it misses some errors). All are ranked by cleanlab's label quality
+   (the out-of-fold probability of the given label), each with the most probable other class as a suggestion.
 4. Outliers: cleanlab's OutOfDistribution on the features (mean cosine distance to the 10 nearest
    neighbours); flagged above Q3 + 1.7 IQR of those distances, the rule of cleanlab's Datalab.
 5. Near-duplicates with different labels: pairs whose features' cosine similarity is at least
@@ -47,6 +49,7 @@ from snapid.train.setup import pick_device, prepare_params
 from snapid.workspace import Workspace
 
 FOLDS = 5
+FILTER_BY = "prune_by_noise_rate"  # cleanlab's default rule for which suspects confident learning flags
 SIMILARITY = 0.97        # cosine similarity from which two photos count as near-duplicates
 OUTLIER_NEIGHBOURS = 10
 OUTLIER_THRESHOLD = 0.37037  # cleanlab Datalab's default: flagged above Q3 + (1 / t - 1) IQR of the distances
@@ -223,9 +226,11 @@ def out_of_fold(x: np.ndarray, labels: np.ndarray, num_classes: int, *, folds: i
 
 # ----------------------------------------------------------------------------- the three findings
 
-def label_issues(labels: np.ndarray, probs: np.ndarray) -> list[dict]:
-    """cleanlab's confident learning: suspects ranked most likely wrong first, each {position, given, suggested,
-    label_quality, given_probability, suggested_probability, score} (class indices; score = 1 - quality)."""
+def label_issues(labels: np.ndarray, probs: np.ndarray, *, filter_by: str = FILTER_BY) -> list[dict]:
+    """Suspects, most likely wrong first: every item that cleanlab's confident learning flags (``confident``:
+    True) or whose out-of-fold prediction is another class, ranked by cleanlab's label quality (the
+    out-of-fold probability of the given label). Each {position, given, suggested, confident, label_quality,
+    given_probability, suggested_probability, score} (class indices; score = 1 - quality)."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -238,14 +243,13 @@ def label_issues(labels: np.ndarray, probs: np.ndarray) -> list[dict]:
     sub = sub / np.clip(sub.sum(1, keepdims=True), 1e-12, None)
     y = remap[labels]
     quality = get_label_quality_scores(y, sub, method="self_confidence")
-    flagged = find_label_issues(y, sub, filter_by="prune_by_noise_rate", return_indices_ranked_by="self_confidence",
-                                n_jobs=1)
+    flagged = {int(i) for i in np.nonzero(find_label_issues(y, sub, filter_by=filter_by, n_jobs=1))[0]}  # a mask
+    disagree = {int(i) for i in np.nonzero(sub.argmax(1) != y)[0]}
     rows = []
-    for i in flagged:
-        i = int(i)
+    for i in sorted(flagged | disagree, key=lambda i: (quality[i], i)):
         order = np.argsort(-sub[i])
         best = int(order[0] if order[0] != y[i] else order[1])
-        rows.append({"position": i, "given": int(labels[i]), "suggested": int(present[best]),
+        rows.append({"position": i, "given": int(labels[i]), "suggested": int(present[best]), "confident": i in flagged,
                      "label_quality": float(quality[i]), "given_probability": float(sub[i, y[i]]),
                      "suggested_probability": float(sub[i, best]), "score": float(1.0 - quality[i])})
     return rows
@@ -334,7 +338,8 @@ def _issue(feats: Features, rank: int, row: dict) -> dict:
     suggested = feats.classes[row["suggested"]]
     return {"rank": rank, **{k: item[k] for k in ("path", "box", "split", "item")}, "given": item["label"],
             "given_name": item["label_name"], "suggested": suggested["id"], "suggested_name": suggested["name"],
-            **{k: row[k] for k in ("score", "label_quality", "given_probability", "suggested_probability")}}
+            **{k: row[k] for k in ("confident", "score", "label_quality", "given_probability",
+                                   "suggested_probability")}}
 
 
 def _thumbnails(feats: Features, suspects, unusual, pairs, limit: int | None = None) -> dict[int, str]:

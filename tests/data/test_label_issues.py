@@ -74,6 +74,7 @@ def test_out_of_fold_confident_learning_finds_flipped_labels():
     rows = label_issues(given, probs)
     top = [r["position"] for r in rows[: 2 * len(flipped)]]
     assert set(flipped) <= set(top)
+    assert all(r["confident"] for r in rows if r["position"] in flipped)  # flagged by cleanlab itself
     for r in rows:
         if r["position"] in flipped:
             assert r["suggested"] == true[r["position"]] and r["given"] == given[r["position"]]
@@ -99,6 +100,7 @@ def test_planted_label_errors_are_found_and_relabel_puts_them_back(shapes20, eng
     assert result["version"] == 2 and result["images"] >= 45
     suspects = {r["path"]: r for r in result["label_issues"][: 2 * len(errors)]}
     assert set(errors) <= set(suspects), result["label_issues"][:6]
+    assert all(suspects[p]["confident"] for p in errors)
     for path, (true, wrong) in errors.items():
         assert (suspects[path]["given"], suspects[path]["suggested"]) == (wrong, true)
     page = gallery.read_text()
@@ -112,7 +114,7 @@ def test_planted_label_errors_are_found_and_relabel_puts_them_back(shapes20, eng
     labels = {s.path: s.label for s in manifest(engine).samples}
     assert all(labels[p] == true for p, (true, _) in errors.items())
     again = find_issues("shapes", workspace=home, engine=engine, **TINY)  # features reused: same photos
-    assert not set(errors) & {r["path"] for r in again["label_issues"]}
+    assert not set(errors) & {r["path"] for r in again["label_issues"] if r["confident"]}
 
 
 def test_relabel_makes_a_new_version_and_leaves_the_old_one(shapes, engine, tmp_path):
