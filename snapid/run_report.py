@@ -311,6 +311,10 @@ def _mistakes(ev: dict, anchor: str) -> str:
         uri = m.get("thumbnail") or ""
         image = (f'<img alt="item {escape(m.get("position"))}" src="{uri}">'
                  if own_thumbnail(uri) else "")  # only our own data: URIs
+        heat = m.get("heatmap") or ""
+        if own_thumbnail(heat):  # where the model looked for the class it answered (issue 19)
+            image += (f'<img alt="where the model looked for {escape(m.get("pred_name"))} '
+                      f'({escape(m.get("heatmap_method"))})" src="{heat}">')
         cells.append(f'<figure>{image}<figcaption>true <b>{escape(m.get("true_name"))}</b><br>'
                      f'<span class="bad">predicted {escape(m.get("pred_name"))}</span><br>score '
                      f'{number(m.get("score"))} · loss {number(m.get("loss"))}</figcaption></figure>')

@@ -82,6 +82,10 @@ def evaluate_run(name: str, *, workspace: Workspace, engine: Engine, split: str 
               "latency_ms": sum(single_image_latency_ms(m, dataset) for m in members),
               "parameters": sum(sum(p.numel() for p in m.model.parameters()) for m in members)}
     result["mistakes"] = mistakes_gallery(dataset, arrays, members[0].classes)
+    if len(members) == 1:  # where the model looked, over each mistake (issue 19); an ensemble has no single map
+        from snapid.evaluate.heatmaps import add_heatmaps
+
+        add_heatmaps(members[0], dataset, result["mistakes"], members[0].classes)
     result = clean_json(result)
     store_result(name, split, result, arrays, engine=engine)
     step(4, 4)

@@ -26,6 +26,7 @@ from snapid.data.cached_dataset import CachedDataset
 from snapid.errors import SnapidError
 from snapid.evaluate.calibrate import calibrate_for_serving, has_calibration
 from snapid.evaluate.loaded import TrainedRun, load_trained, split_dataset
+from snapid.export import explain
 from snapid.export import onnx as onnx_export
 from snapid.export import references as refs
 from snapid.export import subsets as subset_files
@@ -263,16 +264,21 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
 def _checked_model(source: Source, fmt: str) -> tuple[str, bytes, dict]:
     """(file name, model bytes, parity report) for the bundle; ParityError when the export drifts from torch."""
     size = source.preprocess["size"]
+    explained = None
     if fmt == "torchscript":
         model_file, model_bytes = "model.pt", onnx_export.to_torchscript(source.module, size)
         run, where = _torchscript_runner(model_bytes), f"{source.name} (TorchScript)"
     else:
         embedded = refs.with_embedding(source.module)  # logits and the pooled embedding (reference photos)
+        outputs = (onnx_export.OUTPUT, onnx_export.EMBEDDING) if embedded else (onnx_export.OUTPUT,)
+        explained, _ = explain.graph(source.module, size=size, embedding=embedded is not None)  # + "cam" (issue 19)
         model_file, model_bytes = "model.onnx", onnx_export.to_onnx(
-            embedded or source.module, size, where=source.name,
-            outputs=(onnx_export.OUTPUT, onnx_export.EMBEDDING) if embedded else (onnx_export.OUTPUT,))
+            explained or embedded or source.module, size, where=source.name,
+            outputs=(*outputs, explain.CAM_OUTPUT) if explained else outputs)
         run, where = onnx_export.make_session(model_bytes), source.name
     parity = onnx_export.check_parity(run, source.parity_inputs, source.parity_reference, where=where)
+    if fmt != "torchscript" and explained is not None and len(source.parity_inputs):
+        parity["cam"] = explain.check_cam_parity(run, explained, source.parity_inputs, where=where)
     if fmt != "torchscript" and refs.has_embedding(run) and len(source.parity_inputs):
         parity["embedding"] = refs.check_embedding_parity(run, source.module, source.parity_inputs, where=where)
     return model_file, model_bytes, {**parity, "split": source.parity_split}
@@ -349,6 +355,8 @@ def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fm
             "metrics": metrics, "int8": int8_report is not None, "int8_report": int8_report, "parity": parity,
             "opset": onnx_export.OPSET if fmt == "onnx" else None, "members": source.members,
             "detector": detector, "references": references,
+            "explain": explain.manifest_entry(source.module, parity, size=source.preprocess["size"]) if fmt == "onnx"
+            else None,
             "exported_with": {"torch": torch.__version__, "onnxruntime": ort.__version__}}
     return write_bundle(out, files, info=info, fmt=FORMATS[fmt])
 

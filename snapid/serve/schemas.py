@@ -141,6 +141,20 @@ class ObjectAnswer(BaseModel):
     detector_score: float | None = Field(None, ge=0, le=1, description="mode=detect: the detector's score for the box.")
 
 
+class Heatmap(BaseModel):
+    """explain=true: where the model looked in one photo, for the class it answered (issue 19)."""
+    photo: int = Field(description="Position of the photo in the request, from 0.")
+    class_index: int = Field(description="The class explained: the answer's best (mode=each: this photo's best).")
+    class_id: str
+    grid: list[list[float]] = Field(description="h x w class activation map (e.g. 9 x 9), scaled 0..1 (1 = the "
+                                    "strongest evidence for the class), row 0 at the top. It covers the square the "
+                                    "model saw: the centred square of the upright photo (resize=crop) or the whole "
+                                    "photo letterboxed in a square (resize=letterbox).")
+    peak: list[int] = Field(min_length=2, max_length=2, description="[row, column] of the grid's highest cell.")
+    resize: str = Field(description="crop or letterbox: how the photo was fitted to the square the grid covers.")
+    overlay: str = Field(description="PNG data: URI: the model's input square with the map laid over it.")
+
+
 class PredictResponse(BaseModel):
     prediction_id: str = Field(description="Server-made UUID; refer to it when sending feedback.")
     predictions: list[Prediction] = Field(description="Best first (mode=each: the first photo's).")
@@ -168,6 +182,7 @@ class PredictResponse(BaseModel):
         "(stored for review and retraining), quota_full (consent=true, but the kept photos have reached "
         "SNAPID_PHOTO_QUOTA_BYTES: not stored; the answer is not affected). mode=each: quota_full when any "
         "photo was not kept.")
+    explain: list[Heatmap] | None = Field(None, description="explain=true: one heatmap per photo; else null.")
 
 
 class ModelInfo(BaseModel):
@@ -182,6 +197,8 @@ class ModelInfo(BaseModel):
     threshold: float
     max_files: int
     metrics: dict = Field(default_factory=dict, description="Headline figures from the bundle manifest.")
+    explain: bool = Field(False, description="Whether predict?explain=true can answer heatmaps (the bundle's graph "
+                          "gives class activation maps).")
 
 
 class ClassInfo(BaseModel):

@@ -18,7 +18,8 @@ DESCRIPTIONS = {
     413: "Body, file count or pixel count above the limit.",
     415: "Not a JPEG, PNG, WebP, GIF or BMP image.",
     422: "Invalid request: missing field or invalid parameter, or a bundle that failed verification.",
-    409: "Conflict: the feedback was already merged into a dataset.",
+    409: "Conflict: the feedback was already merged into a dataset, or explain=true for a bundle that cannot explain "
+         "(explain_unavailable).",
     429: "Too many: a hand-off session's or client's limit, or a prediction's feedback limit (feedback_limit).",
     503: "No model loaded, shutting down, overloaded, or the database locked by another writer (see Retry-After).",
     507: "The server's disk is full: the photo was not kept (storage_full).",

@@ -18,7 +18,8 @@ def model_info(model: ModelDep, settings: SettingsDep) -> ModelInfo:
     metrics = manifest.get("metrics") if isinstance(manifest.get("metrics"), dict) else {}
     return ModelInfo(**model.info, created_at=str(manifest.get("created_at") or "") or None, classes=len(model.labels),
                      input_size=model.spec.size, resize=model.spec.resize, temperature=model.temperature,
-                     threshold=model.threshold, max_files=settings.max_files, metrics=metrics)
+                     threshold=model.threshold, max_files=settings.max_files, metrics=metrics,
+                     explain=model.explain and model.detector is None)
 
 
 @router.get("/classes", response_model=ClassList)

@@ -27,7 +27,7 @@ MULTIPART_BODY = {"requestBody": {"required": True, "content": {"multipart/form-
 
 
 @router.post("/predict", response_model=PredictResponse, openapi_extra=MULTIPART_BODY,
-             responses=error_responses(400, 408, 413, 415, 422, 503, 507))
+             responses=error_responses(400, 408, 409, 413, 415, 422, 503, 507))
 async def predict(request: Request, identify: IdentifyDep, settings: SettingsDep,
                   k: int | None = Query(None, ge=1, le=50,
                                         description="How many classes to return (default SNAPID_TOP_K)."),
@@ -44,14 +44,20 @@ async def predict(request: Request, identify: IdentifyDep, settings: SettingsDep
                   mode: Literal["same", "each"] = Query("same", description="same: the photos show one object and are "
                                                         "combined; each: every photo is its own object, and rules "
                                                         "are checked across them. A bundle with a detector always "
-                                                        "answers mode=detect: one answer per object found.")
+                                                        "answers mode=detect: one answer per object found."),
+                  explain: bool = Query(False, description="Also answer, per photo, a heatmap of where the model "
+                                                           "looked (class activation map: a small grid and a PNG "
+                                                           "overlay). 409 explain_unavailable when the bundle cannot "
+                                                           "(GET /api/v1/model says explain).")
                   ) -> PredictResponse:
     """Identify one object from 1 to 5 photos (their calibrated probabilities are averaged), or with
     mode=each one object per photo, with warnings when the objects must not go together."""
     start = time.perf_counter()
     identify.check_capacity()
+    if explain:
+        identify.check_explain()
     candidates = subsets.resolve(loaded_model(identify.predictor), classes, subset)  # 422 before reading photos
     photos = await read_photos(request, max_files=settings.max_files)
     with subsets.only(candidates):
         return PredictResponse(**await identify.photos(photos, k=k or settings.top_k, lang=lang, consent=consent,
-                                                       mode=mode, start=start))
+                                                       mode=mode, start=start, explain=explain))

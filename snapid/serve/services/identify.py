@@ -22,6 +22,7 @@ from anyio import to_thread
 
 from snapid.feedback.storage import PhotoStore
 from snapid.serve.services import answers, references
+from snapid.serve.services import explain as explaining
 from snapid.serve.services.handoff import Handoff, render
 from snapid.serve.services.photos import Kept, keep_photos
 from snapid.serve.services.prediction_log import PredictionLog, model_fields
@@ -44,20 +45,43 @@ class Identify:
         self.predictor.check_capacity()
 
     async def photos(self, photos: Photos, *, k: int, lang: str | None, consent: bool,
-                     mode: Literal["same", "each"], start: float) -> dict:
-        """The /predict answer (a PredictResponse's fields); ``start``: when the request began, for timings."""
+                     mode: Literal["same", "each"], start: float, explain: bool = False) -> dict:
+        """The /predict answer (a PredictResponse's fields); ``start``: when the request began, for timings;
+        ``explain``: with each photo's heatmap (services/explain.py; 409 explain_unavailable when it cannot)."""
+        if explain:
+            self.check_explain()
         if getattr(self.predictor.model, "detector", None) is not None:
             return await self._detect(photos, k=k, lang=lang, consent=consent, start=start)
         if mode == "each":
-            return await self._each(photos, k=k, lang=lang, consent=consent, start=start)
-        result = await self.predictor.predict(photos)
+            return await self._each(photos, k=k, lang=lang, consent=consent, start=start, explain=explain)
+        result = await (self.predictor.predict_explained(photos) if explain else self.predictor.predict(photos))
         body = answers.answer(result.model, result.probs, k=k, lang=lang, embedding=result.embedding)
         prediction_id, kept = await self._keep_and_log(result, body, [data for _, data in photos], consent=consent)
         return dict(prediction_id=prediction_id, **body, threshold=result.model.threshold, photos=result.photos,
-                    model=result.model.info, timings_ms=_timings(result, result, start), mode="same", kept=kept)
+                    model=result.model.info, timings_ms=_timings(result, result, start), mode="same", kept=kept,
+                    **(await self._heatmaps([result], [body]) if explain else {}))
 
-    async def _each(self, photos: Photos, *, k: int, lang: str | None, consent: bool, start: float) -> dict:
-        results = await asyncio.gather(*(self.predictor.predict([photo]) for photo in photos))
+    def check_explain(self) -> None:
+        """409 ``explain_unavailable`` at once, before the photos are read, when the bundle cannot explain."""
+        explaining.check(self.predictor.model)
+
+    async def _heatmaps(self, results: list, bodies: list[dict]) -> dict:
+        """explain=true: every photo's heatmap for its answer's best class (PNGs made on a worker thread)."""
+        def work() -> list[dict]:
+            out: list[dict] = []
+            for result, body in zip(results, bodies, strict=True):
+                best = body["predictions"][0]["index"]
+                for entry in explaining.heatmaps(result.model, result.maps, result.inputs, [best] * result.photos):
+                    out.append({**entry, "photo": len(out)})
+            return out
+
+        async with self.decode_slots:
+            return {"explain": await to_thread.run_sync(work)}
+
+    async def _each(self, photos: Photos, *, k: int, lang: str | None, consent: bool, start: float,
+                    explain: bool = False) -> dict:
+        run = self.predictor.predict_explained if explain else self.predictor.predict
+        results = await asyncio.gather(*(run([photo]) for photo in photos))
         model = results[0].model  # a hot swap between photos is possible; the first photo's model answers the rules
         objects, kept = [], []
         for n, (result, (_, data)) in enumerate(zip(results, photos, strict=True)):
@@ -73,7 +97,8 @@ class Identify:
                     kept="quota_full" if "quota_full" in kept else kept[0],
                     warnings=answers.warnings_for(model, recognised, lang),
                     timings_ms=_timings(max(results, key=lambda r: r.decode_ms),
-                                        max(results, key=lambda r: r.inference_ms), start))
+                                        max(results, key=lambda r: r.inference_ms), start),
+                    **(await self._heatmaps(results, objects) if explain else {}))
 
     async def _detect(self, photos: Photos, *, k: int, lang: str | None, consent: bool, start: float) -> dict:
         """A bundle with a detector: one answer per detected object, rules across all of them; with nothing

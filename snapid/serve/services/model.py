@@ -24,6 +24,7 @@ from snapid.serve.services.references import ReferenceIndex, load_index
 log = logging.getLogger("snapid.serve")
 INPUT, OUTPUT = "images", "logits"
 EMBEDDING = "embedding"  # optional: the pooled features, for reference photos (services/references.py)
+CAM = "cam"   # optional: N x C x h x w class activation maps (manifest "explain"; services/explain.py)
 
 
 @dataclass(eq=False)
@@ -36,6 +37,7 @@ class LoadedModel:
     labels: list[dict] = field(repr=False)
     detector: LoadedDetector | None = None   # detector.onnx: detect → crop → classify (services/detector.py)
     references: ReferenceIndex | None = None  # reference photos per class (services/references.py)
+    explain: bool = False                     # the graph gives "cam": explain=true answers heatmaps
 
     @property
     def info(self) -> dict:
@@ -52,6 +54,13 @@ class LoadedModel:
             return self.probabilities(batch), None
         logits, embedding = self.session.run([OUTPUT, EMBEDDING], {INPUT: batch})
         return self._calibrated(logits), embedding.reshape(len(batch), -1)
+
+    def explained(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """scores() plus the N x C x h x w class activation maps, from one run (explain=true only)."""
+        names = [OUTPUT, EMBEDDING, CAM] if self.references is not None else [OUTPUT, CAM]
+        out = self.session.run(names, {INPUT: batch})
+        embedding = out[1].reshape(len(batch), -1) if self.references is not None else None
+        return self._calibrated(out[0]), embedding, out[-1].astype(np.float32)
 
     def _calibrated(self, logits: np.ndarray) -> np.ndarray:
         logits = logits.astype(np.float64) / self.temperature
@@ -120,6 +129,21 @@ def _check_graph(session: ort.InferenceSession, spec: PreprocessSpec, n_classes:
                           "or non-finite values")
 
 
+def _check_explain(bundle: Bundle, session: ort.InferenceSession, spec: PreprocessSpec, n_classes: int) -> bool:
+    """True when the manifest says explain is available and the graph's "cam" output gives 2 x C x h x w maps."""
+    entry = bundle.manifest.get("explain")
+    if not (isinstance(entry, dict) and entry.get("available") is True):
+        return False
+    where = bundle.file("model.onnx")
+    if CAM not in {o.name for o in session.get_outputs()}:
+        raise BundleError(f"{where}: the manifest says explain is available but the graph has no {CAM!r} output")
+    maps = session.run([CAM], {INPUT: np.zeros((2, 3, spec.size, spec.size), dtype=np.float32)})[0]
+    if maps.ndim != 4 or maps.shape[:2] != (2, n_classes) or not np.all(np.isfinite(maps)):
+        raise BundleError(f"{where}: the {CAM!r} output gave shape {maps.shape} (expected (2, {n_classes}, h, w)) "
+                          "or non-finite values")
+    return True
+
+
 def load_model(path: Path, *, threads: int = 0) -> LoadedModel:
     """Open, verify and warm up the bundle at ``path`` (a folder or a .snapid file)."""
     path = Path(path)
@@ -131,6 +155,7 @@ def load_model(path: Path, *, threads: int = 0) -> LoadedModel:
         session = _session(bundle.file("model.onnx"), threads)
         _check_graph(session, spec, len(labels), bundle.file("model.onnx"))
         detector = load_detector(bundle, lambda file: _session(file, threads))
+        explain = _check_explain(bundle, session, spec, len(labels))
         references = load_index(bundle, len(labels))
         if references is not None and EMBEDDING not in {o.name for o in session.get_outputs()}:
             raise BundleError(f"{bundle.path}: reference photos need model.onnx's {EMBEDDING!r} output")
@@ -139,4 +164,4 @@ def load_model(path: Path, *, threads: int = 0) -> LoadedModel:
             shutil.rmtree(bundle.path, ignore_errors=True)
     log.info("model %s version %s (sha256 %s) loaded from %s", bundle.name, bundle.version, bundle.sha256[:12], path)
     return LoadedModel(bundle=bundle, session=session, spec=spec, temperature=temperature, threshold=threshold,
-                       labels=labels, detector=detector, references=references)
+                       labels=labels, detector=detector, references=references, explain=explain)

@@ -68,6 +68,8 @@ class Answer:
     inference_ms: float           # queue wait + model run
     photos: int
     embedding: np.ndarray | None = None   # D, unit norm (several photos combined): bundles with reference photos
+    maps: np.ndarray | None = None        # explain: per photo C x h x w class activation maps (N x C x h x w)
+    inputs: np.ndarray | None = None      # explain: the photos as the model saw them (N x 3 x S x S)
 
 
 @dataclass
@@ -194,6 +196,31 @@ class Predictor:
         self.metrics.observe_batch(1)
         return Answer(model=model, probs=probs, decode_ms=decode_s * 1000, inference_ms=inference_s * 1000, photos=1,
                       embedding=None if embedding is None else combined(embedding))
+
+    async def predict_explained(self, photos: list[tuple[str, bytes]]) -> Answer:
+        """predict() plus each photo's class activation maps (explain=true). The photos are decoded on the decode
+        threads and run together on the inference thread, beside the batcher: explained answers are rare, and
+        their graph run asks for one more output."""
+        model = self.model
+        if model is None or not self.ready:
+            raise NoModel("no model is loaded; serve a bundle (snapid serve BUNDLE) or check the log")
+        with self._admit():
+            start = time.perf_counter()
+            inputs = np.stack(await self._decode_all(model, photos))
+            decoded = time.perf_counter()
+
+            def work():
+                try:
+                    return model.explained(inputs)
+                except Exception as exc:
+                    raise _inference_failed(exc, len(inputs)) from None
+
+            probs, embeddings, maps = await asyncio.get_running_loop().run_in_executor(self._infer_pool, work)
+            done = time.perf_counter()
+        self.metrics.observe_batch(len(inputs))
+        return Answer(model=model, probs=probs.mean(axis=0), decode_ms=(decoded - start) * 1000,
+                      inference_ms=(done - decoded) * 1000, photos=len(photos),
+                      embedding=None if embeddings is None else combined(embeddings), maps=maps, inputs=inputs)
 
     async def predict_objects(self, photos: list[tuple[str, bytes]]) -> ObjectsAnswer:
         """A bundle with a detector: detect and crop on the decode threads, then classify every crop of

@@ -38,6 +38,7 @@
     setBusy(true);
     for (const url of state.thumbs) URL.revokeObjectURL(url);
     state.thumbs = files.map((f) => URL.createObjectURL(f));
+    state.files = files;
     const each = $("each").checked && files.length > 1;
     try {
       const small = await Promise.all(files.map(downscale));
@@ -46,6 +47,7 @@
       const params = new URLSearchParams({ lang: SnapidI18n.lang, mode: each ? "each" : "same" });
       if ($("consent").checked) params.set("consent", "true");
       if ($("subset").value) params.set("subset", $("subset").value);
+      if ($("why").checked && !$("why-option").hidden) params.set("explain", "true");
       const data = await fetchJSON(`/api/v1/predict?${params}`, { method: "POST", body: form });
       state.last = { kind: "predict", lang: SnapidI18n.lang, data };
       render();
@@ -214,9 +216,10 @@
       return data.objects.map((o, n) => ({ ...o, images: [], title: t("result.object", { n: n + 1 }), number: n + 1 }));
     }
     if (data.objects && data.mode !== "detect") {
-      return data.objects.map((o) => ({ ...o, images: [state.thumbs[o.photo]], title: t("result.photo", { n: o.photo + 1 }) }));
+      return data.objects.map((o) => ({ ...o, images: [state.thumbs[o.photo]], heats: [heatOf(data, o.photo)],
+        title: t("result.photo", { n: o.photo + 1 }) }));
     }
-    return [{ ...data, images: state.thumbs, title: null }];
+    return [{ ...data, images: state.thumbs, heats: state.thumbs.map((_, i) => heatOf(data, i)), title: null }];
   }
 
   function render() {
@@ -284,10 +287,63 @@
     return section;
   }
 
+  // explain=true (issue 19): the heatmap of where the model looked, drawn on a canvas from the answer's numbers
+  // (no image URL from the server) and laid over the square of the photo the model saw: the centred square
+  // (resize=crop) or the photo letterboxed in a square (resize=letterbox). The "Why?" toggle shows or hides it.
+  const RAMP = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]];
+
+  function heatOf(data, photo) {
+    return (data.explain || []).find((h) => h.photo === photo) || null;
+  }
+
+  function drawHeat(canvas, grid) {
+    const rows = grid.length, cols = rows ? grid[0].length : 0;
+    canvas.width = cols;
+    canvas.height = rows;
+    const ctx = canvas.getContext("2d");
+    if (!ctx || !rows || !cols) return;
+    const image = ctx.createImageData(cols, rows);
+    grid.forEach((row, r) => row.forEach((value, c) => {
+      const v = Math.min(1, Math.max(0, Number(value) || 0));
+      const pos = v * (RAMP.length - 1), low = Math.min(Math.floor(pos), RAMP.length - 2), f = pos - low;
+      const at = 4 * (r * cols + c);
+      for (let k = 0; k < 3; k++) image.data[at + k] = Math.round(RAMP[low][k] * (1 - f) + RAMP[low + 1][k] * f);
+      image.data[at + 3] = Math.round(70 + 130 * v);
+    }));
+    ctx.putImageData(image, 0, 0);
+  }
+
+  function withHeat(src, heat, name) {
+    const img = el("img", { src, alt: "" });
+    if (!heat || !Array.isArray(heat.grid)) return img;
+    const canvas = el("canvas", { class: "heat", role: "img", "aria-label": t("result.why", { name }) });
+    drawHeat(canvas, heat.grid);
+    const place = () => {
+      const w = img.naturalWidth, h = img.naturalHeight;
+      if (!w || !h) return;
+      const side = heat.resize === "letterbox" ? Math.max(w, h) : Math.min(w, h);
+      Object.assign(canvas.style, { left: `${(50 * (w - side)) / w}%`, top: `${(50 * (h - side)) / h}%`,
+        width: `${(100 * side) / w}%`, height: `${(100 * side) / h}%` });
+    };
+    img.addEventListener("load", place);
+    if (img.complete) place();
+    return el("span", { class: "why-frame", dataset: { peak: (heat.peak || []).join(",") } }, img, canvas);
+  }
+
+  function toggleWhy() {
+    const on = $("why").checked;
+    $("answers").classList.toggle("why-off", !on);
+    const last = state.last;
+    if (on && last && last.kind === "predict" && !last.data.explain && last.data.mode !== "detect" && state.files) {
+      identify(state.files);  // the answer on screen was asked without explain: ask again, with it
+    }
+  }
+
   function renderObject(o, answeredIn) {
     const best = o.predictions[0];
     const figure = el("figure", { class: "photos" });
-    for (const src of o.images.filter(Boolean)) figure.append(el("img", { src, alt: "" }));
+    const explained = nameFor(best.id, best, o.card, answeredIn);
+    o.images.forEach((src, i) => { if (src) figure.append(withHeat(src, (o.heats || [])[i], explained)); });
     const heading = o.unknown ? t("result.unknown") : nameFor(best.id, best, o.card, answeredIn);
     const scores = el("ol", { class: "scores", "aria-label": t("result.guesses") });
     for (const p of o.predictions) {
@@ -460,6 +516,7 @@
     $("phone-close").addEventListener("click", closePhone);
     $("wrong-form").addEventListener("submit", sendWrong);
     $("wrong-cancel").addEventListener("click", () => $("wrong").close());
+    $("why").addEventListener("change", toggleWhy);
     $("wrong-search").addEventListener("input", fillChoices);
     $("wrong-not-listed").addEventListener("change", (e) => { $("wrong-list").hidden = e.target.checked; });
     document.addEventListener("snapid:lang", () => {
@@ -473,6 +530,7 @@
     fetchJSON("/api/v1/model").then((m) => {
       state.maxFiles = m.max_files || state.maxFiles;
       $("model-line").textContent = ` · ${m.name} ${m.version}`;
+      $("why-option").hidden = !m.explain;
     }).catch(() => {});
     loadClasses().catch(() => {});
     loadSubsets();
