@@ -6,7 +6,8 @@ Photos: the real flowers12 set (224x224 JPEGs) centre-cropped to 3:2 and upscale
 Baseline (what the original student projects did), per image:
     Image.open(path).convert("RGB") → resize short side to 224 (bicubic) → centre crop 224
 Fast path (what `snapid data prepare` does), per image, with the size known from the manifest:
-    snapid.images.decode_file(path, min_size=decode_size(w, h, None, 224, "crop")) → snapid.geometry.fit(img, 224, "crop")
+    snapid.images.decode_file(path, min_size=decode_size(w, h, None, 224, "crop"))
+        → snapid.geometry.fit(img, 224, "crop")
 
 Both run single-threaded in this process over the same files (already in the page cache); the
 figure is images/s, best of --repeats runs. The outputs are compared pixel by pixel (mean
@@ -86,8 +87,8 @@ def print_table(rows: list[dict]) -> None:
     head = ("figure", "measured", "baseline", "ratio", "target", "")
     body = [(r["figure"], r["value"], r["baseline"], r["ratio"], r["target"],
              "" if r.get("met") is None else ("met" if r["met"] else "MISSED")) for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(head, *body)]
-    line = "  ".join("{:<%d}" % w for w in widths)
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *body, strict=True)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
     print(line.format(*head))
     print("  ".join("-" * w for w in widths))
     for row in body:
@@ -161,7 +162,8 @@ def make_photos(n: int, cache_dir: Path = DEFAULT_CACHE, flowers: Path = FLOWERS
     sources = _source_files(flowers)
     if n > len(sources):
         sys.exit(f"--n {n}: flowers12 has only {len(sources)} images")
-    folder = cache_dir / (f"flowers12-{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}-q{QUALITY}" + (f"-grain{grain:g}" if grain else ""))
+    folder = cache_dir / (f"flowers12-{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}-q{QUALITY}"
+                          + (f"-grain{grain:g}" if grain else ""))
     jobs = []
     for cls, src in sources[:n]:
         dst = folder / cls / f"{src.parent.parent.name}_{src.name}"
@@ -215,7 +217,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=100, help="photos to decode per run (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="runs per path; the best is kept (default 3)")
-    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE, help=f"where the photos are kept (default {DEFAULT_CACHE})")
+    parser.add_argument("--cache-dir", type=Path, default=DEFAULT_CACHE,
+                        help=f"where the photos are kept (default {DEFAULT_CACHE})")
     parser.add_argument("--grain", type=float, default=0.0, metavar="SIGMA",
                         help="add Gaussian noise (SIGMA grey levels) to the photos, for files closer to a real phone "
                              "photo's size (default 0: plain upscale)")
@@ -234,14 +237,14 @@ def main() -> int:
 
     # the outputs must match closely, or the speed-up means nothing
     diffs = []
-    for p, (w, h) in zip(paths, sizes):
+    for p, (w, h) in zip(paths, sizes, strict=True):
         a = np.asarray(baseline(p), dtype=np.int16)
         b = np.asarray(fast(p, w, h), dtype=np.int16)
         assert a.shape == b.shape == (SIZE, SIZE, 3), (a.shape, b.shape)
         diffs.append(float(np.abs(a - b).mean()))
 
     base_rate, base_all = best_rate(baseline, [(p,) for p in paths], args.repeats)
-    fast_rate, fast_all = best_rate(fast, [(p, w, h) for p, (w, h) in zip(paths, sizes)], args.repeats)
+    fast_rate, fast_all = best_rate(fast, [(p, w, h) for p, (w, h) in zip(paths, sizes, strict=True)], args.repeats)
     ratio = fast_rate / base_rate
     draft = images.decode_file(paths[0], min_size=geometry.decode_size(*sizes[0], None, SIZE, "crop")).size
 
@@ -264,7 +267,8 @@ def main() -> int:
           f"fast {', '.join(f'{r:.1f}' for r in fast_all)}")
     write_json(args.json, {
         "benchmark": "decode", "machine": info, "n": args.n, "repeats": args.repeats,
-        "photo": {"width": sizes[0][0], "height": sizes[0][1], "quality": QUALITY, "grain": args.grain, "mean_kib": round(mean_kb, 1)},
+        "photo": {"width": sizes[0][0], "height": sizes[0][1], "quality": QUALITY, "grain": args.grain,
+                  "mean_kib": round(mean_kb, 1)},
         "draft_size": list(draft),
         "baseline_images_per_s": round(base_rate, 2), "fast_images_per_s": round(fast_rate, 2),
         "ratio": round(ratio, 3), "target_ratio": TARGET, "target_met": ratio >= TARGET,

@@ -65,7 +65,7 @@ class DecodeLimits:
     timeout_s: float = 5.0  # CPU seconds one open or decode may take (0: no bound)
 
     @classmethod
-    def from_settings(cls, settings, *, upload: bool = False) -> "DecodeLimits":
+    def from_settings(cls, settings, *, upload: bool = False) -> DecodeLimits:
         """The limits ``settings`` (a snapid.config.Settings) set: an upload is capped by the request body
         size, a file on disk by ``max_file_bytes``."""
         return cls(max_pixels=settings.max_pixels, min_side=settings.min_side,
@@ -174,7 +174,8 @@ def open_image(data: bytes | BinaryIO, limits: DecodeLimits = DEFAULT_LIMITS, na
         raise CorruptImage(f"{name}: unreadable image header ({exc})") from None
     width, height = im.size
     if width * height > limits.max_pixels:
-        raise TooManyPixels(f"{name}: {width}x{height} is {width * height:,} pixels, above the cap of {limits.max_pixels:,}")
+        raise TooManyPixels(f"{name}: {width}x{height} is {width * height:,} pixels, "
+                            f"above the cap of {limits.max_pixels:,}")
     if min(width, height) < limits.min_side:
         raise ImageTooSmall(f"{name}: {width}x{height} is smaller than the minimum side of {limits.min_side} px")
     return im
@@ -287,5 +288,6 @@ def _several_scans(im: Image.Image) -> bool:
     return bool(im.info.get("progressive")) or im.fp.first_scan_components() < getattr(im, "layers", 4)
 
 
-def decode_file(path: Path, *, limits: DecodeLimits = DEFAULT_LIMITS, min_size: tuple[int, int] | None = None) -> Image.Image:
+def decode_file(path: Path, *, limits: DecodeLimits = DEFAULT_LIMITS,
+                min_size: tuple[int, int] | None = None) -> Image.Image:
     return decode(read_file(path, limits.max_bytes), limits=limits, min_size=min_size, name=str(path))

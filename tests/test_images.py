@@ -7,12 +7,13 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from snapid import images
 from snapid.errors import CorruptImage, EmptyFile, ImageError, ImageTooSmall, TooManyPixels, UnsupportedImage
-from tests.conftest import encode, png_chunk, png_header, photo, rss_mb, zeros_deflated
+from tests.conftest import encode, photo, png_chunk, png_header, rss_mb, zeros_deflated
 
 JPEG = encode(photo((120, 80)), "JPEG", quality=90)
 
@@ -100,7 +101,7 @@ def test_png_with_huge_ztxt_chunk_is_refused_without_memory_spike():  # row: 100
 
 def test_animated_gif_gives_frame_zero_quickly():  # row: animated GIF with 1000 frames
     frames = [Image.new("P", (40, 40), i % 256) for i in range(1000)]
-    for i, f in enumerate(frames):
+    for f in frames:
         f.putpalette([v for c in range(256) for v in ((c * 7) % 256, c, 255 - c)])
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=10)
@@ -125,7 +126,8 @@ def test_alpha_is_composited_on_white():
     assert im.getpixel((5, 5)) == (255, 0, 0)
     palette = rgba.convert("P")
     palette.info["transparency"] = palette.getpixel((30, 5))
-    assert images.decode(encode(palette, "PNG", transparency=palette.getpixel((30, 5)))).getpixel((30, 5)) == (255, 255, 255)
+    decoded = images.decode(encode(palette, "PNG", transparency=palette.getpixel((30, 5))))
+    assert decoded.getpixel((30, 5)) == (255, 255, 255)
 
 
 def test_16_bit_png_scales_instead_of_clipping():  # row: 16-bit PNG
@@ -159,7 +161,8 @@ def test_real_tiff_is_refused():
 
 def _with_orientation(upright: Image.Image, orientation: int) -> bytes:
     """Store the picture rotated, with the EXIF tag that makes a viewer show it upright."""
-    stored = {3: upright.rotate(180), 6: upright.rotate(90, expand=True), 8: upright.rotate(-90, expand=True)}[orientation]
+    stored = {3: upright.rotate(180), 6: upright.rotate(90, expand=True),
+              8: upright.rotate(-90, expand=True)}[orientation]
     exif = Image.Exif()
     exif[images.ORIENTATION_TAG] = orientation
     return encode(stored, "PNG", exif=exif.tobytes())

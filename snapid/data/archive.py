@@ -6,9 +6,9 @@ past the size limit. The limits are checked while reading, never after: a zip's 
 central directory before anything is decompressed; a tar's members are checked one by one as their
 headers are read (the running total of declared sizes), and the decompressed stream of a compressed
 tar is itself bounded, so a read or seek past 100 times the archive's size (plus 1 MiB, and 3 KiB
-per member for its headers and padding) is refused before it is decompressed: a header declaring gigabytes, or concatenated compressed
-streams, cost no more than the limit. Every byte is counted again while copying, chunk by chunk, so
-a header that lies about sizes cannot get past the caps; zip CRCs are checked, and the number of
+per member for its headers and padding) is refused before it is decompressed: a header declaring gigabytes,
+or concatenated compressed streams, cost no more than the limit. Every byte is counted again while copying,
+chunk by chunk, so a header that lies about sizes cannot get past the caps; zip CRCs are checked, and the number of
 files written must equal the number listed — the pill project lost files silently when unzipping.
 Unpacking goes to a temporary folder renamed at the end, and removed on any refusal.
 """
@@ -106,7 +106,8 @@ def _tar_members(archive: Path, tf: tarfile.TarFile, max_bytes: int, packed: int
 def _check_expansion(archive: Path, total: int, max_bytes: int, packed: int) -> None:
     packed = max(packed, 1)
     if total > MAX_RATIO * packed:
-        raise ArchiveRejected(f"{archive}: expands {total / packed:.0f}x (over {MAX_RATIO}x): refused as a possible zip bomb")
+        raise ArchiveRejected(f"{archive}: expands {total / packed:.0f}x (over {MAX_RATIO}x): "
+                              "refused as a possible zip bomb")
     if total > max_bytes:
         raise ArchiveRejected(f"{archive}: {total:,} bytes unpacked is above the limit of {max_bytes:,}")
 
@@ -190,7 +191,8 @@ def _copy(archive: Path, source, target: Path, declared: int, budget: list[int])
             written += len(chunk)
             budget[0] -= len(chunk)
             if written > declared or budget[0] < 0:
-                raise ArchiveRejected(f"{archive}: {target.name} holds more data than its header says; the archive is refused")
+                raise ArchiveRejected(f"{archive}: {target.name} holds more data than its header says; "
+                                      "the archive is refused")
             out.write(chunk)
     if written != declared:
         raise ArchiveRejected(f"{archive}: {target.name} is truncated ({written} of {declared} bytes)")

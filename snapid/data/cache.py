@@ -15,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from contextlib import contextmanager
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -99,7 +99,9 @@ def render_item(path: Path, item: Item, params: PrepareParams, limits: images.De
                                 where=str(path))
 
 
-def _write_shard(job: tuple[Path, str, list[Item], str, PrepareParams, images.DecodeLimits]) -> tuple[str, int, dict[str, str]]:
+def _write_shard(
+    job: tuple[Path, str, list[Item], str, PrepareParams, images.DecodeLimits],
+) -> tuple[str, int, dict[str, str]]:
     """Render one shard's items and write it atomically. Runs in a worker process."""
     folder, shard, items, root, params, limits = job
     s = params.size
@@ -211,7 +213,7 @@ def _prepare_locked(manifest, folder, params, workers, shard_size, limits, progr
     runner = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 1 else None
     try:
         outcomes = runner.map(_write_shard, jobs) if runner else map(_write_shard, jobs)
-        for job, (_, written, bad) in zip(jobs, outcomes):
+        for job, (_, _written, bad) in zip(jobs, outcomes, strict=True):
             done += len(job[2])
             failed.update(bad)
             if progress:
@@ -238,7 +240,8 @@ def _write_index(manifest, folder, uses, items, located, failed, processed, para
     total = len(uses)
     if failures and len(failures) > FAILURE_LIMIT * total:
         example = next(iter(failures.values()))
-        raise DatasetError(f"{len(failures)} of {total} items could not be prepared (above {FAILURE_LIMIT:.0%}), e.g. {example}")
+        raise DatasetError(f"{len(failures)} of {total} items could not be prepared "
+                           f"(above {FAILURE_LIMIT:.0%}), e.g. {example}")
     table = np.array(rows, dtype=np.int64).reshape(-1, 6)
     index_dir = folder / "index"
     index_dir.mkdir(exist_ok=True)
@@ -254,7 +257,8 @@ def _write_index(manifest, folder, uses, items, located, failed, processed, para
     counts = {name: int((table[:, 3] == code).sum()) for name, code in SPLIT_CODES.items()}
     notes = [f"{len(failures)} items failed and were left out"] if failures else []
     return PrepareReport(dataset=manifest.name, version=manifest.version, cache_dir=str(folder), items=len(rows),
-                         processed=processed, reused=len(items) - processed, failed=failures, splits=counts, notes=notes)
+                         processed=processed, reused=len(items) - processed, failed=failures, splits=counts,
+                         notes=notes)
 
 
 def _atomic_npz(path: Path, **arrays: np.ndarray) -> None:

@@ -129,7 +129,8 @@ def _pill_flat(look: PillLook, length2: float, light_src: np.ndarray) -> tuple[n
         else:
             centres = [(cx, cy)]
             max_w = w * 0.56
-        parts = [(t, px, py) for t, (px, py) in zip(look.imprint, centres)]
+        # strict=False: a capsule has two centres even when its imprint has one part
+        parts = [(t, px, py) for t, (px, py) in zip(look.imprint, centres, strict=False)]
         start = int(h * (0.42 if look.shape == "capsule" else 0.34))
         t = _text_mask((ch, cw), parts, start, max_w, h * 0.46) * mask
         if look.shape == "capsule":  # dark ink on light halves, light ink on dark ones
@@ -148,7 +149,7 @@ def _homography(src: np.ndarray, dst: np.ndarray) -> list[float]:
     """PIL PERSPECTIVE coefficients: for each output (dst) pixel, where to sample in src."""
     a = np.zeros((8, 8))
     b = np.zeros(8)
-    for i, ((X, Y), (x, y)) in enumerate(zip(dst, src)):
+    for i, ((X, Y), (x, y)) in enumerate(zip(dst, src, strict=True)):
         a[2 * i] = [X, Y, 1, 0, 0, 0, -X * x, -Y * x]
         a[2 * i + 1] = [0, 0, 0, X, Y, 1, -X * y, -Y * y]
         b[2 * i], b[2 * i + 1] = x, y
@@ -292,7 +293,7 @@ def render_scene(rng: np.random.Generator, looks: list[PillLook], size: tuple[in
     img[:] = 0.0 if mask_only else bg
     boxes = []
     shadow_off = -light * rng.uniform(2.0, 6.0) * (scale / 80)
-    for (rgb, alpha), (x, y) in zip(sprites, corners):
+    for (rgb, alpha), (x, y) in zip(sprites, corners, strict=True):
         sh, sw = alpha.shape
         if mask_only:
             rgb = np.full_like(rgb, 255.0)

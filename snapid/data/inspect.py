@@ -121,7 +121,9 @@ def sizes(samples: list[Sample]) -> dict:
     ok = (w > 0) & (h > 0)
     aspect = w[ok] / h[ok]
     bins = np.digitize(aspect, ASPECT_EDGES)
-    labels = [f"<{ASPECT_EDGES[0]}"] + [f"{a}-{b}" for a, b in zip(ASPECT_EDGES, ASPECT_EDGES[1:])] + [f">={ASPECT_EDGES[-1]}"]
+    # strict=False: each edge with the next one, so one pair fewer than edges
+    between = [f"{a}-{b}" for a, b in zip(ASPECT_EDGES, ASPECT_EDGES[1:], strict=False)]
+    labels = [f"<{ASPECT_EDGES[0]}"] + between + [f">={ASPECT_EDGES[-1]}"]
     step = max(1, len(samples) // 2000)      # a fixed-stride sample keeps the JSON small and stable
     return {
         "width": _dist(w), "height": _dist(h), "aspect": _dist(aspect), "megapixels": _dist(w * h / 1e6),
@@ -161,7 +163,8 @@ def rejected_files(manifest: Manifest, max_rejected: float) -> dict:
         "count": len(manifest.rejected), "files": total, "share": round(share, 6), "max_share": max_rejected,
         "too_many": share > max_rejected,
         "reasons": dict(Counter(r.reason for r in manifest.rejected).most_common()),
-        "examples": [{"path": r.path, "reason": r.reason, "detail": r.detail} for r in manifest.rejected[:MAX_EXAMPLES]],
+        "examples": [{"path": r.path, "reason": r.reason, "detail": r.detail}
+                     for r in manifest.rejected[:MAX_EXAMPLES]],
     }
 
 
@@ -198,7 +201,7 @@ def near_duplicates(samples: list[Sample], distance: int) -> dict:
 def _box_flags(s: Sample) -> dict[str, list[dict]]:
     """Per-box findings of one sample (lists of example records keyed by finding)."""
     w, h, out = s.facts.width, s.facts.height, defaultdict(list)
-    for k, b in enumerate(s.boxes):
+    for b in s.boxes:
         rec = _brief(s, box=[b.x1, b.y1, b.x2, b.y2], width=w, height=h)
         if b.x1 < -1 or b.y1 < -1 or b.x2 > w + 1 or b.y2 > h + 1:
             out["out_of_bounds"].append(rec)
@@ -209,7 +212,8 @@ def _box_flags(s: Sample) -> dict[str, list[dict]]:
         elif min(b.x2 - b.x1, b.y2 - b.y1) < TINY_BOX:
             out["tiny"].append(rec)
     for note in s.box_notes:
-        kind = "clipped" if "clipped" in note else "normalised_outside" if "normalised coordinates outside" in note else None
+        kind = ("clipped" if "clipped" in note
+                else "normalised_outside" if "normalised coordinates outside" in note else None)
         if kind:
             out[kind].append(_brief(s, note=note))
     return out
@@ -241,10 +245,12 @@ def colour_stats(manifest: Manifest) -> dict:
     """Per class mean colour and 3 x 16-bin RGB histogram as fractions of each channel."""
     table = _class_table(manifest)
     index = {cid: i for i, (cid, _, _) in enumerate(table)}
-    usable = [s for s in manifest.samples if s.label in index and len(s.facts.hist) == 48 and len(s.facts.mean_rgb) == 3]
+    usable = [s for s in manifest.samples
+              if s.label in index and len(s.facts.hist) == 48 and len(s.facts.mean_rgb) == 3]
     cls = np.array([index[s.label] for s in usable], dtype=np.int64)
     n = np.bincount(cls, minlength=len(table))
-    mean = np.stack([np.bincount(cls, [s.facts.mean_rgb[c] for s in usable], minlength=len(table)) for c in range(3)], 1)
+    mean = np.stack([np.bincount(cls, [s.facts.mean_rgb[c] for s in usable], minlength=len(table))
+                     for c in range(3)], 1)
     hist = np.zeros((len(table), 48))
     np.add.at(hist, cls, np.array([s.facts.hist for s in usable], dtype=np.float64).reshape(-1, 48))
     channel_sums = hist.reshape(-1, 3, 16).sum(axis=2, keepdims=True)
@@ -295,9 +301,11 @@ def _class_problems(f: dict) -> list[dict]:
             out.append(_p("error", f"{lack}_class_not_in_train",
                           f"{len(ids)} classes are in {lack} but not in train: {_few(ids)}"))
         if ids := c["missing"].get(f"train_not_in_{lack}"):
-            out.append(_p("warning", f"class_missing_from_{lack}", f"{len(ids)} classes have no {lack} images: {_few(ids)}"))
+            out.append(_p("warning", f"class_missing_from_{lack}",
+                          f"{len(ids)} classes have no {lack} images: {_few(ids)}"))
     if c["empty"]:
-        out.append(_p("warning", "empty_classes", f"{len(c['empty'])} listed classes have no images: {_few(c['empty'])}"))
+        out.append(_p("warning", "empty_classes",
+                      f"{len(c['empty'])} listed classes have no images: {_few(c['empty'])}"))
     if c["small"]["count"]:
         out.append(_p("warning", "small_classes", f"{c['small']['count']} classes ({c['small']['share']:.0%}) have "
                       f"fewer than {c['small']['threshold']} images"))
@@ -315,7 +323,8 @@ def _image_problems(f: dict) -> list[dict]:
             "greyscale": "greyscale images (converted to 3 identical channels)"}
     out += [_p("warning", f"mode_{k}", f"{flags[k]['count']} {text}") for k, text in what.items() if flags[k]["count"]]
     if f["tiny"]["count"]:
-        out.append(_p("warning", "tiny_images", f"{f['tiny']['count']} images are smaller than {f['tiny']['side']} px on a side"))
+        out.append(_p("warning", "tiny_images",
+                      f"{f['tiny']['count']} images are smaller than {f['tiny']['side']} px on a side"))
     return out
 
 
@@ -325,9 +334,11 @@ def _duplicate_problems(f: dict) -> list[dict]:
         out.append(_p("error", "leakage", f"{e['cross_split']['groups']} identical files appear in more than one split "
                       f"({e['cross_split']['samples']} copies)"))
     if e["conflicting_labels"]["groups"]:
-        out.append(_p("error", "conflicting_labels", f"{e['conflicting_labels']['groups']} identical files carry different labels"))
+        out.append(_p("error", "conflicting_labels",
+                      f"{e['conflicting_labels']['groups']} identical files carry different labels"))
     if e["within_split"]["groups"]:
-        out.append(_p("warning", "exact_duplicates", f"{e['within_split']['groups']} files are stored more than once within a split"))
+        out.append(_p("warning", "exact_duplicates",
+                      f"{e['within_split']['groups']} files are stored more than once within a split"))
     if n["cross_split_pairs"]:
         out.append(_p("warning", "near_leakage", f"{n['cross_split_pairs']} near-duplicate pairs straddle splits "
                       f"(perceptual hash within {n['distance']} bits)"))

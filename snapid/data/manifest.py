@@ -42,7 +42,7 @@ class Box:
         return [self.x1, self.y1, self.x2, self.y2, self.label]
 
     @classmethod
-    def from_list(cls, item: list) -> "Box":
+    def from_list(cls, item: list) -> Box:
         return cls(float(item[0]), float(item[1]), float(item[2]), float(item[3]), item[4] if len(item) > 4 else None)
 
     @property

@@ -69,7 +69,8 @@ def find_parts(path: Path) -> Parts | None:
         path = path.with_name(f"{infozip['base']}.zip")
         if not path.is_file():
             raise DatasetError(f"{path}: missing: a split zip's last part is the .zip beside its .z01, .z02 ... parts")
-    if path.suffix.lower() != ".zip" or not path.with_suffix(".z01").is_file() and not path.with_suffix(".Z01").is_file():
+    if (path.suffix.lower() != ".zip"
+            or not path.with_suffix(".z01").is_file() and not path.with_suffix(".Z01").is_file()):
         return None
     disks = _disk_count(path)
     paths = []
@@ -164,7 +165,8 @@ def _rebased_zip(joined: JoinedFile, parts: Parts) -> JoinedFile:
         raise DatasetError(f"{where}: no end-of-archive record")
     _, disk, cd_disk, _, entries, cd_size, cd_offset, comment_len = struct.unpack_from("<4sHHHHIIH", tail, at)
     if 0xFFFF in (disk, cd_disk, entries) or 0xFFFFFFFF in (cd_size, cd_offset):
-        raise DatasetError(f"{where}: a ZIP64 split archive; join it first with `zip -s 0 {parts.name} --out joined.zip`")
+        raise DatasetError(f"{where}: a ZIP64 split archive; "
+                           f"join it first with `zip -s 0 {parts.name} --out joined.zip`")
     if cd_disk >= len(parts.paths):
         raise DatasetError(f"{where}: the directory is on part {cd_disk + 1} of {len(parts.paths)}")
     absolute_cd = joined.starts[cd_disk] + cd_offset
@@ -183,7 +185,8 @@ def _rebased_zip(joined: JoinedFile, parts: Parts) -> JoinedFile:
         position += 46 + name_len + extra_len + note_len
     end = struct.pack("<4sHHHHIIH", EOCD, 0, 0, entries, entries, cd_size, absolute_cd, 0)
     kept, out = absolute_cd, []
-    for (source, size), start in zip(joined.segments, joined.starts):  # the disks up to where the directory starts
+    # the disks up to where the directory starts (strict=False: starts ends with the total, which has no segment)
+    for (source, size), start in zip(joined.segments, joined.starts, strict=False):
         if start >= kept:
             break
         out.append((source, min(size, kept - start)))

@@ -53,7 +53,7 @@ def band_layout(distance: int) -> list[tuple[int, int]]:
     base, extra = divmod(64, count)
     widths = [base + (1 if i < extra else 0) for i in range(count)]
     shifts = [sum(widths[:i]) for i in range(count)]
-    return list(zip(shifts, widths))
+    return list(zip(shifts, widths, strict=True))
 
 
 def near_pairs(values: np.ndarray, distance: int, *, max_bucket: int = MAX_BUCKET,
@@ -85,7 +85,8 @@ def _band_pairs(values: np.ndarray, keys: np.ndarray, distance: int, max_bucket:
     big = sizes > max_bucket
     if big.any():  # truncate oversized buckets and say so: the report must not claim completeness
         stats["capped_buckets"] += int(big.sum())
-        stats["skipped_comparisons"] += int((sizes[big] * (sizes[big] - 1) // 2).sum() - big.sum() * (max_bucket * (max_bucket - 1) // 2))
+        stats["skipped_comparisons"] += int((sizes[big] * (sizes[big] - 1) // 2).sum()
+                                            - big.sum() * (max_bucket * (max_bucket - 1) // 2))
     rank = np.arange(len(sk)) - np.repeat(starts, sizes)      # position inside its bucket
     gsize = np.repeat(np.minimum(sizes, max_bucket), sizes)
     keep = (gsize > 1) & (rank < max_bucket)
@@ -113,7 +114,8 @@ def _band_pairs(values: np.ndarray, keys: np.ndarray, distance: int, max_bucket:
 
 def find_near_duplicates(hexes: Sequence[str], splits: Sequence[str], shas: Sequence[str], distance: int, *,
                          max_examples: int = 50, max_bucket: int = MAX_BUCKET) -> dict:
-    """Counts of near-duplicate sample pairs (not exact duplicates) within and across splits, with example index pairs."""
+    """Counts of near-duplicate sample pairs (not exact duplicates) within and across splits,
+    with example index pairs."""
     values, ok = parse_hashes(hexes)
     rows = np.flatnonzero(ok)
     if len(rows) == 0:
@@ -166,11 +168,14 @@ def _pairs_across(m: np.ndarray) -> np.ndarray:
 
 def _same_hash_counts(inv, sha_code, split_code, per_node, n_split) -> tuple[np.ndarray, np.ndarray]:
     """Pairs inside each identical-hash node that are NOT the same file (same sha256)."""
-    combo, combo_inv = np.unique(inv.astype(np.int64) * (int(sha_code.max(initial=0)) + 1) + sha_code, return_inverse=True)
+    combo, combo_inv = np.unique(inv.astype(np.int64) * (int(sha_code.max(initial=0)) + 1) + sha_code,
+                                 return_inverse=True)
     per_file = _bincount2(combo_inv, split_code, len(combo), n_split)
     node_of_file = combo // (int(sha_code.max(initial=0)) + 1)
-    within = _pairs_within(per_node) - np.bincount(node_of_file, _pairs_within(per_file), minlength=len(per_node)).astype(np.int64)
-    across = _pairs_across(per_node) - np.bincount(node_of_file, _pairs_across(per_file), minlength=len(per_node)).astype(np.int64)
+    within = _pairs_within(per_node) - np.bincount(node_of_file, _pairs_within(per_file),
+                                                   minlength=len(per_node)).astype(np.int64)
+    across = _pairs_across(per_node) - np.bincount(node_of_file, _pairs_across(per_file),
+                                                   minlength=len(per_node)).astype(np.int64)
     return within, across
 
 

@@ -41,11 +41,14 @@ def _header(f: dict) -> str:
     card_html = "".join(f'<div class="card"><b>{number(v)}</b><small>{escape(k)}</small></div>' for k, v in cards)
     probs = f.get("problems", [])
     items = "".join(f'<div class="problem {"error" if p["severity"] == "error" else "warning"}">'
-                    f'<b>{escape(p["severity"])}</b> · {escape(p["code"])}: {escape(p["message"])}</div>' for p in probs)
+                    f'<b>{escape(p["severity"])}</b> · {escape(p["code"])}: {escape(p["message"])}</div>'
+                    for p in probs)
     items = items or '<div class="problem ok">No problems found.</div>'
-    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in [("classes", "Classes"), ("images", "Images"), ("rejected", "Rejected"),
-                                                         ("duplicates", "Duplicates"), ("boxes", "Boxes"), ("colours", "Colours")])
-    meta = f'<p class="note">format {escape(s["format"])} · root {escape(s.get("root"))} · created {escape(s.get("created_at") or "?")}</p>'
+    nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in [("classes", "Classes"), ("images", "Images"),
+                                                         ("rejected", "Rejected"), ("duplicates", "Duplicates"),
+                                                         ("boxes", "Boxes"), ("colours", "Colours")])
+    meta = (f'<p class="note">format {escape(s["format"])} · root {escape(s.get("root"))} · '
+            f'created {escape(s.get("created_at") or "?")}</p>')
     return f"<nav>{nav}</nav>{meta}<section><div class=\"cards\">{card_html}</div><h3>Problems</h3>{items}</section>"
 
 
@@ -60,14 +63,17 @@ def _classes(f: dict) -> str:
         body.append(f'<p class="note">showing the {MAX_CLASSES_CHART} largest of {len(rows)} classes</p>')
     small = c["small"]
     body.append(f'<h3>Classes under {small["threshold"]} images: {number(small["count"])} ({small["share"]:.0%})</h3>')
-    body.append(table(["id", "name", "images"], [[r["id"], r["name"], r["total"]] for r in small["classes"][:MAX_ROWS]], {2}))
+    body.append(table(["id", "name", "images"],
+                      [[r["id"], r["name"], r["total"]] for r in small["classes"][:MAX_ROWS]], {2}))
     for key, ids in c["missing"].items():
         if ids:
             have, lack = key.split("_not_in_")
-            body.append(f"<h3>In {escape(have)} but not in {escape(lack)}: {len(ids)}</h3><p>{escape(', '.join(ids[:MAX_ROWS]))}"
+            body.append(f"<h3>In {escape(have)} but not in {escape(lack)}: {len(ids)}</h3>"
+                        f"<p>{escape(', '.join(ids[:MAX_ROWS]))}"
                         f"{' …' if len(ids) > MAX_ROWS else ''}</p>")
     if c["empty"]:
-        body.append(f'<h3>Listed classes without images: {len(c["empty"])}</h3><p>{escape(", ".join(c["empty"][:MAX_ROWS]))}</p>')
+        body.append(f'<h3>Listed classes without images: {len(c["empty"])}</h3>'
+                    f'<p>{escape(", ".join(c["empty"][:MAX_ROWS]))}</p>')
     return section("classes", "Classes", "".join(body))
 
 
@@ -91,7 +97,7 @@ def _class_chart(rows: list[dict], log: bool) -> str:
         for split in rows[0]["counts"]:
             vals = [r["counts"][split] for r in rows][::-1]
             ax.barh(y, vals, left=left, label=mpl_text(split), color=SPLIT_COLOURS.get(split))
-            left = [a + b for a, b in zip(left, vals)]
+            left = [a + b for a, b in zip(left, vals, strict=True)]
         # above the bars: inside the axes it hides the longest bars, and balanced classes are all the longest
         ax.legend(loc="lower left", bbox_to_anchor=(0, 1), ncol=len(rows[0]["counts"]), fontsize=8, frameon=False,
                   borderaxespad=0.2)
@@ -119,14 +125,15 @@ def _images(f: dict) -> str:
     body.append(table(["flag", "images", "examples"], flag_rows, {1}, {2}))
     body.append(f'<h3>Tiny images (under {tiny["side"]} px): {number(tiny["count"])}</h3>')
     body.append(table(["path", "label", "split", "width", "height"],
-                       [[x["path"], x["label"], x["split"], x["width"], x["height"]] for x in tiny["examples"]], {3, 4}, {0}))
+                       [[x["path"], x["label"], x["split"], x["width"], x["height"]] for x in tiny["examples"]],
+                       {3, 4}, {0}))
     return section("images", "Images", "".join(body))
 
 
 def _size_figure(sz: dict) -> str:
     fig = figure(9, 3.4)
     ax1, ax2 = fig.subplots(1, 2)
-    w, h = zip(*sz["points"])
+    w, h = zip(*sz["points"], strict=True)
     ax1.scatter(w, h, s=6, alpha=0.4, color="#4c78a8", linewidths=0)
     ax1.set_xlabel("width px")
     ax1.set_ylabel("height px")
@@ -139,9 +146,11 @@ def _size_figure(sz: dict) -> str:
 
 
 def _rejected(r: dict) -> str:
-    body = [f'<p>{number(r["count"])} of {number(r["files"])} files rejected ({r["share"]:.2%}; limit {r["max_share"]:.1%})</p>',
+    body = [f'<p>{number(r["count"])} of {number(r["files"])} files rejected '
+            f'({r["share"]:.2%}; limit {r["max_share"]:.1%})</p>',
             table(["reason", "files"], list(map(list, r["reasons"].items())), {1}),
-            table(["path", "reason", "detail"], [[x["path"], x["reason"], x["detail"]] for x in r["examples"]], paths={0})]
+            table(["path", "reason", "detail"], [[x["path"], x["reason"], x["detail"]] for x in r["examples"]],
+                  paths={0})]
     return section("rejected", "Rejected files", "".join(body))
 
 
@@ -168,13 +177,15 @@ def _duplicates(f: dict) -> str:
             f'<h3>Within a split: {number(e["within_split"]["groups"])}</h3>',
             table(heads, _group_rows(e["within_split"]["examples"]), {1}, {2}),
             f'<h3>Near duplicates (perceptual hash within {n["distance"]} bits)</h3>',
-            f'<p>{number(n["cross_split_pairs"])} pairs across splits · {number(n["within_split_pairs"])} within a split · '
+            f'<p>{number(n["cross_split_pairs"])} pairs across splits · '
+            f'{number(n["within_split_pairs"])} within a split · '
             f'{number(n["comparisons"])} comparisons over {number(n["unique_hashes"])} distinct hashes</p>']
     if n["capped"]:
         body.append(f'<p class="problem warning">search capped: {number(n["capped_buckets"])} crowded buckets, '
                     f'{number(n["skipped_comparisons"])} comparisons skipped; counts are lower bounds</p>')
     body += ["<h3>Near duplicates across splits</h3>", table(pair_heads, _pair_rows(n["cross_examples"]), {0}, {1, 3}),
-             "<h3>Near duplicates within a split</h3>", table(pair_heads, _pair_rows(n["within_examples"]), {0}, {1, 3})]
+             "<h3>Near duplicates within a split</h3>",
+             table(pair_heads, _pair_rows(n["within_examples"]), {0}, {1, 3})]
     return section("duplicates", "Duplicates and leakage", "".join(body).replace("\n", "<br>"))
 
 
@@ -182,19 +193,23 @@ def _boxes(b: dict) -> str:
     if not b["count"] and not any(b[k]["count"] for k in ("clipped", "normalised_outside")):
         return section("boxes", "Boxes", '<p class="note">no boxes in this dataset</p>')
     pi = b["per_image"] or {}
-    body = [f'<p>{number(b["count"])} boxes on {number(b["images_with_boxes"])} images · per image: median {number(pi.get("median"))}, '
+    body = [f'<p>{number(b["count"])} boxes on {number(b["images_with_boxes"])} images · '
+            f'per image: median {number(pi.get("median"))}, '
             f'p95 {number(pi.get("p95"))}, max {number(pi.get("max"))}</p>',
             table(["boxes per image", "images"], list(map(list, b["per_image_hist"].items())), {1})]
-    labels = {"out_of_bounds": "outside the image by > 1 px", "clipped": "clipped at import", "degenerate": "zero or negative area",
-              "tiny": f"smaller than {b['tiny_side']} px", "looks_normalised": "coordinates look normalised (all ≤ 1.5)",
+    labels = {"out_of_bounds": "outside the image by > 1 px", "clipped": "clipped at import",
+              "degenerate": "zero or negative area", "tiny": f"smaller than {b['tiny_side']} px",
+              "looks_normalised": "coordinates look normalised (all ≤ 1.5)",
               "normalised_outside": "normalised coordinates outside [0, 1]"}
     body.append(table(["finding", "boxes"], [[text, b[k]["count"]] for k, text in labels.items()], {1}))
     for k, text in labels.items():
         if b[k]["examples"]:
-            rows = [[x["path"], x.get("label"), x.get("box") or x.get("note"), f'{x.get("width", "")}x{x.get("height", "")}'
-                     if "width" in x else ""] for x in b[k]["examples"][:20]]
+            rows = [[x["path"], x.get("label"), x.get("box") or x.get("note"),
+                     f'{x.get("width", "")}x{x.get("height", "")}' if "width" in x else ""]
+                    for x in b[k]["examples"][:20]]
             body.append(f"<h3>{escape(text)}</h3>" + table(["path", "label", "box / note", "image"], rows, paths={0}))
-    body.append("<h3>Boxes per class</h3>" + table(["label", "boxes"], [[x["label"], x["count"]] for x in b["per_class"][:MAX_ROWS]], {1}))
+    body.append("<h3>Boxes per class</h3>"
+                + table(["label", "boxes"], [[x["label"], x["count"]] for x in b["per_class"][:MAX_ROWS]], {1}))
     return section("boxes", "Boxes", "".join(body))
 
 
@@ -204,10 +219,13 @@ def _colours(c: dict) -> str:
         return section("colours", "Colours", '<p class="note">no colour statistics</p>')
     shown = sorted(rows, key=lambda r: -r["images"])[:MAX_CLASSES_COLOUR]
     swatches = "".join(
-        f'<div class="swatch"><i style="background:rgb({",".join(str(max(0, min(255, round(v)))) for v in r["mean_rgb"])})">'
-        f'</i><span>{escape(r["name"])}<br><small>{escape(", ".join(f"{v:.0f}" for v in r["mean_rgb"]))}</small></span></div>'
+        f'<div class="swatch"><i style="background:rgb('
+        f'{",".join(str(max(0, min(255, round(v)))) for v in r["mean_rgb"])})">'
+        f'</i><span>{escape(r["name"])}<br>'
+        f'<small>{escape(", ".join(f"{v:.0f}" for v in r["mean_rgb"]))}</small></span></div>'
         for r in shown)
-    note = f'<p class="note">showing the {MAX_CLASSES_COLOUR} largest of {len(rows)} classes</p>' if len(rows) > len(shown) else ""
+    note = (f'<p class="note">showing the {MAX_CLASSES_COLOUR} largest of {len(rows)} classes</p>'
+            if len(rows) > len(shown) else "")
     return section("colours", "Colours", f'<h3>Mean colour per class</h3><div class="swatches">{swatches}</div>{note}'
                     f'<h3>RGB histograms (16 bins per channel)</h3>{_hist_grid(shown)}')
 
@@ -219,7 +237,7 @@ def _hist_grid(rows: list[dict]) -> str:
     axes = fig.subplots(nrows, cols, squeeze=False)
     for ax in axes.flat[len(rows):]:
         ax.set_axis_off()
-    for ax, r in zip(axes.flat, rows):
+    for ax, r in zip(axes.flat, rows, strict=False):  # the spare axes, switched off above, get no row
         for ch, colour in (("r", "#d62728"), ("g", "#2ca02c"), ("b", "#1f77b4")):
             ax.plot(range(16), r["hist"][ch], color=colour, linewidth=1.2)
         ax.set_title(class_label(r["name"], r["id"], 24), fontsize=8)
@@ -230,10 +248,12 @@ def _hist_grid(rows: list[dict]) -> str:
 
 def _notes(s: dict) -> str:
     notes = s.get("notes") or []
-    return section("notes", "Import notes", "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>") if notes else ""
+    return (section("notes", "Import notes", "<ul>" + "".join(f"<li>{escape(n)}</li>" for n in notes) + "</ul>")
+            if notes else "")
 
 
-def write_report(findings: dict, html_path: Path | str | None = None, json_path: Path | str | None = None) -> list[Path]:
+def write_report(findings: dict, html_path: Path | str | None = None,
+                 json_path: Path | str | None = None) -> list[Path]:
     """Write the HTML and/or JSON report atomically; returns the paths written."""
     written = []
     if json_path is not None:

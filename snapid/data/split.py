@@ -30,7 +30,7 @@ def stratified_group_split(
     rng = np.random.default_rng(seed)
     names = list(fractions)
     out: dict[int, str] = {}
-    for stratum, units in sorted(_units(indices, strata, groups).items()):
+    for _stratum, units in sorted(_units(indices, strata, groups).items()):
         order = rng.permutation(len(units))
         total = sum(len(u) for u in units)
         filled = dict.fromkeys(names, 0)
@@ -71,7 +71,7 @@ def balanced_subsample(strata: list[str], groups: list[str | None], limit: int, 
     """Indices keeping at most ``limit`` samples per stratum, whole groups at a time, chosen at random."""
     rng = np.random.default_rng(seed)
     kept: list[int] = []
-    for stratum, units in sorted(_units(list(range(len(strata))), strata, groups).items()):
+    for _stratum, units in sorted(_units(list(range(len(strata))), strata, groups).items()):
         taken = 0
         for k in rng.permutation(len(units)):
             unit = units[k]

@@ -40,7 +40,8 @@ class Classify:
         from snapid.train.augment import Normalize
 
         pre = trained.preprocess
-        self.model, self.size, self.resize, self.pad = trained.model.eval(), int(pre["size"]), pre["resize"], float(pre["pad"])
+        self.model, self.size, self.resize, self.pad = (trained.model.eval(), int(pre["size"]), pre["resize"],
+                                                        float(pre["pad"]))
         self.normalize = Normalize(tuple(pre["mean"]), tuple(pre["std"]))
         self.ids = [c["id"] for c in trained.classes]
 
@@ -89,7 +90,7 @@ def photo_record(sample, picture: Image.Image, classify: Classify, model, meta: 
         matched = greedy_match(boxes, scores, gt)
         by_gt = {int(g): int(p) for p, g in enumerate(matched) if g >= 0}
         answers = classify([classify.crop(picture, boxes[by_gt[g]]) for g in sorted(by_gt)])
-        found = dict(zip(sorted(by_gt), answers))
+        found = dict(zip(sorted(by_gt), answers, strict=True))
         record["crops"] = [found.get(g) for g in range(len(gt))]
     t3 = time.perf_counter()
     record["ms"] = {"whole": (t1 - t0) * 1000, "detect": (t2 - t1) * 1000, "crops": (t3 - t2) * 1000}
@@ -102,12 +103,14 @@ def tally(records: list[dict]) -> dict:
     multi = [r for r in records if not r["single"]]
     crop_single = [(r["crops"][0] if r["crops"] else r["whole"]) == r["labels"][0] for r in single]
     objects = [(label, r["whole"], crop, gt_crop) for r in multi
-               for label, crop, gt_crop in zip(r["labels"], r["crops"], r["gt_crops"])]
+               for label, crop, gt_crop in zip(r["labels"], r["crops"], r["gt_crops"], strict=True)]
     return {
         "single": {"photos": len(single), "whole_top1": _mean([r["whole"] == r["labels"][0] for r in single]),
-                   "crop_top1": _mean(crop_single), "gt_crop_top1": _mean([r["gt_crops"][0] == r["labels"][0] for r in single]),
+                   "crop_top1": _mean(crop_single),
+                   "gt_crop_top1": _mean([r["gt_crops"][0] == r["labels"][0] for r in single]),
                    "fallback": sum(1 for r in single if not r["crops"])},
-        "multi": {"photos": len(multi), "objects": len(objects), "whole_top1": _mean([w == y for y, w, _, _ in objects]),
+        "multi": {"photos": len(multi), "objects": len(objects),
+                  "whole_top1": _mean([w == y for y, w, _, _ in objects]),
                   "crop_top1": _mean([c == y for y, _, c, _ in objects]),
                   "detected": _mean([c is not None for _, _, c, _ in objects]),
                   "gt_crop_top1": _mean([g == y for y, _, _, g in objects])},
@@ -148,8 +151,10 @@ def compare_two_stage(dataset: str, *, classifier: str, detector: str, workspace
             progress(n, len(samples))
     result = {"dataset": dataset, "version": manifest.version, "split": split, "classifier": classifier,
               "detector": detector, "score_threshold": threshold, "pad": classify.pad, **tally(records),
-              "latency_ms": {k: round(float(np.mean([r["ms"][k] for r in records])), 1) for k in ("whole", "detect", "crops")},
-              "photos": [{k: r[k] for k in ("path", "labels", "whole", "crops", "gt_crops", "boxes")} for r in records[:500]]}
+              "latency_ms": {k: round(float(np.mean([r["ms"][k] for r in records])), 1)
+                             for k in ("whole", "detect", "crops")},
+              "photos": [{k: r[k] for k in ("path", "labels", "whole", "crops", "gt_crops", "boxes")}
+                         for r in records[:500]]}
     path = Path(det_run["run_dir"]) / f"compare-{classifier}-{split}.json"
     atomic_write_json(path, result)
     entry = {"classifier": classifier, "split": split, "path": str(path), "single": result["single"],

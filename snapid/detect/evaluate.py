@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,8 @@ def predict_dataset(model, dataset, *, batch_size: int = 4) -> list[dict[str, np
 
 
 def targets_of(dataset) -> list[dict[str, np.ndarray]]:
-    return [{"boxes": b.numpy(), "labels": l.numpy()} for b, l in (dataset.target(i) for i in range(len(dataset)))]
+    return [{"boxes": b.numpy(), "labels": labels.numpy()}
+            for b, labels in (dataset.target(i) for i in range(len(dataset)))]
 
 
 def _torch(items: list[dict[str, np.ndarray]]) -> list[dict[str, torch.Tensor]]:
@@ -63,7 +64,7 @@ def map_scores(preds, targets, classes: list[str]) -> dict:
     def per_class(result) -> dict[int, float]:
         ids = result["classes"].reshape(-1).tolist()
         values = result["map_per_class"].reshape(-1).tolist()
-        return {int(k): float(v) for k, v in zip(ids, values)}
+        return {int(k): float(v) for k, v in zip(ids, values, strict=True)}
 
     ap, ap50 = per_class(r), per_class(r50)
     return {"map50": _finite(r["map_50"]), "map": _finite(r["map"]), "map75": _finite(r["map_75"]),
@@ -79,7 +80,7 @@ def _finite(value) -> float | None:
 def precision_recall(preds, targets, classes: list[str], threshold: float, iou: float = 0.5) -> dict:
     """Counts and precision/recall at one score threshold, overall and per class (same-label matching)."""
     counts = {c: [0, 0, 0] for c in classes}
-    for p, t in zip(preds, targets):
+    for p, t in zip(preds, targets, strict=True):
         keep = p["scores"] >= threshold
         matched = greedy_match(p["boxes"][keep], p["scores"][keep], t["boxes"], iou=iou,
                                pred_labels=p["labels"][keep], gt_labels=t["labels"])
@@ -106,13 +107,13 @@ def detection_metrics(preds, targets, classes: list[str], threshold: float) -> d
 def gallery(dataset, preds, targets, threshold: float, limit: int = GALLERY) -> list[dict]:
     """Missed ground-truth boxes and false detections, worst first, as small JPEG data URIs."""
     found: list[tuple[float, int, str, np.ndarray, float]] = []
-    for i, (p, t) in enumerate(zip(preds, targets)):
+    for i, (p, t) in enumerate(zip(preds, targets, strict=True)):
         keep = p["scores"] >= threshold
         boxes, scores = p["boxes"][keep], p["scores"][keep]
         matched = greedy_match(boxes, scores, t["boxes"], pred_labels=p["labels"][keep], gt_labels=t["labels"])
         hit = set(matched[matched >= 0].tolist())
         found += [(1.0, i, "missed", t["boxes"][g], 0.0) for g in range(len(t["boxes"])) if g not in hit]
-        found += [(float(s), i, "false", b, float(s)) for b, s, m in zip(boxes, scores, matched) if m < 0]
+        found += [(float(s), i, "false", b, float(s)) for b, s, m in zip(boxes, scores, matched, strict=True) if m < 0]
     found.sort(key=lambda row: -row[0])   # missed first, then the most confident false boxes
     return [{"photo": dataset.samples[i].path, "kind": kind, "score": round(score, 4),
              "box": [round(float(v), 1) for v in box], "thumbnail": _thumbnail(dataset.picture(i), box, kind)}
@@ -149,7 +150,7 @@ def evaluate_detector(name: str, *, workspace: Workspace, engine: Engine, split:
     latency_ms = (time.perf_counter() - started) * 1000 / len(dataset)
     targets = targets_of(dataset)
     result = {"run": name, "split": split, "n": len(dataset), "objects": int(sum(len(t["labels"]) for t in targets)),
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "score_threshold": threshold,
+              "created_at": datetime.now(UTC).isoformat(timespec="seconds"), "score_threshold": threshold,
               "classes": list(meta["classes"]), "size": int(meta["size"]), "latency_ms": round(latency_ms, 1),
               **detection_metrics(preds, targets, list(meta["classes"]), threshold),
               "gallery": gallery(dataset, preds, targets, threshold), "skipped": dict(dataset.failed)}
@@ -157,7 +158,8 @@ def evaluate_detector(name: str, *, workspace: Workspace, engine: Engine, split:
     atomic_write_json(path, result)
     overall = result["at_threshold"]["overall"]
     headline = {"map50": result["map50"], "map": result["map"], "precision": overall["precision"],
-                "recall": overall["recall"], "n": result["n"], "score_threshold": threshold, "latency_ms": result["latency_ms"]}
+                "recall": overall["recall"], "n": result["n"], "score_threshold": threshold,
+                "latency_ms": result["latency_ms"]}
     with transaction(engine) as s:
         track.record_artifact(s, name=name, kind=f"detect_eval_{split}", path=str(path), meta=headline)
     return result

@@ -27,7 +27,8 @@ from snapid.errors import SnapidError
 ARCHS = ("fasterrcnn_mobilenet_v2", "retinanet_mobilenet_v2", "fcos_mobilenet_v2", "ssdlite_mobilenet_v2",
          "fasterrcnn_mobilenet_v2_s16")
 ALIASES = {"fasterrcnn": "fasterrcnn_mobilenet_v2", "retinanet": "retinanet_mobilenet_v2",
-           "fcos": "fcos_mobilenet_v2", "ssdlite": "ssdlite_mobilenet_v2", "fasterrcnn_s16": "fasterrcnn_mobilenet_v2_s16"}
+           "fcos": "fcos_mobilenet_v2", "ssdlite": "ssdlite_mobilenet_v2",
+           "fasterrcnn_s16": "fasterrcnn_mobilenet_v2_s16"}
 # SSDLite predicts from two maps, stride 16 (features[:14], 96 channels) and stride 32 (1280), with
 # default boxes from these fractions of the input side (map k: scales k and sqrt(k * k+1), ratios 2, 3)
 SSD_SCALES = (0.08, 0.3, 0.8)
@@ -122,8 +123,8 @@ def mobilenet_v2_backbone(pretrained: bool, blocks: int | None = None, channels:
 def build_detector(arch: str, num_classes: int, *, pretrained_backbone: bool = True, size: int = 320) -> nn.Module:
     """A torchvision detection model; ``num_classes`` counts background (K object classes → K + 1)."""
     from torchvision.models.detection import FCOS, FasterRCNN, RetinaNet
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.anchor_utils import AnchorGenerator
+    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.ops import MultiScaleRoIAlign
 
     arch = canonical_arch(arch)
@@ -188,7 +189,8 @@ def detector_from_config(config: dict) -> nn.Module:
         return build_detector(config["arch"], int(config["num_classes"]), pretrained_backbone=False,
                               size=int(config["size"]))
     except (KeyError, TypeError, ValueError) as exc:
-        raise SnapidError(f"detector config {config!r} is incomplete ({exc})", code="bad_checkpoint", status=422) from None
+        raise SnapidError(f"detector config {config!r} is incomplete ({exc})", code="bad_checkpoint",
+                          status=422) from None
 
 
 def count_trainable(model: nn.Module) -> int:

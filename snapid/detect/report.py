@@ -57,7 +57,8 @@ def comparisons_of(classifier: str, *, engine: Engine) -> list[dict]:
     found = []
     with transaction(engine) as s:
         detectors = [r["name"] for r in track.list_runs(s) if r["kind"] == "detect"]
-        stored = {d: [a["meta"] for a in track.artifacts(s, name=d) if a["kind"] == "detect_compare"] for d in detectors}
+        stored = {d: [a["meta"] for a in track.artifacts(s, name=d) if a["kind"] == "detect_compare"]
+                  for d in detectors}
     for detector in sorted(stored):
         for meta in stored[detector]:
             entries = meta.get("comparisons") or [meta]   # artifacts from before the list: the one comparison
@@ -128,7 +129,8 @@ def detector_subject(name: str, run: dict, *, workspace: Workspace, engine: Engi
 
 def detector_sections(subject: dict, anchor: str) -> str:
     run, ev = subject["run"], subject["eval"]
-    head = (f'<section id="{anchor}"><h2>{escape(run["name"])} <small>detector · {escape(run["model"])} · {escape(run["dataset"])} '
+    head = (f'<section id="{anchor}"><h2>{escape(run["name"])} '
+            f'<small>detector · {escape(run["model"])} · {escape(run["dataset"])} '
             f'v{escape(run["dataset_version"])} · {escape(ev.get("split"))} split, {number(ev.get("n"))} photos, '
             f'{number(ev.get("objects"))} boxes</small></h2>{_headline(ev)}'
             f'{_note(subject["note"]) if subject["note"] else ""}</section>')
@@ -140,7 +142,8 @@ def _headline(ev: dict) -> str:
         return ""
     overall = (ev.get("at_threshold") or {}).get("overall") or {}
     threshold, latency = ev.get("score_threshold"), ev.get("latency_ms")
-    cards = [("mAP@0.5", _pct(ev.get("map50"))), ("mAP@0.5:0.95", _pct(ev.get("map"))), ("mAP@0.75", _pct(ev.get("map75"))),
+    cards = [("mAP@0.5", _pct(ev.get("map50"))), ("mAP@0.5:0.95", _pct(ev.get("map"))),
+             ("mAP@0.75", _pct(ev.get("map75"))),
              (f"precision at score ≥ {threshold}", _pct(overall.get("precision"))),
              (f"recall at score ≥ {threshold}", _pct(overall.get("recall"))),
              ("latency ms/photo", f"{latency:.1f}" if isinstance(latency, (int, float)) else "—")]
@@ -158,7 +161,8 @@ def _per_class(ev: dict, anchor: str) -> str:
              _pct((pr.get(c) or {}).get("recall")), *((pr.get(c) or {}).get(k) for k in ("tp", "fp", "fn"))]
             for c in classes[:MAX_CLASS_ROWS]]
     note = _note(f"the first {MAX_CLASS_ROWS} of {len(classes)} classes") if len(classes) > MAX_CLASS_ROWS else ""
-    headers = ["class", "AP@0.5", "AP@0.5:0.95", "precision", "recall", "true boxes found", "false boxes", "missed boxes"]
+    headers = ["class", "AP@0.5", "AP@0.5:0.95", "precision", "recall", "true boxes found", "false boxes",
+               "missed boxes"]
     return section(f"{anchor}-classes", "Per class", table(headers, rows, {5, 6, 7}) + note)
 
 
@@ -167,7 +171,8 @@ def _curves(subject: dict, anchor: str) -> str:
     if not epochs:
         return section(f"{anchor}-curves", "Training curves", _note("no epochs recorded"))
     # detector epochs keep val mAP@0.5 in the `top1` column (train.py)
-    rows = [[e["epoch"], e["train_loss"], e["val_loss"], e["top1"], e["lr"], e["seconds"]] for e in epochs[-MAX_EPOCH_ROWS:]]
+    rows = [[e["epoch"], e["train_loss"], e["val_loss"], e["top1"], e["lr"], e["seconds"]]
+            for e in epochs[-MAX_EPOCH_ROWS:]]
     epoch_table = table(["epoch", "train loss", "val loss", "val mAP@0.5", "lr", "seconds"], rows, {0, 1, 2, 3, 4, 5})
     return section(f"{anchor}-curves", "Training curves", detector_curves(epochs) + epoch_table)
 

@@ -242,7 +242,7 @@ def _train_epoch(state: DetectState, model, train_set, optimizer, total: int, ep
     state.reporter.phase(f"epoch {epoch}", len(loader))
     chunk = config["batch_size"]  # halved for the rest of the epoch when a step runs out of GPU memory
     for i, (pictures, targets) in enumerate(loader, start=1):
-        def step(start: int, stop: int) -> None:
+        def step(start: int, stop: int, pictures=pictures, targets=targets) -> None:
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(p["step"], total, config["lr"])
             optimizer.zero_grad(set_to_none=True)
@@ -271,7 +271,7 @@ def _validate(model, val_set, classes: list[str]) -> dict:
             module.eval()
     losses, chunk = [], 4
     for pictures, targets in torch.utils.data.DataLoader(val_set, batch_size=4, collate_fn=collate):
-        chunk = in_batches(len(pictures), chunk, lambda a, b: losses.append(
+        chunk = in_batches(len(pictures), chunk, lambda a, b, pictures=pictures, targets=targets: losses.append(
             float(sum(model(pictures[a:b], targets[a:b]).values()))), what="detector validation")
     scores = map_scores(predict_dataset(model, val_set), targets_of(val_set), classes)
     # the runs table has classification columns: mAP@0.5 goes in `top1` so the dashboard draws it

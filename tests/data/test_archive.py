@@ -159,8 +159,8 @@ def test_a_split_archive_keeps_the_one_part_checks(tmp_path):
     with zipfile.ZipFile(bomb, "w") as zf:
         zf.writestr("../outside.txt", b"x" * 50_000)
         zf.writestr("ok.txt", b"y" * 50_000)
-    subprocess.run(["split", "-b", "20k", "-a", "3", "-d", "--numeric-suffixes=1", str(bomb), str(tmp_path / "evil.zip.")],
-                   check=True)
+    subprocess.run(["split", "-b", "20k", "-a", "3", "-d", "--numeric-suffixes=1", str(bomb),
+                    str(tmp_path / "evil.zip.")], check=True)
     with pytest.raises(ArchiveRejected, match="outside"):
         unpack(tmp_path / "evil.zip.001", tmp_path / "out")
     assert not (tmp_path / "outside.txt").exists()

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from snapid.data.cache import Item, PrepareParams, existing_shards, index_path, prepare, render_item
-from snapid.importer import import_dataset
 from snapid.errors import DatasetError
 from snapid.images import DEFAULT_LIMITS
+from snapid.importer import import_dataset
 from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from tests.conftest import write_image
@@ -84,7 +84,8 @@ def test_crop_boxes_gives_one_item_per_box(tmp_path, engine, home):
     m = load(engine, "boxes")
     report = prepare(m, home, PrepareParams(size=32, crop_boxes=True, pad=0.1))
     assert report.items == 12
-    meta = json.loads(index_path(home, PrepareParams(size=32, crop_boxes=True, pad=0.1), "boxes", m.version).read_text())
+    params = PrepareParams(size=32, crop_boxes=True, pad=0.1)
+    meta = json.loads(index_path(home, params, "boxes", m.version).read_text())
     assert [c["id"] for c in meta["classes"]] == ["left", "right"]
     with pytest.raises(DatasetError):
         prepare(load(engine, "boxes"), home, PrepareParams(size=8))

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from snapid.importer import import_dataset
 from snapid.errors import AnnotationError, DatasetError, NotFound
+from snapid.importer import import_dataset
 from snapid.track import datasets as dataset_store
 from snapid.track.db import transaction
 from tests.conftest import encode, photo, shared_dataset, write_image

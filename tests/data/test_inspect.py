@@ -41,7 +41,8 @@ def sample(label: str | None, split: str = "train", path: str | None = None, box
                   group=None, facts=facts(**kw), box_notes=list(notes))
 
 
-def manifest(samples: list[Sample], classes: list[str] | None = None, rejected=(), names: dict | None = None) -> Manifest:
+def manifest(samples: list[Sample], classes: list[str] | None = None, rejected=(),
+             names: dict | None = None) -> Manifest:
     ids = classes if classes is not None else sorted({s.label for s in samples if s.label is not None})
     names = names or {}
     return Manifest(name="toy", version=1, format="folder", root="/data/toy",
@@ -67,7 +68,8 @@ def test_clean_dataset_has_no_errors_and_is_json():
 
 
 def test_imbalance_and_small_classes():
-    samples = [sample("big") for _ in range(100)] + [sample("mid") for _ in range(20)] + [sample("few") for _ in range(4)]
+    samples = ([sample("big") for _ in range(100)] + [sample("mid") for _ in range(20)]
+               + [sample("few") for _ in range(4)])
     f = inspect_manifest(manifest(samples, classes=["big", "mid", "few", "none"]))
     c = f["classes"]
     assert c["imbalance"] == 25.0 and c["largest"] == 100 and c["smallest"] == 4
@@ -120,7 +122,8 @@ def test_near_duplicate_across_splits_found_at_2_bits_not_at_10():
 def test_exact_duplicates_are_not_near_duplicates():
     base = unique_phash()
     samples = balanced() + [sample("a", "train", sha="s", phash=base), sample("a", "val", sha="s", phash=base),
-                            sample("a", "train", phash=base)]   # a different file with the same hash: near, within train
+                            # a different file with the same hash: near, within train
+                            sample("a", "train", phash=base)]
     n = inspect_manifest(manifest(samples))["near_duplicates"]
     assert n["within_split_pairs"] == 1 and n["cross_split_pairs"] == 1
 
@@ -184,14 +187,17 @@ def test_near_pairs_match_brute_force():
     for d in (0, 3, 4, 7):
         a, b, got, _ = near_pairs(values, d)
         i, j = np.triu_indices(len(values), 1)
-        assert set(zip(a.tolist(), b.tolist())) == set(zip(i[dist[i, j] <= d].tolist(), j[dist[i, j] <= d].tolist()))
+        near = dist[i, j] <= d
+        assert (set(zip(a.tolist(), b.tolist(), strict=True))
+                == set(zip(i[near].tolist(), j[near].tolist(), strict=True)))
         assert (got == dist[a, b]).all()
 
 
 def test_near_duplicates_scale_100k():
     rng = np.random.default_rng(0)
     n = 100_000
-    values = rng.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2) + rng.integers(0, 2, size=n, dtype=np.uint64)
+    values = (rng.integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2)
+              + rng.integers(0, 2, size=n, dtype=np.uint64))
     planted = [(i, n - 1 - i, i % 5) for i in range(8)]
     for i, j, bits in planted:
         values[j] = values[i] ^ np.uint64((1 << bits) - 1 << 20)

@@ -14,13 +14,13 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
-from snapid.data.sources.formats import read_source
 from snapid.data.sources.files import inside_root, peek_sidecar, read_sidecar
+from snapid.data.sources.formats import read_source
 from snapid.errors import AnnotationError, UnsafeFile
 from tests.data.test_sources import aihub_doc, coco_doc, img, voc_xml, write
 

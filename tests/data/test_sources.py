@@ -14,7 +14,6 @@ from snapid.data.sources import ReadOptions
 from snapid.data.sources.common import ImageIndex, rel_path, walk_files
 from snapid.data.sources.formats import detect_format, read_source
 from snapid.errors import AnnotationError, DatasetError, NotFound
-
 from tests.conftest import SHARED_DATASETS as SHARED  # noqa: E402
 
 

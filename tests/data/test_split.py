@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import Counter
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from snapid.data.split import assign_splits, balanced_subsample, stratified_group_split
 
@@ -13,8 +14,9 @@ def test_no_given_split_makes_80_10_10_per_class():
     strata = ["a"] * 100 + ["b"] * 50
     splits, notes = assign_splits([None] * 150, strata, [None] * 150, seed=1)
     for label, n in (("a", 100), ("b", 50)):
-        counts = Counter(s for s, l in zip(splits, strata) if l == label)
-        assert counts["train"] == round(0.8 * n) and counts["val"] == round(0.1 * n) and counts["test"] == round(0.1 * n)
+        counts = Counter(s for s, stratum in zip(splits, strata, strict=True) if stratum == label)
+        assert (counts["train"] == round(0.8 * n) and counts["val"] == round(0.1 * n)
+                and counts["test"] == round(0.1 * n))
     assert "80/10/10" in notes[0]
 
 
@@ -45,7 +47,8 @@ def test_given_splits_are_kept_and_val_is_carved_from_train():
     splits, notes = assign_splits(given, strata, [None] * 100, seed=0)
     assert splits[90:] == ["test"] * 10
     for label in "ab":  # 45 train images each: 10% is 4.5, so 4 or 5 go to val
-        assert Counter(s for s, l in zip(splits[:90], strata[:90]) if l == label)["val"] in (4, 5)
+        counts = Counter(s for s, stratum in zip(splits[:90], strata[:90], strict=True) if stratum == label)
+        assert counts["val"] in (4, 5)
     assert "val" in notes[0]
 
 

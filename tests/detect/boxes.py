@@ -40,8 +40,9 @@ def shapes_photo(rng: np.random.Generator, size: tuple[int, int], sides: tuple[i
     return picture, objects
 
 
-def write_voc(root: Path, n: int, *, seed: int = 0, size: tuple[int, int] = (160, 120), sides: tuple[int, int] = (24, 56),
-              labels: tuple[str, ...] = ("shape",), most: int = 3, split: tuple[float, float] = (0.7, 0.8)) -> Path:
+def write_voc(root: Path, n: int, *, seed: int = 0, size: tuple[int, int] = (160, 120),
+              sides: tuple[int, int] = (24, 56), labels: tuple[str, ...] = ("shape",), most: int = 3,
+              split: tuple[float, float] = (0.7, 0.8)) -> Path:
     """``n`` photos with Annotations/, JPEGImages/ (PNG files) and ImageSets/Main/{train,val,test}.txt:
     the first 70 % train, the next 10 % val, the rest test (``split`` holds the two cut points)."""
     rng = np.random.default_rng(seed)
@@ -54,7 +55,8 @@ def write_voc(root: Path, n: int, *, seed: int = 0, size: tuple[int, int] = (160
         picture.save(root / "JPEGImages" / f"{stem}.png")
         xml = "".join(f"<object><name>{escape(label)}</name><bndbox><xmin>{b[0]}</xmin><ymin>{b[1]}</ymin>"
                       f"<xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>" for b, label in objects)
-        (root / "Annotations" / f"{stem}.xml").write_text(f"<annotation><filename>{stem}.png</filename>{xml}</annotation>")
+        (root / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.png</filename>{xml}</annotation>")
         sets["train" if i < n * split[0] else "val" if i < n * split[1] else "test"].append(stem)
     for name, stems in sets.items():
         (root / "ImageSets" / "Main" / f"{name}.txt").write_text("".join(f"{s}\n" for s in stems))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from snapid.importer import import_dataset
 from snapid.detect.compare import compare_two_stage
 from snapid.detect.train import train_detector
+from snapid.importer import import_dataset
 from snapid.run_report import render_report
 from snapid.track import runs as track
 from snapid.track.db import transaction
@@ -56,9 +56,11 @@ def test_the_classifier_report_holds_every_comparison(trained, home, engine):
     for split, result in trained.items():
         s, m = result["single"], result["multi"]
         expected = ["det", split, str(s["photos"]), pct(s["whole_top1"]), pct(s["crop_top1"]), pct(s["gt_crop_top1"]),
-                    str(s["fallback"]), str(m["objects"]), pct(m["whole_top1"]), pct(m["crop_top1"]), pct(m["detected"])]
+                    str(s["fallback"]), str(m["objects"]), pct(m["whole_top1"]), pct(m["crop_top1"]),
+                    pct(m["detected"])]
         assert table_row(html, "r0-detect-compare", ["det", split]) == expected
-    assert SCRIPT not in html and "&lt;script&gt;" not in html.split('id="r0-detect-compare"')[1]   # no class names there
+    # no class names there
+    assert SCRIPT not in html and "&lt;script&gt;" not in html.split('id="r0-detect-compare"')[1]
 
 
 def test_a_detector_report_escapes_class_names(trained, home, engine):

@@ -48,11 +48,13 @@ def test_a_completed_run_continues_with_more_epochs(pills, home, engine):
 @pytest.mark.slow
 def test_fewer_epochs_than_done_is_refused_naming_both(pills, home, engine):
     with pytest.raises(KeyboardInterrupt):   # Ctrl-C after the second epoch of three
-        train_detector(pills, workspace=home, engine=engine, epochs=3, name="det", reporter=Epochs(stop_after=1), **TINY)
+        train_detector(pills, workspace=home, engine=engine, epochs=3, name="det", reporter=Epochs(stop_after=1),
+                       **TINY)
     with pytest.raises(SnapidError, match="--epochs 1 is fewer than the 2 epochs run 'det' has already done"):
         train_detector("", workspace=home, engine=engine, resume="det", epochs=1)
     assert _run(engine, "det")[0]["status"] == "stopped"
     reporter = Epochs()
-    train_detector("", workspace=home, engine=engine, resume="det", epochs=2, reporter=reporter)  # the budget lowered to what was done
+    # the budget lowered to what was done
+    train_detector("", workspace=home, engine=engine, resume="det", epochs=2, reporter=reporter)
     run, rows = _run(engine, "det")
     assert reporter.records == [] and run["status"] == "completed" and run["config"]["epochs"] == 2 and len(rows) == 2

@@ -64,7 +64,8 @@ def test_train_track_resume_and_evaluate(pills, home, engine):
     with transaction(engine) as s:
         run = track.get_run(s, name="det")
         kinds = {a["kind"] for a in track.artifacts(s, name="det")}
-    assert (run["kind"], run["status"], run["model"], run["monitor"]) == ("detect", "completed", "fasterrcnn_mobilenet_v2", "val_map50")
+    assert (run["kind"], run["status"], run["model"], run["monitor"]) == ("detect", "completed",
+                                                                          "fasterrcnn_mobilenet_v2", "val_map50")
     assert run["config"] == config and "checkpoint_best" in kinds
 
     model, meta = load_detector("det", engine=engine)

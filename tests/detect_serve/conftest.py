@@ -21,7 +21,8 @@ def spread_heads(model, seed: int = 1, scale: float = 0.1):
 
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for part, s in ((model.rpn.head, scale), (model.roi_heads.box_predictor, scale / 2), (model.roi_heads.box_head, scale / 5)):
+        for part, s in ((model.rpn.head, scale), (model.roi_heads.box_predictor, scale / 2),
+                        (model.roi_heads.box_head, scale / 5)):
             for p in part.parameters():
                 p.copy_(torch.randn(p.shape, generator=g) * s)
     return model.eval()
@@ -42,7 +43,7 @@ def squares_photo(size=(200, 120), fmt: str = "PNG", boxes=((20, 20, 70, 70), (1
     """A grey photo with coloured squares at ``boxes`` (x1, y1, x2, y2)."""
     rng = np.random.default_rng(0)
     arr = np.full((size[1], size[0], 3), 128, np.int16) + rng.integers(-6, 6, (size[1], size[0], 3))
-    for (x1, y1, x2, y2), rgb in zip(boxes, colours):
+    for (x1, y1, x2, y2), rgb in zip(boxes, colours, strict=True):
         arr[y1:y2, x1:x2] = rgb
     buf = io.BytesIO()
     Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(buf, fmt, **({"quality": 92} if fmt == "JPEG" else {}))
@@ -62,7 +63,8 @@ def fixed_box_detector(boxes_s: np.ndarray, scores: list[float], size: int) -> b
          helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["K"]),
          helper.make_tensor_value_info("labels", TensorProto.INT64, ["K"])],
         initializer=[helper.make_tensor("base_scores", TensorProto.FLOAT, (k,), np.asarray(scores, np.float32)),
-                     helper.make_tensor("base_boxes", TensorProto.FLOAT, (k, 4), np.asarray(boxes_s, np.float32).ravel()),
+                     helper.make_tensor("base_boxes", TensorProto.FLOAT, (k, 4),
+                                        np.asarray(boxes_s, np.float32).ravel()),
                      helper.make_tensor("base_labels", TensorProto.INT64, (k,), np.ones(k, np.int64))])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8

@@ -8,8 +8,8 @@ import pytest
 from snapid.config import Settings
 from tests.detect_serve.conftest import squares_photo
 from tests.detect_serve.test_two_stage import detector_bundle
-from tests.serve.test_dashboard_browser import WAIT_MS, Page, browser  # noqa: F401  (browser: a fixture)
 from tests.helpers import free_port, live_server
+from tests.serve.test_dashboard_browser import WAIT_MS, Page, browser  # noqa: F401  (browser: a fixture)
 
 
 @pytest.fixture
@@ -45,7 +45,8 @@ def test_the_fallback_is_said_on_the_page(page):
 
     from tests.conftest import encode
 
-    page.set_input_files("#file-input", [{"name": "d.png", "mimeType": "image/png", "buffer": encode(Image.new("RGB", (80, 60)), "PNG")}])
+    page.set_input_files("#file-input", [{"name": "d.png", "mimeType": "image/png",
+                                          "buffer": encode(Image.new("RGB", (80, 60)), "PNG")}])
     page.wait_for_selector("#answers .fallback", timeout=WAIT_MS)
     assert "whole photo" in page.locator("#answers .fallback").text_content()
     assert page.locator("#answers article.answer").count() == 1

@@ -43,7 +43,8 @@ def detector_bundle(path: Path, *, photo_size=(PHOTO_W, PHOTO_H), boxes=BOXES, o
     photo of ``photo_size`` (mapped into its letterbox) with scores 0.9 and 0.8 times the brightest pixel."""
     layout = letterbox_geometry(*photo_size, DET_SIZE)
     files_ = {**bundle_files(), "knowledge.json": json.dumps(KNOWLEDGE).encode(),
-              "detector.onnx": onnx_bytes or fixed_box_detector(to_letterbox(boxes, *layout), [0.9, 0.8][:len(boxes)], DET_SIZE),
+              "detector.onnx": onnx_bytes or fixed_box_detector(to_letterbox(boxes, *layout), [0.9, 0.8][:len(boxes)],
+                                                                DET_SIZE),
               "detector.json": json.dumps(spec or detector_spec()).encode()}
     write_bundle(path, files_, info={"name": "two-stage", "version": "1"})
     return path
@@ -61,7 +62,7 @@ def test_every_object_gets_its_box_in_original_pixels_and_the_rules_span_them(cl
     assert answer["mode"] == "detect" and answer["fallback"] is None and answer["photos"] == 1
     objects = answer["objects"]
     assert [o["predictions"][0]["id"] for o in objects] == ["red", "green"]
-    for o, expected in zip(objects, BOXES):
+    for o, expected in zip(objects, BOXES, strict=True):
         assert o["box"] == pytest.approx(list(expected), abs=0.02)   # letterbox → original pixels, exactly
         assert o["photo"] == 0 and not o["unknown"]
     first, second = (o["detector_score"] for o in objects)  # 0.9 and 0.8 x the letterbox's brightest pixel
@@ -76,8 +77,9 @@ def test_every_object_gets_its_box_in_original_pixels_and_the_rules_span_them(cl
 
 
 def black_photo() -> bytes:
-    from tests.conftest import encode
     from PIL import Image
+
+    from tests.conftest import encode
 
     return encode(Image.new("RGB", (80, 60)), "PNG")
 
@@ -102,7 +104,7 @@ def test_served_crops_equal_the_prepared_cache_items(tmp_path):
     found = detect_and_crop(data, model.detector, model.spec, images.DEFAULT_LIMITS, "photo.jpg")
     assert len(found.detections) == 2 and found.crops.shape == (2, 32, 32, 3)
     params = PrepareParams(size=model.spec.size, resize=model.spec.resize, crop_boxes=True, pad=PAD)
-    for detection, crop in zip(found.detections, found.crops):
+    for detection, crop in zip(found.detections, found.crops, strict=True):
         region = geometry.padded_box(detection.box, PAD, *size)
         item = Item(key="k", path="photo.jpg", width=size[0], height=size[1], box=region)
         assert np.array_equal(crop, render_item(path, item, params, images.DEFAULT_LIMITS))

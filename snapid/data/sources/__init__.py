@@ -6,9 +6,9 @@ decode pixels; paths they yield are relative to ``Source.root`` with POSIX separ
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from snapid.data.manifest import ClassInfo, Entry
 

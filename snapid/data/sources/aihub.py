@@ -14,8 +14,17 @@ from typing import Any
 
 from snapid.data.manifest import Box, ClassInfo, Entry
 from snapid.data.sources import ReadOptions, Source
-from snapid.data.sources.common import (MAX_SIDECAR_BYTES, ImageIndex, count_note, is_image, load_json, require_dir,
-                                        single_label, split_of, walk_files)
+from snapid.data.sources.common import (
+    MAX_SIDECAR_BYTES,
+    ImageIndex,
+    count_note,
+    is_image,
+    load_json,
+    require_dir,
+    single_label,
+    split_of,
+    walk_files,
+)
 from snapid.errors import AnnotationError, DatasetError
 
 

@@ -76,7 +76,7 @@ def choose_jsons(folder: Path) -> list[tuple[Path, str | None]]:
     if None in splits or len(set(splits)) != len(splits):
         raise DatasetError(f"{folder}: several COCO JSON files ({', '.join(rel_path(folder, p) for p in found)}); "
                            "give one file")
-    return list(zip(found, splits))
+    return list(zip(found, splits, strict=True))
 
 
 def base_candidates(json_file: Path, root: Path | None) -> list[Path]:
@@ -129,7 +129,8 @@ def parse(root: Path, file: Path) -> dict:
     return data
 
 
-def read_one(file: Path, split: str | None, folder: Path | None) -> tuple[list[Entry], list[ClassInfo], list[str], Path]:
+def read_one(file: Path, split: str | None,
+             folder: Path | None) -> tuple[list[Entry], list[ClassInfo], list[str], Path]:
     data = parse(folder or file.parent, file)
     classes = [ClassInfo(str(c.get("id")), str(c.get("name") or c.get("id"))) for c in data["categories"]
                if isinstance(c, dict)]
@@ -143,10 +144,11 @@ def read_one(file: Path, split: str | None, folder: Path | None) -> tuple[list[E
     root = folder or Path(os.path.commonpath([file.parent, base]))
     prefix = rel_path(root, base)
     entries = []
-    for img, name in zip(images, names):
+    for img, name in zip(images, names, strict=True):
         rel = name if prefix == "." else f"{prefix}/{name}"
         found = boxes.get(img["id"], [])
-        entries.append(Entry(rel_path(root, rel), single_label(found), split, found, where=f"{file.name}: image {img['id']}"))
+        entries.append(Entry(rel_path(root, rel), single_label(found), split, found,
+                             where=f"{file.name}: image {img['id']}"))
     notes += [f"{file.name}: {crowd} crowd boxes skipped"] if crowd else []
     return entries, classes, notes, root
 

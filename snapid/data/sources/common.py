@@ -13,8 +13,9 @@ import posixpath
 import re
 import unicodedata
 from collections import defaultdict
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from snapid.data.manifest import Box, Entry, normalize_split
 from snapid.data.sources.files import read_sidecar
@@ -225,7 +226,8 @@ class EntryMerger:
         if len(labels) > 1 and path in self._boxless:
             # several labels are fine for boxes of one image, not for whole-image labels
             first = self.entries[path].where
-            raise AnnotationError(f"{where}: {path!r} is labelled {sorted(labels)} by different rows (first at {first})")
+            raise AnnotationError(f"{where}: {path!r} is labelled {sorted(labels)} by different rows "
+                                  f"(first at {first})")
         self.entries[path].label = label if len(labels) == 1 else None
 
     @staticmethod

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Callable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterator
 
-from snapid.data.sources import FORMATS, ReadOptions, Source
-from snapid.data.sources import coco, csv, plantnet, yolo
+from snapid.data.sources import FORMATS, ReadOptions, Source, coco, csv, plantnet, yolo
 from snapid.data.sources.common import is_candidate, load_json, split_name
 from snapid.data.sources.files import peek_sidecar, present
 from snapid.errors import AnnotationError, DatasetError, NotFound, UnsafeFile

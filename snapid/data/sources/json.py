@@ -63,7 +63,7 @@ def box_cells(box: Any, label: str, where: str) -> dict[str, str]:
         cells = {k: _text(box.get(k)) for k in BOX_KEYS}
         return cells | {"label": _text(box.get("label")) or label}
     if isinstance(box, list) and len(box) in (4, 5):
-        cells = dict(zip(BOX_KEYS, map(_text, box[:4])))
+        cells = dict(zip(BOX_KEYS, map(_text, box[:4]), strict=True))
         return cells | {"label": _text(box[4]) if len(box) == 5 and box[4] is not None else label}
     raise AnnotationError(f"{where}: a box must be [x1, y1, x2, y2, label?] or an object, got {box!r}")
 

@@ -14,8 +14,15 @@ from typing import Any
 
 from snapid.data.manifest import ClassInfo, Entry, normalize_split
 from snapid.data.sources import ReadOptions, Source
-from snapid.data.sources.common import (count_note, is_candidate, load_csv, load_json, require_dir,
-                                        split_name, walk_files)
+from snapid.data.sources.common import (
+    count_note,
+    is_candidate,
+    load_csv,
+    load_json,
+    require_dir,
+    split_name,
+    walk_files,
+)
 from snapid.data.sources.files import present
 from snapid.errors import AnnotationError
 
@@ -65,8 +72,10 @@ def load_metadata(root: Path, file: Path) -> dict[str, Meta]:
         header = [c.lower() for c in rows[0][1]] if rows else []
         id_col = next((header.index(k) for k in ID_KEYS if k in header), None)
         if id_col is None:
-            raise AnnotationError(f"{file}: no image id column ({', '.join(ID_KEYS)}); columns found: {', '.join(header)}")
-        records = [(_stem(cells[id_col]), dict(zip(header, cells))) for _, cells in rows[1:]]
+            raise AnnotationError(f"{file}: no image id column ({', '.join(ID_KEYS)}); "
+                                  f"columns found: {', '.join(header)}")
+        # strict=False: a row shorter than the header leaves its last columns out, a longer one its extra cells
+        records = [(_stem(cells[id_col]), dict(zip(header, cells, strict=False))) for _, cells in rows[1:]]
     else:
         data = load_json(root, file)
         if isinstance(data, dict):

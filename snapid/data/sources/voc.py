@@ -17,8 +17,18 @@ import defusedxml.ElementTree as DET
 
 from snapid.data.manifest import Box, ClassInfo, Entry
 from snapid.data.sources import ReadOptions, Source
-from snapid.data.sources.common import (MAX_SIDECAR_BYTES, ImageIndex, count_note, is_image, nfc, read_text,
-                                        require_dir, single_label, split_of, walk_files)
+from snapid.data.sources.common import (
+    MAX_SIDECAR_BYTES,
+    ImageIndex,
+    count_note,
+    is_image,
+    nfc,
+    read_text,
+    require_dir,
+    single_label,
+    split_of,
+    walk_files,
+)
 from snapid.data.sources.files import present, read_sidecar
 from snapid.errors import AnnotationError
 

@@ -47,7 +47,7 @@ class DetectorSpec:
     run: str
 
     @classmethod
-    def from_json(cls, data, where: Path) -> "DetectorSpec":
+    def from_json(cls, data, where: Path) -> DetectorSpec:
         """Validated from detector.json; a bad value names itself."""
         try:
             spec = cls(size=int(data["size"]), score_threshold=float(data["score_threshold"]),
@@ -123,18 +123,21 @@ def _check_graph(detector: LoadedDetector, where: Path) -> None:
     inputs = [i.name for i in detector.session.get_inputs()]
     outputs = [o.name for o in detector.session.get_outputs()]
     if inputs != [INPUT] or not set(OUTPUTS) <= set(outputs):
-        raise BundleError(f"{where}: the detector must take {INPUT!r} and give {list(OUTPUTS)} (has {inputs} → {outputs})")
+        raise BundleError(f"{where}: the detector must take {INPUT!r} and give {list(OUTPUTS)} "
+                          f"(has {inputs} → {outputs})")
     size = detector.spec.size
     try:
         boxes, scores, labels = detector.run(np.zeros((size, size, 3), np.uint8))
     except Exception as exc:  # ORT raises its own types
         raise BundleError(f"{where}: a test photo failed ({str(exc).splitlines()[0][:300]})") from None
-    if not (len(boxes) == len(scores) == len(labels)) or not np.all(np.isfinite(boxes)) or not np.all(np.isfinite(scores)):
+    if (not (len(boxes) == len(scores) == len(labels))
+            or not np.all(np.isfinite(boxes)) or not np.all(np.isfinite(scores))):
         raise BundleError(f"{where}: a test photo gave mismatched or non-finite detections")
 
 
 # --- detect --------------------------------------------------------------------------------------------
-def detect(detector: LoadedDetector, data: bytes, limits: images.DecodeLimits, name: str = "photo") -> tuple[int, int, list[Detection]]:
+def detect(detector: LoadedDetector, data: bytes, limits: images.DecodeLimits,
+           name: str = "photo") -> tuple[int, int, list[Detection]]:
     """(upright width, height, detections best first) of one photo."""
     header = images.open_image(data, limits, name)
     width, height = images.upright_size(header)
@@ -145,7 +148,8 @@ def detect(detector: LoadedDetector, data: bytes, limits: images.DecodeLimits, n
     return width, height, _kept(detector.spec, boxes, scores, labels, picture.size, (width, height))
 
 
-def _kept(spec: DetectorSpec, boxes, scores, labels, decoded: tuple[int, int], original: tuple[int, int]) -> list[Detection]:
+def _kept(spec: DetectorSpec, boxes, scores, labels, decoded: tuple[int, int],
+          original: tuple[int, int]) -> list[Detection]:
     """Detections at or above the threshold, best first, at most max_objects, in original pixels; boxes
     thinner than a pixel (after clipping) are dropped: nothing to crop."""
     order = [i for i in np.argsort(-scores, kind="stable") if scores[i] >= spec.score_threshold][:spec.max_objects]
@@ -155,10 +159,11 @@ def _kept(spec: DetectorSpec, boxes, scores, labels, decoded: tuple[int, int], o
     layout = letterbox_geometry(dw, dh, spec.size)
     mapped = to_original(boxes[order], *layout, dw, dh) * np.array([w / dw, h / dh, w / dw, h / dh])
     found = []
-    for (x1, y1, x2, y2), i in zip(mapped, order):
+    for (x1, y1, x2, y2), i in zip(mapped, order, strict=True):
         x1, y1, x2, y2 = max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2)
         if x2 - x1 >= 1 and y2 - y1 >= 1:
-            found.append(Detection((round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)), float(scores[i]), int(labels[i])))
+            found.append(Detection((round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)), float(scores[i]),
+                                   int(labels[i])))
     return found
 
 

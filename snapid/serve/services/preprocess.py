@@ -25,7 +25,7 @@ class PreprocessSpec:
     std: tuple[float, float, float]
 
     @classmethod
-    def from_bundle(cls, preprocess: dict) -> "PreprocessSpec":
+    def from_bundle(cls, preprocess: dict) -> PreprocessSpec:
         """Validated from a bundle's preprocess.json; a bad value names itself."""
         try:
             size = int(preprocess["size"])
@@ -33,7 +33,8 @@ class PreprocessSpec:
             mean = tuple(float(v) for v in preprocess["mean"])
             std = tuple(float(v) for v in preprocess["std"])
         except (KeyError, TypeError, ValueError) as exc:
-            raise SnapidError(f"preprocess.json: missing or invalid value ({exc})", code="bad_bundle", status=422) from None
+            raise SnapidError(f"preprocess.json: missing or invalid value ({exc})", code="bad_bundle",
+                              status=422) from None
         if not 16 <= size <= 1024 or resize not in geometry.RESIZE_MODES or len(mean) != 3 or len(std) != 3 \
                 or min(std) <= 0:
             raise SnapidError(f"preprocess.json: size {size}, resize {resize!r}, mean {mean}, std {std} are not usable",
