@@ -36,16 +36,18 @@ def demo(
     """The whole pipeline on generated pill photos: generate, import (with drug cards and interaction rules),
     inspect, prepare, train a classifier on pill crops, evaluate, train a pill detector, export both into one
     bundle, then serve the identification page."""
+    from datetime import date
+
     from snapid.cli.train import RichReporter
     from snapid.data.cache import PrepareParams, prepare
-    from snapid.data.demo import generate_demo, write_try_photos
+    from snapid.data.demo import generate_demo, write_discounts, write_try_photos
     from snapid.data.inspect import inspect_manifest, problems
     from snapid.data.report import write_report
     from snapid.evaluate.evaluation import evaluate_run
     from snapid.export.from_run import export_run
     from snapid.importer import import_dataset
     from snapid.knowledge.rules import parse_rules
-    from snapid.knowledge.store import import_cards, import_rules
+    from snapid.knowledge.store import import_cards, import_rules, import_table
     from snapid.track import datasets as dataset_store
     from snapid.track.db import transaction
     from snapid.track.runs import unique_name
@@ -66,7 +68,10 @@ def demo(
 
     cards = import_cards(info.drugs_csv, dataset=DEMO_NAME, engine=engine())
     rules = import_rules(info.interactions_csv, dataset=DEMO_NAME, engine=engine())
-    console.print(f"3/10 knowledge: {cards.items} drug cards, {rules.items} interaction rules", markup=False)
+    discounts = import_table(write_discounts(ws.home / "demo-discounts.csv", today=date.today()), dataset=DEMO_NAME,
+                             table="discounts", engine=engine())
+    console.print(f"3/10 knowledge: {cards.items} drug cards, {rules.items} interaction rules, {discounts.items} "
+                  "discounts (dated from today; a running server picks up a new import within seconds)", markup=False)
 
     with transaction(engine()) as session:
         manifest = dataset_store.load_manifest(session, name=DEMO_NAME)

@@ -18,6 +18,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Callable
 
@@ -177,6 +178,29 @@ def _write_tables(root: Path) -> None:
         out = csv.writer(fh)
         out.writerow(["a", "b", "severity", "reason_ko", "reason_en"])
         out.writerows(INTERACTIONS)
+
+
+DISCOUNT_STORES = (("온누리약국", "Onnuri Pharmacy"), ("CU", "CU"), ("GS25", "GS25"))
+DISCOUNT_OFFERS = (("1+1", "1+1"), ("20% 할인", "20% off"), ("2+1", "2+1"))
+
+
+def write_discounts(path: Path, *, today: date) -> Path:
+    """A small generated discount table for the demo's pills (a knowledge table with valid_from / valid_to,
+    dated around ``today`` so it shows now): one offer per pill for the first few kinds, each valid until a
+    day in the next two weeks, and one that ended yesterday, which answers no longer show."""
+    rows = []
+    for i, kind in enumerate(KINDS[:6]):
+        (store_ko, store_en), (offer_ko, offer_en) = DISCOUNT_STORES[i % 3], DISCOUNT_OFFERS[i % 3]
+        start, end = today - timedelta(days=3), today + timedelta(days=4 + 2 * i)
+        if i == 5:
+            start, end = today - timedelta(days=10), today - timedelta(days=1)  # over: hidden at serve time
+        rows.append([kind.class_id, store_ko, store_en, offer_ko, offer_en, start.isoformat(), end.isoformat()])
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(["class_id", "store_ko", "store_en", "offer_ko", "offer_en", "valid_from", "valid_to"])
+        out.writerows(rows)
+    path.chmod(0o600)
+    return path
 
 
 def _readme(single: int, multi: int, params: dict) -> str:
