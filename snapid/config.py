@@ -76,6 +76,12 @@ class Settings(BaseSettings):
                                                           "(0: keep them all).")
     feedback_per_prediction: int = Field(5, description="Feedback records one prediction accepts (one per client key); "
                                                         "more get 429 feedback_limit (0: no limit).")
+    review_unsure_per_day: int = Field(50, ge=0, description="Unsure answers (unknown, or the best score ahead of the "
+                                       "second by less than review_unsure_margin) whose photos were kept with consent "
+                                       "go to the review queue pre-labelled with the model's top 3, at most this many "
+                                       "a day (UTC; 0: none).")
+    review_unsure_margin: float = Field(0.15, ge=0, le=1, description="An answer whose best score leads the second by "
+                                        "less than this is unsure (see review_unsure_per_day).")
 
     # --- QR phone hand-off (snapid.serve.services.sessions) ---
     session_secret: str = Field("", description="HMAC key of phone tokens, at least 16 characters (empty: generated "

@@ -57,6 +57,7 @@ from snapid.serve.services.predictor import Predictor
 from snapid.serve.services.redact import install_log_redaction
 from snapid.serve.services.reloader import Reloader
 from snapid.serve.services.streams import StreamSlots
+from snapid.serve.services.unsure import UnsureReview
 from snapid.workspace import Workspace
 
 log = logging.getLogger("snapid.serve")
@@ -113,7 +114,9 @@ def _build_state(app: FastAPI, settings: Settings, bundle: Path | None) -> None:
     # full-size decodes outside the predictor (kept photos, hand-off thumbnails) take one of these
     state.decode_slots = asyncio.Semaphore(max(1, settings.decode_threads))
     state.identify = Identify(state.predictor, state.prediction_log, photo_store=state.photo_store,
-                              decode_slots=state.decode_slots)
+                              decode_slots=state.decode_slots,
+                              unsure=UnsureReview(state.db_engine, per_day=settings.review_unsure_per_day,
+                                                  margin=settings.review_unsure_margin))
     state.handoff = Handoff(state.db_engine,
                             secret=lambda: server_secret(settings.session_secret, Workspace.at(settings.home).home),
                             ttl_s=settings.session_ttl_s, max_uploads=settings.session_max_uploads,

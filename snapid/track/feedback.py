@@ -12,6 +12,7 @@ from snapid.errors import NotFound
 from snapid.track.tables import FeedbackRow, PredictionRow, PromotionRow, UploadRow, utcnow
 
 STATUSES = ("pending", "approved", "rejected")
+MODEL_KEY = "snapid-model-unsure"  # the client key of items the model files itself (snapid.feedback.unsure)
 MAX_PAGE = 200
 
 
@@ -93,7 +94,7 @@ def feedback_dict(row: FeedbackRow) -> dict:
             "text": row.free_text, "status": row.status, "reviewer_label": row.reviewer_label,
             "final_label": row.reviewer_label or row.label, "reviewed_at": _iso(row.reviewed_at),
             "merged_dataset": row.merged_dataset, "merged_version": row.merged_version,
-            "created_at": _iso(row.created_at)}
+            "created_at": _iso(row.created_at), "source": "model" if row.client_key == MODEL_KEY else "user"}
 
 
 def find_feedback(session: Session, *, prediction_id: str, client_key: str) -> dict | None:
@@ -118,6 +119,13 @@ def count_feedback(session: Session, *, prediction_id: str) -> int:
     same prediction count one another."""
     session.execute(select(PredictionRow.id).where(PredictionRow.id == prediction_id).with_for_update())
     query = select(func.count()).select_from(FeedbackRow).where(FeedbackRow.prediction_id == prediction_id)
+    return int(session.scalar(query) or 0)
+
+
+def count_filed_since(session: Session, *, client_key: str, since: datetime) -> int:
+    """Feedback rows filed under ``client_key`` since ``since`` (the model's unsure answers of a day)."""
+    query = select(func.count()).select_from(FeedbackRow).where(FeedbackRow.client_key == client_key,
+                                                                FeedbackRow.created_at >= since)
     return int(session.scalar(query) or 0)
 
 

@@ -48,6 +48,8 @@ def test_the_subset_selector_answers_among_the_chosen_classes(site, opened):
     page.goto(site + "/")
     page.wait_for_selector("#subset-option:not([hidden])", timeout=WAIT_MS)
     assert page.locator("#subset option").all_text_contents() == ["all classes", "warm colours"]
+    # the consent box says what happens to unsure photos (issue 20: the review queue the model fills)
+    assert "unsure" in page.locator("#consent-hint").text_content()
     page.select_option("#subset", "warm colours")
     page.set_input_files("#file-input", [{"name": "red.jpg", "mimeType": "image/jpeg",
                                           "buffer": coloured(RED, size=(320, 240))}])

@@ -28,6 +28,7 @@ from snapid.serve.services.photos import Kept, keep_photos
 from snapid.serve.services.prediction_log import PredictionLog, model_fields
 from snapid.serve.services.predictor import Predictor
 from snapid.serve.services.thumbnails import thumbnail
+from snapid.serve.services.unsure import UnsureReview
 
 Photos = list[tuple[str, bytes]]
 
@@ -36,9 +37,10 @@ class Identify:
     """``photo_store`` is called only when a user consents to keeping photos (it opens the database)."""
 
     def __init__(self, predictor: Predictor, prediction_log: PredictionLog, *, photo_store: Callable[[], PhotoStore],
-                 decode_slots: asyncio.Semaphore):
+                 decode_slots: asyncio.Semaphore, unsure: UnsureReview | None = None):
         self.predictor, self.prediction_log = predictor, prediction_log
         self.photo_store, self.decode_slots = photo_store, decode_slots
+        self.unsure = unsure  # unsure answers whose photos were kept go to the review queue (services/unsure.py)
 
     def check_capacity(self) -> None:
         """503 ``overloaded`` at once, before the photos are read, when the queue is full."""
@@ -157,6 +159,8 @@ class Identify:
         kept = await keep_photos(self.photo_store, self.decode_slots, photos, consent=consent,
                                  prediction_id=prediction_id)
         self._log(prediction_id, result, body)
+        if self.unsure is not None:
+            await self.unsure.offer(prediction_id, body, kept=kept)
         return prediction_id, kept
 
     def _log(self, prediction_id: str, result, body: dict) -> None:

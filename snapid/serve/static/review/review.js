@@ -25,6 +25,7 @@ function answerText(answer) {
 }
 
 function userText(item) {
+  if (item.source === "model") return "none: the model was unsure, its best guess is preselected";
   if (item.not_in_list) return "not in the list";
   const relabel = item.reviewer_label ? ` → relabelled ${item.reviewer_label}` : "";
   return `${item.label}${relabel}`;
@@ -56,10 +57,27 @@ function renderItem(item) {
     select.append(Object.assign(document.createElement("option"), { value: c.id, textContent: `${c.name} (${c.id})` }));
   }
   if (item.label) select.value = item.label;
+  node.querySelector(".actions").before(quickChoices(item, node));
   node.querySelectorAll("button[data-action]").forEach((button) => {
     button.addEventListener("click", () => act(item.id, button.dataset.action, select.value, node));
   });
   return node;
+}
+
+// One click per class of the model's top 3: approve when it is the item's label, else relabel as it.
+function quickChoices(item, node) {
+  const row = Object.assign(document.createElement("div"), { className: "quick" });
+  if (!item.model_answer.length || item.status !== "pending") return row;
+  row.append(Object.assign(document.createElement("span"), { textContent: "It is: " }));
+  for (const a of item.model_answer) {
+    const button = Object.assign(document.createElement("button"), { type: "button", className: "choice",
+      textContent: `${a.name} (${Math.round(a.score * 100)}%)` });
+    button.dataset.label = a.id;
+    button.addEventListener("click", () => (a.id === item.label
+      ? act(item.id, "approve", null, node) : act(item.id, "relabel", a.id, node)));
+    row.append(button);
+  }
+  return row;
 }
 
 async function act(id, action, label, node) {
