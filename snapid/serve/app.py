@@ -31,6 +31,7 @@ from snapid.serve.middleware import (
     ForwardedClient,
     SecurityHeadersAndMetrics,
     host_names,
+    tile_origin,
     trusted_proxies,
 )
 from snapid.serve.routes import admin, health, predict
@@ -40,6 +41,7 @@ from snapid.serve.routes import handoff as handoff_route
 from snapid.serve.routes import metrics as metrics_route
 from snapid.serve.routes import model as model_route
 from snapid.serve.routes import page as page_route
+from snapid.serve.routes import places_map as places_map_route
 from snapid.serve.routes import references as references_route
 from snapid.serve.routes import review as review_route
 from snapid.serve.routes import subsets as subsets_route
@@ -76,6 +78,7 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
                    feedback_route.router, review_route.router, handoff_route.router, page_route.router,
                    docs_route.router, references_route.router, subsets_route.router):
         app.include_router(router)
+    app.include_router(places_map_route.router)
     _include_dashboard(app)
     _add_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static")
@@ -85,7 +88,9 @@ def create_app(settings: Settings | None = None, *, bundle: Path | None = None) 
         app.add_middleware(ForwardedClient, trusted=settings.forwarded_allow_ips)
     app.add_middleware(AllowedHosts, names=host_names(allowed=settings.allowed_hosts, bind_host=settings.bind_host,
                                                       public_url=settings.public_url))
-    app.add_middleware(SecurityHeadersAndMetrics, metrics=app.state.metrics)  # outermost: sees every response
+    tiles = tile_origin(settings.tile_url)  # the map's tile server: the only other image source the CSP allows
+    app.add_middleware(SecurityHeadersAndMetrics, metrics=app.state.metrics,  # outermost: sees every response
+                       img_origins=(tiles,) if tiles else ())
     return app
 
 

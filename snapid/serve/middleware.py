@@ -30,9 +30,25 @@ _NAMES = {name for name, _ in SECURITY_HEADERS}
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+def tile_origin(url: str) -> str | None:
+    """The scheme://host[:port] of a map tile URL template: the one image source the page's CSP adds."""
+    if not url:
+        return None
+    parts = urlsplit(url.replace("{", "").replace("}", ""))
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"[\s;,']", url):
+        raise UsageError(f"SNAPID_TILE_URL={url!r} is not an http(s) URL template like "
+                         "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 class SecurityHeadersAndMetrics:
-    def __init__(self, app: ASGIApp, *, metrics: Metrics):
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, img_origins: tuple[str, ...] = ()):
         self.app, self.metrics = app, metrics
+        self.headers = SECURITY_HEADERS
+        if img_origins:  # the map's tile server, and nothing else, besides the server itself
+            extra = " ".join(img_origins).encode()
+            self.headers = [(k, v.replace(b"img-src 'self' data: blob:", b"img-src 'self' data: blob: " + extra)
+                             if k == b"content-security-policy" else v) for k, v in SECURITY_HEADERS]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,7 +61,7 @@ class SecurityHeadersAndMetrics:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
                 headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in _NAMES]
-                message = {**message, "headers": headers + SECURITY_HEADERS}
+                message = {**message, "headers": headers + self.headers}
             await send(message)
 
         try:

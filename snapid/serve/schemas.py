@@ -95,6 +95,11 @@ class Location(BaseModel):
     lon: float
 
 
+class MapConfig(BaseModel):
+    tile_url: str = Field(description="Tile URL template ({z}/{x}/{y}); empty: no map, the places are listed only.")
+    attribution: str = Field(description="Shown on the map, as the tile server asks.")
+
+
 class KnowledgeCard(BaseModel):
     class_id: str
     display_name: str = Field(description="Name in the requested language, else the best available.")

@@ -95,6 +95,7 @@ class Identify:
         first = objects[0]
         return dict(prediction_id=first["prediction_id"], predictions=first["predictions"],
                     unknown=first["unknown"], card=first["card"], threshold=model.threshold, photos=len(photos),
+                    knowledge_version=first["knowledge_version"], knowledge_source=first["knowledge_source"],
                     model=model.info, mode="each", objects=objects,
                     kept="quota_full" if "quota_full" in kept else kept[0],
                     warnings=answers.warnings_for(model, recognised, lang),
@@ -132,6 +133,7 @@ class Identify:
         first = objects[0]
         return dict(prediction_id=first["prediction_id"], predictions=first["predictions"], unknown=first["unknown"],
                     card=first["card"], threshold=model.threshold, photos=result.photos, model=model.info,
+                    knowledge_version=first["knowledge_version"], knowledge_source=first["knowledge_source"],
                     mode="detect", objects=objects, warnings=answers.warnings_for(model, recognised, lang),
                     timings_ms=_timings(result, result, start), kept=kept)
 

@@ -404,6 +404,7 @@
       section.append(list);
     }
     if (card.wikipedia && card.wikipedia.extract) section.append(renderWikipedia(card.wikipedia, lang));
+    if (window.SnapidPlaces) section.append(...window.SnapidPlaces.render(card, name));  // rows now, places, map
     return section;
   }
 
