@@ -83,12 +83,15 @@ class PlaceIndex:
     """Places (Place.as_dict()) sorted by latitude, for `nearest`."""
 
     def __init__(self, places: list[dict]):
-        order = sorted(range(len(places)), key=lambda i: float(places[i]["lat"]))
+        lat = np.array([float(p["lat"]) for p in places], dtype=np.float64)
+        order = np.argsort(lat, kind="stable")
         self.places = [places[i] for i in order]
-        self.lat = np.array([float(p["lat"]) for p in self.places], dtype=np.float64)
+        self.lat = lat[order]
         self.lon = np.array([float(p["lon"]) for p in self.places], dtype=np.float64)
-        self.categories = sorted({str(p["category"]) for p in self.places})
-        self.category = np.array([self.categories.index(str(p["category"])) for p in self.places], dtype=np.int32)
+        names = [str(p["category"]) for p in self.places]
+        self.categories = sorted(set(names))
+        number = {c: i for i, c in enumerate(self.categories)}
+        self.category = np.array([number[c] for c in names], dtype=np.int32)
 
     def __len__(self) -> int:
         return len(self.places)

@@ -168,7 +168,7 @@ class LiveKnowledge:
                 self.last_error = str(exc)
                 version, fresh = (known or 0), None
                 if known is None and _INSTALLED.get(model) is None:
-                    install(model, self._bundle(model))
+                    install(model, await asyncio.get_running_loop().run_in_executor(None, self._bundle, model))
                 return _INSTALLED.get(model)
             self.last_error = None
             if fresh is not None:
@@ -180,7 +180,8 @@ class LiveKnowledge:
         current = self._loaded[2] if self._loaded and self._loaded[0] == dataset else None
         if current is None:
             installed = _INSTALLED.get(model)
-            current = installed if installed is not None and installed.source != "database" else self._bundle(model)
+            current = installed if installed is not None and installed.source != "database" else \
+                await asyncio.get_running_loop().run_in_executor(None, self._bundle, model)
         if _INSTALLED.get(model) is not current:
             install(model, current)
         return current
