@@ -157,7 +157,8 @@ class Heatmap(BaseModel):
                                     "photo letterboxed in a square (resize=letterbox).")
     peak: list[int] = Field(min_length=2, max_length=2, description="[row, column] of the grid's highest cell.")
     resize: str = Field(description="crop or letterbox: how the photo was fitted to the square the grid covers.")
-    overlay: str = Field(description="PNG data: URI: the model's input square with the map laid over it.")
+    overlay: str = Field(description="The map as a transparent PNG data: URI (4 px a cell, smoothed), to lay over "
+                         "the square the grid covers.")
 
 
 class PredictResponse(BaseModel):

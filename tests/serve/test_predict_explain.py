@@ -78,7 +78,9 @@ def test_the_heatmap_peak_lands_on_the_planted_object(explaining, row, col):
     assert heat["peak"] == [row, col] and np.unravel_index(grid.argmax(), grid.shape) == (row, col)
     assert heat["overlay"].startswith("data:image/png;base64,")
     overlay = Image.open(io.BytesIO(base64.b64decode(heat["overlay"].split(",", 1)[1])))
-    assert overlay.format == "PNG" and overlay.size == (SIZE, SIZE)
+    assert overlay.format == "PNG" and overlay.mode == "RGBA" and overlay.size == (4 * 4, 4 * 4)
+    alpha = np.asarray(overlay)[..., 3]  # more opaque where the evidence is stronger: at the planted square
+    assert np.unravel_index(alpha.argmax(), alpha.shape)[0] // 4 == row
 
 
 def test_without_explain_the_answer_has_no_heatmaps_and_the_same_scores(explaining):

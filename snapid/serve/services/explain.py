@@ -2,9 +2,10 @@
 
 For each photo the class activation map of the answered class (the combined best class for mode=same, the
 photo's own for mode=each) is scaled to 0..1 (min → 0, max → 1) and returned as a small grid (h x w, e.g. 9 x 9
-for the default recipe at 260 px), plus a PNG of what the model saw (its S x S input, the centred square of the
-photo for resize=crop, the photo letterboxed for resize=letterbox) with the map upsampled and laid over it, as a
-data: URI. The grid covers that same square, row 0 at the top.
+for the default recipe at 260 px) covering the square the model saw (the centred square of the photo for
+resize=crop, the photo letterboxed for resize=letterbox), row 0 at the top; plus the same map as a transparent PNG
+(a data: URI, CELL_PX per cell, smoothed) to lay over that square. A transparent map rather than the photo with the
+map blended in: about 3 KB and a millisecond instead of about 140 KB and 20-40 ms per photo (a 260 px PNG).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from snapid.errors import SnapidError
 from snapid.serve.services.model import LoadedModel
 
 ROUND = 4                    # decimals of the grid's numbers
-OVERLAY_ALPHA = 0.45         # weight of the heat colour over the photo in the PNG
+CELL_PX = 4                  # overlay pixels per grid cell (a client scales it further, smoothly)
 # a perceptual dark-blue → teal → yellow ramp (viridis' ends and middle): readable on most photos, and for
 # colour-blind readers
 RAMP = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
@@ -60,27 +61,27 @@ def colour(grid: np.ndarray) -> np.ndarray:
     return np.round(RAMP[low] * (1 - frac) + RAMP[low + 1] * frac).astype(np.uint8)
 
 
-def overlay_png(x: np.ndarray, grid: np.ndarray, model: LoadedModel) -> str:
-    """The model's 3 x S x S normalised input, back in pixels, with ``grid`` upsampled over it: a data: URI."""
-    mean, std = np.asarray(model.spec.mean).reshape(3, 1, 1), np.asarray(model.spec.std).reshape(3, 1, 1)
-    photo = np.clip((x * std + mean) * 255 + 0.5, 0, 255).astype(np.uint8).transpose(1, 2, 0)
-    size = photo.shape[0]
-    heat = Image.fromarray((grid * 255).astype(np.uint8)).resize((size, size), Image.Resampling.BILINEAR)
-    tint = colour(np.asarray(heat, dtype=np.float64) / 255).astype(np.float64)
-    blended = np.round(photo * (1 - OVERLAY_ALPHA) + tint * OVERLAY_ALPHA).astype(np.uint8)
+def overlay_png(grid: np.ndarray) -> str:
+    """The 0..1 ``grid`` as a transparent RGBA PNG data: URI, CELL_PX per cell (bilinear): colour along RAMP, more
+    opaque where the evidence is stronger (as the page draws it)."""
+    rows, cols = grid.shape
+    size = (cols * CELL_PX, rows * CELL_PX)
+    smooth = np.asarray(Image.fromarray(grid.astype(np.float32), mode="F").resize(size, Image.Resampling.BILINEAR))
+    smooth = np.clip(smooth, 0, 1)
+    alpha = np.round(70 + 130 * smooth).astype(np.uint8)[..., None]
     buf = io.BytesIO()
-    Image.fromarray(blended).save(buf, format="PNG", optimize=False, compress_level=6)
+    Image.fromarray(np.concatenate([colour(smooth), alpha], axis=-1), "RGBA").save(buf, format="PNG", compress_level=6)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def heatmaps(model: LoadedModel, maps: np.ndarray, inputs: np.ndarray, classes: list[int]) -> list[dict]:
-    """One heatmap per photo: ``maps`` N x C x h x w, ``inputs`` N x 3 x S x S, ``classes`` the class index to
-    explain for each photo. Returns the answer's ``explain`` entries."""
+def heatmaps(model: LoadedModel, maps: np.ndarray, classes: list[int]) -> list[dict]:
+    """One heatmap per photo: ``maps`` N x C x h x w, ``classes`` the class index to explain for each photo.
+    Returns the answer's ``explain`` entries."""
     out = []
-    for photo, (cam, x, index) in enumerate(zip(maps, inputs, classes, strict=True)):
+    for photo, (cam, index) in enumerate(zip(maps, classes, strict=True)):
         grid = scaled(cam[index])
         peak = np.unravel_index(int(np.argmax(grid)), grid.shape)
         out.append({"photo": photo, "class_index": int(index), "class_id": model.labels[index]["id"],
                     "grid": np.round(grid, ROUND).tolist(), "peak": [int(peak[0]), int(peak[1])],
-                    "resize": model.spec.resize, "overlay": overlay_png(x, grid, model)})
+                    "resize": model.spec.resize, "overlay": overlay_png(grid)})
     return out

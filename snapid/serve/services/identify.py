@@ -73,7 +73,7 @@ class Identify:
             out: list[dict] = []
             for result, body in zip(results, bodies, strict=True):
                 best = body["predictions"][0]["index"]
-                for entry in explaining.heatmaps(result.model, result.maps, result.inputs, [best] * result.photos):
+                for entry in explaining.heatmaps(result.model, result.maps, [best] * result.photos):
                     out.append({**entry, "photo": len(out)})
             return out
 

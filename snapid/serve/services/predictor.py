@@ -69,7 +69,6 @@ class Answer:
     photos: int
     embedding: np.ndarray | None = None   # D, unit norm (several photos combined): bundles with reference photos
     maps: np.ndarray | None = None        # explain: per photo C x h x w class activation maps (N x C x h x w)
-    inputs: np.ndarray | None = None      # explain: the photos as the model saw them (N x 3 x S x S)
 
 
 @dataclass
@@ -220,7 +219,7 @@ class Predictor:
         self.metrics.observe_batch(len(inputs))
         return Answer(model=model, probs=probs.mean(axis=0), decode_ms=(decoded - start) * 1000,
                       inference_ms=(done - decoded) * 1000, photos=len(photos),
-                      embedding=None if embeddings is None else combined(embeddings), maps=maps, inputs=inputs)
+                      embedding=None if embeddings is None else combined(embeddings), maps=maps)
 
     async def predict_objects(self, photos: list[tuple[str, bytes]]) -> ObjectsAnswer:
         """A bundle with a detector: detect and crop on the decode threads, then classify every crop of
