@@ -6,7 +6,9 @@ This module is on the serving path: it must not import torch.
 
 Files:
   model.onnx        input "images": N x 3 x S x S float32, normalised; output "logits": N x C
-                    (softmax(logits / temperature) are the calibrated probabilities)
+                    (softmax(logits / temperature) are the calibrated probabilities); optional outputs
+                    "embedding" (N x D pooled features) and "cam" (N x C x h x w class activation maps, when the
+                    manifest's "explain" says available; snapid/export/explain.py)
   labels.json       {"classes": [{"index", "id", "name", "display_names": {lang: text}}]}
   preprocess.json   {"size", "resize", "mean", "std", "crop_boxes", "pad"}
   calibration.json  {"temperature", "threshold"}: scores under threshold answer "unknown"
