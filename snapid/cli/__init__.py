@@ -112,3 +112,20 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("interrupted; nothing half-written was kept")
         sys.exit(130)
+    except ModuleNotFoundError as exc:  # a command whose extra is not installed (e.g. training on snapid[serve])
+        extra = EXTRA_OF.get((exc.name or "").split(".")[0])
+        if extra is None:
+            raise
+        console.print(f"error: this command needs {exc.name}, which `pip install 'snapid[{extra}]'` installs",
+                      style="red", highlight=False, markup=False, soft_wrap=True)
+        sys.exit(1)
+
+
+# the optional extras (pyproject.toml) that install each library a command may import
+EXTRA_OF = {
+    **dict.fromkeys(["torch", "torchvision", "timm", "kornia", "safetensors", "optuna", "onnx", "onnxscript",
+                     "torchmetrics", "pycocotools", "cleanlab", "imagehash", "matplotlib", "scipy"], "train"),
+    **dict.fromkeys(["onnxruntime", "fastapi", "starlette", "uvicorn", "multipart", "python_multipart", "httpx",
+                     "segno", "fastapi_offline", "prometheus_client"], "serve"),
+    "psycopg2": "postgres", "tensorboardX": "tensorboard", "mlflow": "mlflow",
+}
