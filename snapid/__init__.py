@@ -37,4 +37,6 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_LAZY})
 
 
-__all__ = ["__version__", *_LAZY]
+# Spelled out rather than built from _LAZY, so that linters and type checkers see the names imported under
+# TYPE_CHECKING as the public API: keep it in step with _LAZY.
+__all__ = ["__version__", "import_dataset", "fit", "Dataset", "Run", "load", "Model", "Answer"]

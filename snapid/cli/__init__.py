@@ -9,8 +9,8 @@ import typer
 from snapid import __version__
 from snapid.cli import compare as compare_cli
 from snapid.cli import data as data_cli
-from snapid.cli import data_issues as data_issues_cli
 from snapid.cli import data_export as data_export_cli
+from snapid.cli import data_issues as data_issues_cli
 from snapid.cli import db as db_cli
 from snapid.cli import demo as demo_cli
 from snapid.cli import detect as detect_cli

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -19,7 +18,7 @@ class ExportFormat(str, Enum):
 
 def export(
     run: str = typer.Argument(..., help="Run or ensemble name (`snapid runs list`)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="Bundle folder to write (default: $SNAPID_HOME/bundles/RUN)."),
+    out: Path | None = typer.Option(None, "--out", help="Bundle folder to write (default: $SNAPID_HOME/bundles/RUN)."),
     int8: bool = typer.Option(False, "--int8", help="Static int8 quantisation, calibrated on the training cache; "
                               "refused when validation top-1 drops by more than 1 point."),
     force: bool = typer.Option(False, "--force", help="Keep the int8 model even when it loses more than 1 point."),
@@ -27,9 +26,9 @@ def export(
                                      "for torch users; the server refuses it)."),
     zip_: bool = typer.Option(False, "--zip", help="Also write the bundle as one OUT.snapid file."),
     as_json: bool = typer.Option(False, "--json", help="Print the bundle's manifest as JSON on stdout."),
-    detector: Optional[str] = typer.Option(None, "--detector", help="A detector run (`snapid detect train`) of the same "
+    detector: str | None = typer.Option(None, "--detector", help="A detector run (`snapid detect train`) of the same "
                                            "dataset: the bundle then detects, crops and identifies every object."),
-    license: Optional[str] = typer.Option(None, "--license", help="The model's license in card.md's metadata: a "
+    license: str | None = typer.Option(None, "--license", help="The model's license in card.md's metadata: a "
                                           "Hugging Face license id such as apache-2.0 or cc-by-4.0 (another name is "
                                           "written as license: other with license_name); default unknown."),
     references: int = typer.Option(20, "--references", min=0, max=100, help="Reference photos per class in the bundle "
@@ -53,7 +52,8 @@ def export(
         emit_json({"path": str(bundle.path), "sha256": bundle.sha256, **manifest})
         return
     parity = manifest["parity"]
-    console.print(f"[green]bundle[/] {bundle.path}  version {bundle.version}  sha256 {bundle.sha256[:12]}", highlight=False)
+    console.print(f"[green]bundle[/] {bundle.path}  version {bundle.version}  sha256 {bundle.sha256[:12]}",
+                  highlight=False)
     console.print(f"  parity: max |p_export - p_torch| {parity['max_abs_diff']:.2g} on {parity['images']} "
                   f"{parity['split']} images", highlight=False)
     refs = manifest.get("references")
@@ -63,8 +63,8 @@ def export(
     found = manifest.get("detector")
     if found:
         check = found["parity"]
-        console.print(f"  detector: {found['run']} at {found['size']} px, score >= {found['score_threshold']}, crop pad "
-                      f"{found['pad']}; parity: boxes within {check['max_box_diff']:.2g} px, scores within "
+        console.print(f"  detector: {found['run']} at {found['size']} px, score >= {found['score_threshold']}, "
+                      f"crop pad {found['pad']}; parity: boxes within {check['max_box_diff']:.2g} px, scores within "
                       f"{check['max_score_diff']:.2g} on {check['images']} photos", highlight=False)
     report = manifest.get("int8_report")
     if report:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from snapid.cli import common
@@ -15,10 +13,11 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0 for every interface)."),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port."),
     workers: int = typer.Option(1, min=1, max=64, help="Worker processes (one model copy each)."),
-    reload: bool = typer.Option(True, "--reload/--no-reload", help="Load a new bundle version when its folder changes."),
+    reload: bool = typer.Option(True, "--reload/--no-reload",
+                                help="Load a new bundle version when its folder changes."),
     public_url: str = typer.Option("", "--public-url", help="Base URL phones use for the QR hand-off, e.g. "
                                    "http://192.168.1.20:8000 (default: the detected LAN address)."),
-    keep_days: Optional[float] = typer.Option(None, "--keep-days", min=0,
+    keep_days: float | None = typer.Option(None, "--keep-days", min=0,
                                               help="Delete photos kept with consent this many days after upload "
                                                    "(0: keep; default SNAPID_KEEP_DAYS, 30)."),
     access_log: bool = typer.Option(False, "--access-log/--no-access-log",

@@ -17,10 +17,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
@@ -143,7 +143,7 @@ def _label_json(file_name: str, size: tuple[int, int], kinds: list[DemoKind], sc
 
     annotations = [{"id": n, "image_id": 1, "bbox": list(box), "category_id": k.class_id,
                     "area": box[2] * box[3], "iscrowd": 0}
-                   for n, (k, box) in enumerate(zip(kinds, scene.boxes), start=1)]
+                   for n, (k, box) in enumerate(zip(kinds, scene.boxes, strict=True), start=1)]
     return {
         "images": [{"id": 1, "file_name": file_name, "width": size[0], "height": size[1],
                     "dl_name": joined("name_ko"), "drug_shape": joined("drug_shape"),
@@ -301,7 +301,8 @@ def generate_demo(out: Path, *, seed: int = 0, per_class: int = 40, multi: int =
     return info
 
 
-def write_try_photos(manifest, out: Path, pairs: list[tuple[str, str]], *, pad: float, whole: bool = False) -> list[Path]:
+def write_try_photos(manifest, out: Path, pairs: list[tuple[str, str]], *, pad: float,
+                     whole: bool = False) -> list[Path]:
     """Test photos to give the page, for each interacting pair: ``<a>+<b>_<class>.jpg``, one single-pill
     photo of each, and with ``whole`` (a bundle with a detector, which finds the pills itself) the whole
     photos plus ``<a>+<b>_together.jpg``, a photo holding both when the demo made one. Without a
@@ -324,7 +325,8 @@ def write_try_photos(manifest, out: Path, pairs: list[tuple[str, str]], *, pad: 
     def save(sample, target: Path, box=None) -> None:
         im = images.decode_file(Path(manifest.root) / sample.path)
         if box is not None:
-            im = im.crop(tuple(round(v) for v in padded_box((box.x1, box.y1, box.x2, box.y2), pad, im.width, im.height)))
+            im = im.crop(tuple(round(v) for v in padded_box((box.x1, box.y1, box.x2, box.y2), pad,
+                                                            im.width, im.height)))
         im.save(target, "JPEG", quality=92)
         written.append(target)
 

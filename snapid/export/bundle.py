@@ -33,7 +33,7 @@ import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from snapid import __version__
@@ -117,8 +117,9 @@ def write_bundle(out: Path, files: dict[str, bytes], *, info: dict, fmt: str = F
         for name, data in files.items():
             _fsync_write(staging / name, data)
         manifest = {"format": fmt, "format_version": FORMAT_VERSION, "snapid_version": __version__,
-                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **info,
-                    "files": {n: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in sorted(files.items())}}
+                    "created_at": datetime.now(UTC).isoformat(timespec="seconds"), **info,
+                    "files": {n: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)}
+                              for n, d in sorted(files.items())}}
         _fsync_write(staging / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1).encode())
         os.chmod(staging, 0o755)
         _swap_in(staging, out)

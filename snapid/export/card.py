@@ -154,9 +154,9 @@ def _training(run: dict, model: dict, preprocess: dict, members: list[dict] | No
     config = run.get("config") or {}
     lines = ["## Training", ""]
     if members:
-        lines += [f"An ensemble ({config.get('method', 'soft')} voting) of {len(members)} runs; its output is the log of "
-                  "the weighted average of the members' temperature-scaled probabilities. Members (name, backbone, "
-                  "weight, temperature):", ""]
+        lines += [f"An ensemble ({config.get('method', 'soft')} voting) of {len(members)} runs; its output is the "
+                  "log of the weighted average of the members' temperature-scaled probabilities. "
+                  "Members (name, backbone, weight, temperature):", ""]
         for m in members:
             lines.append(f"- weight {m['weight']:.4f}, temperature {m['temperature']:.4f}, backbone {m['model']}: "
                          f"{user_line(m['name'])}")
@@ -192,9 +192,11 @@ def _calibration(calibration: dict) -> str:
              "the validation split; 1 means not calibrated).",
              f"Answers whose top probability is below {calibration['threshold']:.4f} are returned as \"unknown\"."]
     if calibration.get("target_accuracy") is not None:
-        lines.append(f"The threshold targets {100 * calibration['target_accuracy']:.1f} % accuracy on the accepted answers.")
+        lines.append(f"The threshold targets {100 * calibration['target_accuracy']:.1f} % accuracy "
+                     "on the accepted answers.")
     if calibration.get("val_ece_before") is not None and calibration.get("val_ece_after") is not None:
-        lines.append(f"Validation ECE {calibration['val_ece_before']:.4f} before, {calibration['val_ece_after']:.4f} after.")
+        lines.append(f"Validation ECE {calibration['val_ece_before']:.4f} before, "
+                     f"{calibration['val_ece_after']:.4f} after.")
     return "\n".join(lines) + "\n"
 
 

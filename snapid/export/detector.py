@@ -98,7 +98,8 @@ def _unmatched(a, b, *, size: int, floor: float) -> tuple[int | None, float, flo
         if not len(candidates):
             return i, worst_box, worst_score
         best = candidates[np.argmin(box_diff[candidates])]
-        worst_box, worst_score = max(worst_box, float(box_diff[best])), max(worst_score, float(abs(b[1][best] - a[1][i])))
+        worst_box, worst_score = (max(worst_box, float(box_diff[best])),
+                                  max(worst_score, float(abs(b[1][best] - a[1][i]))))
     return None, worst_box, worst_score
 
 
@@ -118,17 +119,19 @@ def check_parity(session: ort.InferenceSession, model: nn.Module, photos: list[n
         for a, b, side in ((ref, got, "torch"), (got, ref, "ONNX Runtime")):
             missing, box_diff, score_diff = _unmatched(a, b, size=size, floor=floor)
             if missing is not None:
-                raise ParityError(f"{where}: the ONNX export does not match torch on parity photo {n}: {side}'s detection "
-                                  f"{missing} (label {int(a[2][missing])}, score {float(a[1][missing]):.4f}, box "
-                                  f"{np.round(a[0][missing], 2).tolist()}) has no partner within {BOX_TOLERANCE * size:g} "
-                                  f"px and score {SCORE_TOLERANCE:g}; nothing was written")
+                raise ParityError(f"{where}: the ONNX export does not match torch on parity photo {n}: "
+                                  f"{side}'s detection {missing} (label {int(a[2][missing])}, "
+                                  f"score {float(a[1][missing]):.4f}, box {np.round(a[0][missing], 2).tolist()}) "
+                                  f"has no partner within {BOX_TOLERANCE * size:g} px and score {SCORE_TOLERANCE:g}; "
+                                  "nothing was written")
             report["max_box_diff"] = max(report["max_box_diff"], box_diff)
             report["max_score_diff"] = max(report["max_score_diff"], score_diff)
         report["detections"] += len(ref[1])
     return {"images": len(photos), **report, "box_tolerance": BOX_TOLERANCE * size, "score_tolerance": SCORE_TOLERANCE}
 
 
-def dataset_photos(dataset: str, version: int, size: int, *, engine: Engine, limit: int = PARITY_PHOTOS) -> list[np.ndarray]:
+def dataset_photos(dataset: str, version: int, size: int, *, engine: Engine,
+                   limit: int = PARITY_PHOTOS) -> list[np.ndarray]:
     """The first readable photos of the dataset (validation first, photos with boxes first), letterboxed."""
     with transaction(engine) as s:
         manifest = dataset_store.load_manifest(s, name=dataset, version=version)

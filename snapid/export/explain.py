@@ -69,5 +69,6 @@ def manifest_entry(module: nn.Module, parity: dict, *, size: int | None = None) 
     graph has the maps (their parity is in ``parity["cam"]``), else {"available": false, "reason": ...}."""
     if "cam" in parity:
         return {"available": True, "method": "cam", "output": CAM_OUTPUT, "grid": parity["cam"]["grid"]}
-    _, why = cam_model(module, size=size) if hasattr(module, "backbone") else (None, "an ensemble mixes several models' answers")
+    _, why = (cam_model(module, size=size) if hasattr(module, "backbone")
+              else (None, "an ensemble mixes several models' answers"))
     return {"available": False, "reason": why or "the bundle was exported without class activation maps"}

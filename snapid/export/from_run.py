@@ -13,7 +13,7 @@ import json
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -119,7 +119,8 @@ def _run_source(name: str, *, workspace: Workspace, engine: Engine) -> Source:
     datasets = _datasets(trained, workspace, engine)
     split = _parity_split(datasets)
     inputs = onnx_export.normalized(onnx_export.first_images(datasets[split]), trained.preprocess)
-    reference = onnx_export.torch_probabilities(trained.model, inputs) if len(inputs) else np.zeros((0, len(trained.classes)))
+    reference = (onnx_export.torch_probabilities(trained.model, inputs) if len(inputs)
+                 else np.zeros((0, len(trained.classes))))
     return Source(name=name, run=trained.run, module=trained.model, classes=trained.classes,
                   preprocess=trained.preprocess, datasets=datasets, parity_split=split, parity_inputs=inputs,
                   parity_reference=reference)
@@ -136,7 +137,8 @@ def _ensemble_source(name: str, run: dict, *, workspace: Workspace, engine: Engi
         listing = ", ".join(f"{m.name} {m.preprocess['size']}px/{m.preprocess['resize']}" for m in ens.members)
         raise onnx_export.ExportError(f"ensemble {name!r}: one graph takes one input, but its members were trained on "
                                       f"different image sizes or crops ({listing}); serve them as separate bundles")
-    module = EnsembleNet([m.model for m in ens.members], ens.weights, ens.temperatures, [m.preprocess for m in ens.members])
+    module = EnsembleNet([m.model for m in ens.members], ens.weights, ens.temperatures,
+                         [m.preprocess for m in ens.members])
     datasets = _datasets(first, workspace, engine)
     split = _parity_split(datasets)
     # the reference is the evaluation path itself, so the graph is checked against what the reports measured
@@ -238,7 +240,8 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
     subsets_file = subset_files.subsets_json(source.classes, subsets or {})  # refused now, naming unknown classes
     if not source.members and not has_calibration(name, engine=engine):
         # an uncalibrated bundle would never answer "not sure" (threshold 0): fit it now, as `snapid eval` does
-        say(f"{name} has no calibration yet: fitting the temperature and the 'unknown' threshold on its validation split")
+        say(f"{name} has no calibration yet: fitting the temperature and the 'unknown' threshold "
+            "on its validation split")
         calibrate_for_serving(name, workspace=workspace, engine=engine)
     say(f"exporting {fmt} and checking it against torch on {len(source.parity_inputs)} {source.parity_split} images")
     model_file, model_bytes, parity = _checked_model(source, fmt)
@@ -246,16 +249,17 @@ def export_run(name: str, out: Path | None = None, *, workspace: Workspace, engi
     if int8:
         say("int8: calibrating on the training cache")
         model_bytes, int8_report = int8_model(
-            model_bytes, train_set=source.datasets["train"], val_set=source.datasets["val"], preprocess=source.preprocess,
-            where=name, max_drop_points=max_int8_drop, force=force,
+            model_bytes, train_set=source.datasets["train"], val_set=source.datasets["val"],
+            preprocess=source.preprocess, where=name, max_drop_points=max_int8_drop, force=force,
             on_batch=lambda done, total: say(f"int8: calibration batch {done}/{total}"))
     extra = _detector_files(detector, source, workspace=workspace, engine=engine, say=say) if detector else {}
     reference_files = _reference_files(source, model_bytes, references, say) if fmt == "onnx" else {}
     extra.update(reference_files)
     extra.update({subset_files.FILE: subsets_file} if subsets_file else {})
     say("writing the bundle")
-    bundle = _write(source, out, model_file, model_bytes, fmt=fmt, parity=parity, int8_report=int8_report, engine=engine,
-                    extra=extra, license=license, references=refs.summary(reference_files) if reference_files else None)
+    bundle = _write(source, out, model_file, model_bytes, fmt=fmt, parity=parity, int8_report=int8_report,
+                    engine=engine, extra=extra, license=license,
+                    references=refs.summary(reference_files) if reference_files else None)
     archive = zip_bundle(out, out.with_name(out.name + ".snapid")) if zip_ else None
     _record(source.name, bundle, out, archive, engine=engine)
     return bundle
@@ -309,10 +313,12 @@ def _detector_files(detector: str, source: Source, *, workspace: Workspace, engi
     with transaction(engine) as s:
         run = track.get_run(s, name=detector)
     if run["kind"] != "detect" or run["dataset"] != source.run["dataset"]:
-        raise onnx_export.ExportError(f"--detector {detector!r}: a {run['kind']} run on dataset {run['dataset']!r}; expected a "
-                                      f"detect run on {source.run['dataset']!r}, the dataset of {source.name!r}")
+        raise onnx_export.ExportError(f"--detector {detector!r}: a {run['kind']} run on dataset {run['dataset']!r}; "
+                                      f"expected a detect run on {source.run['dataset']!r}, "
+                                      f"the dataset of {source.name!r}")
     say(f"exporting detector {detector} and checking it against torch")
-    onnx_bytes, spec = export_detector(detector, workspace=workspace, engine=engine, pad=float(source.preprocess["pad"]))
+    onnx_bytes, spec = export_detector(detector, workspace=workspace, engine=engine,
+                                       pad=float(source.preprocess["pad"]))
     return {"detector.onnx": onnx_bytes, "detector.json": _json(spec)}
 
 
@@ -332,7 +338,7 @@ def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fm
            int8_report: dict | None, engine: Engine, extra: dict | None = None, license: str | None = None,
            references: dict | None = None) -> Bundle:
     run, name = source.run, source.name
-    version = f"{name}-{datetime.now(timezone.utc):%Y%m%d%H%M%S}"
+    version = f"{name}-{datetime.now(UTC):%Y%m%d%H%M%S}"
     calibration = calibration_json(name, engine=engine)
     metrics = recorded_metrics(name, run, engine=engine)
     detector = json.loads((extra or {}).get("detector.json", b"null"))
@@ -363,7 +369,8 @@ def _write(source: Source, out: Path, model_file: str, model_bytes: bytes, *, fm
 
 def _record(name: str, bundle: Bundle, out: Path, archive: Path | None, *, engine: Engine) -> None:
     meta = {"version": bundle.version, "format": bundle.manifest["format"], "int8": bundle.manifest["int8"],
-            "archive": str(archive) if archive else None, "parity_max_abs_diff": bundle.manifest["parity"]["max_abs_diff"],
+            "archive": str(archive) if archive else None,
+            "parity_max_abs_diff": bundle.manifest["parity"]["max_abs_diff"],
             "int8_report": bundle.manifest.get("int8_report")}
     with transaction(engine) as s:
         track.record_artifact(s, name=name, kind="bundle", path=str(out), sha256=bundle.sha256, meta=meta)

@@ -59,7 +59,8 @@ def to_onnx(module: nn.Module, size: int, *, where: str = "model", outputs: tupl
             with torch.no_grad():
                 return export(module, example, outputs)
         except Exception as exc:  # exporters raise many types; the next exporter gets its chance
-            errors.append(f"{export.__name__.removeprefix('_export_')}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+            errors.append(f"{export.__name__.removeprefix('_export_')}: {type(exc).__name__}: "
+                          f"{str(exc).splitlines()[0][:200]}")
     raise ExportError(f"{where}: could not be exported to ONNX ({'; '.join(errors)})")
 
 
@@ -115,7 +116,8 @@ def make_session(model: bytes | Path, *, threads: int | None = None, where: str 
     try:
         return ort.InferenceSession(source, sess_options=session_options(threads), providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT raises its own Fail / InvalidGraph / ... types
-        raise ExportError(f"{where}: ONNX Runtime cannot load the exported graph ({str(exc).splitlines()[0][:300]})") from None
+        raise ExportError(f"{where}: ONNX Runtime cannot load the exported graph "
+                          f"({str(exc).splitlines()[0][:300]})") from None
 
 
 def run_logits(session: ort.InferenceSession, inputs: np.ndarray, *, batch: int = RUN_BATCH) -> np.ndarray:

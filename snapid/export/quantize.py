@@ -2,8 +2,8 @@
 
 Static (QDQ, per-channel weights, activation ranges calibrated on a few hundred images of the run's
 prepared training cache), never dynamic: dynamic quantisation leaves a CNN's activations in float
-and re-quantises them at run time (ConvInteger), which issue 5 measured 25-40x slower on this machine. u8 activations with s8 weights
-is the pairing x86 int8 kernels (AVX-512 VNNI on this CPU) are built for.
+and re-quantises them at run time (ConvInteger), which issue 5 measured 25-40x slower on this machine.
+u8 activations with s8 weights is the pairing x86 int8 kernels (AVX-512 VNNI on this CPU) are built for.
 
 The int8 model is scored against the fp32 one on the whole validation split; when top-1 drops by
 more than ``MAX_DROP_POINTS`` the export is refused (unless forced) and nothing is written. On a small
@@ -134,7 +134,8 @@ def check_drop(report: dict, *, where: str, max_drop_points: float = MAX_DROP_PO
     if report["drop_points"] > max_drop_points:
         raise Int8Refused(f"{where}: int8 top-1 {100 * report['top1_int8']:.2f} % against fp32 "
                           f"{100 * report['top1_fp32']:.2f} % on {report['n']} validation images: a drop of "
-                          f"{report['drop_points']:.2f} points ({report['images_lost']} image(s) net) > {max_drop_points:g}; "
+                          f"{report['drop_points']:.2f} points ({report['images_lost']} image(s) net) "
+                          f"> {max_drop_points:g}; "
                           "nothing was written (export fp32 without --int8, or pass --force to keep it anyway)")
 
 

@@ -42,19 +42,24 @@ def _edit_manifest(folder: Path, **changes) -> None:
 
 
 TAMPERING = {
-    "flipped byte in model.onnx": (lambda b: _flip_byte(b / "model.onnx", 5000), "model.onnx: does not match the sha256"),
-    "flipped byte in labels.json": (lambda b: _flip_byte(b / "labels.json", 20), "labels.json: does not match the sha256"),
-    "same size, other labels": (lambda b: (b / "labels.json").write_text((b / "labels.json").read_text().replace("disc", "dusc")),
+    "flipped byte in model.onnx": (lambda b: _flip_byte(b / "model.onnx", 5000),
+                                   "model.onnx: does not match the sha256"),
+    "flipped byte in labels.json": (lambda b: _flip_byte(b / "labels.json", 20),
+                                    "labels.json: does not match the sha256"),
+    "same size, other labels": (lambda b: (b / "labels.json").write_text(
+                                    (b / "labels.json").read_text().replace("disc", "dusc")),
                                 "labels.json: does not match"),
     "extra file": (lambda b: (b / "model.bin").write_bytes(b"x"), "files not in the manifest: ['model.bin']"),
     "missing file": (lambda b: (b / "card.md").unlink(), "card.md: missing from the bundle"),
     "symlink in place of a file": (lambda b: ((b / "card.md").unlink(), (b / "card.md").symlink_to("/etc/hostname")),
                                    "card.md: missing from the bundle"),
-    "TorchScript manifest": (lambda b: _edit_manifest(b, format="snapid-torchscript"), "the server runs ONNX bundles only"),
+    "TorchScript manifest": (lambda b: _edit_manifest(b, format="snapid-torchscript"),
+                             "the server runs ONNX bundles only"),
     "foreign format": (lambda b: _edit_manifest(b, format="tflite-bundle"), "not a snapid bundle manifest"),
     "future format version": (lambda b: _edit_manifest(b, format_version=99), "bundle format 99 is not supported"),
-    "unlisted name in the manifest": (lambda b: _edit_manifest(b, files={**json.loads((b / "manifest.json").read_text())["files"],
-                                                                       "../x": {"sha256": "0", "bytes": 1}}),
+    "unlisted name in the manifest": (lambda b: _edit_manifest(b, files={
+                                          **json.loads((b / "manifest.json").read_text())["files"],
+                                          "../x": {"sha256": "0", "bytes": 1}}),
                                       "unexpected file '../x'"),
     "no manifest": (lambda b: (b / "manifest.json").unlink(), "no manifest.json"),
 }
@@ -89,7 +94,8 @@ def test_a_tampered_archive_is_refused_and_leaves_nothing_unpacked(exported, tmp
     with zipfile.ZipFile(archive) as src, zipfile.ZipFile(bad, "w") as dst:
         for entry in src.infolist():
             data = src.read(entry)
-            dst.writestr(entry.filename, data.replace(b"stripes", b"strides") if entry.filename == "labels.json" else data)
+            dst.writestr(entry.filename,
+                         data.replace(b"stripes", b"strides") if entry.filename == "labels.json" else data)
     unpack = tmp_path / "unpack"
     unpack.mkdir()
     with pytest.raises(BundleError, match="labels.json: does not match"):
@@ -116,7 +122,8 @@ def test_a_new_export_replaces_the_old_bundle_but_never_a_foreign_folder(exporte
     from snapid.evaluate.calibrate import calibrate_run
 
     before = load_bundle(exported)
-    calibrate_run("a", workspace=home, engine=engine, target_coverage=0.7)  # something real changed since the first export
+    # something real changed since the first export
+    calibrate_run("a", workspace=home, engine=engine, target_coverage=0.7)
     after = export_run("a", exported, workspace=home, engine=engine)
     assert after.path == exported and load_bundle(exported).sha256 == after.sha256 != before.sha256
     assert after.calibration["target_coverage"] == 0.7 and before.calibration["target_coverage"] != 0.7

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from snapid.evaluate.loaded import load_trained, predict_logits, split_dataset
-from snapid.metrics import softmax
 from snapid.export import from_run as export_mod
 from snapid.export import onnx as onnx_export
 from snapid.export.bundle import TORCHSCRIPT_FORMAT, BundleError, load_bundle
@@ -23,6 +22,7 @@ from snapid.export.onnx import (
     make_session,
     normalized,
 )
+from snapid.metrics import softmax
 from snapid.track import runs as track
 from snapid.track.db import transaction
 
@@ -49,7 +49,8 @@ def test_a_trained_run_exports_to_a_bundle_that_matches_torch(make_run, home, en
     trained = load_trained("a", engine=engine)
     assert [c["id"] for c in bundle.labels] == [c["id"] for c in trained.classes] == ["disc", "square", "stripes"]
     assert bundle.labels[0] == {"index": 0, "id": "disc", "name": "disc", "display_names": {}}
-    assert bundle.preprocess == {k: trained.preprocess[k] for k in ("size", "resize", "crop_boxes", "pad", "mean", "std")}
+    assert bundle.preprocess == {k: trained.preprocess[k]
+                                 for k in ("size", "resize", "crop_boxes", "pad", "mean", "std")}
     # never calibrated before: the export fitted the calibration first, so the bundle can answer "not sure"
     assert bundle.calibration["calibrated"] is True and bundle.calibration["temperature"] != 1.0
     assert bundle.manifest["int8"] is False and bundle.manifest["dataset"] == "shapes"
@@ -154,7 +155,8 @@ def test_an_ensemble_exports_as_one_graph_matching_ensemble_logits(make_run, hom
 
     log_probs, _, dataset = ensemble_logits("ab", "test", workspace=home, engine=engine)
     images, _ = dataset.__getitems__(list(range(len(dataset))))
-    onnx_probs = softmax(make_session(bundle.file("model.onnx")).run(["logits"], {"images": normalized(images, bundle.preprocess)})[0])
+    onnx_probs = softmax(make_session(bundle.file("model.onnx")).run(
+        ["logits"], {"images": normalized(images, bundle.preprocess)})[0])
     assert np.abs(onnx_probs - np.exp(log_probs)).max() <= PARITY_TOLERANCE
     card = bundle.file("card.md").read_text()
     assert "An ensemble (weighted voting) of 2 runs" in card and "custom_cnn: a" in card

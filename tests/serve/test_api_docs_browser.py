@@ -11,7 +11,8 @@ import pytest
 
 from snapid.config import Settings
 from tests.helpers import live_server
-from tests.serve.test_dashboard_browser import WAIT_MS, Page, browser, until  # noqa: F401  (browser: a fixture)
+from tests.serve.test_dashboard_browser import WAIT_MS, Page, until
+from tests.serve.test_dashboard_browser import browser as browser  # a module fixture, re-exported for pytest
 
 JS_TYPES = ("text/javascript", "application/javascript")
 

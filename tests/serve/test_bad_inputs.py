@@ -92,7 +92,8 @@ def test_bit_flips_never_give_5xx(client):
 # --- 1x1 or 8x8: 400 image_too_small --------------------------------------------------------------
 @pytest.mark.parametrize("side", [1, 8])
 def test_tiny_image_is_400(client, side):
-    rejected(client, client.post(PREDICT, files=files(encode(Image.new("RGB", (side, side)), "PNG"))), 400, "image_too_small")
+    rejected(client, client.post(PREDICT, files=files(encode(Image.new("RGB", (side, side)), "PNG"))),
+             400, "image_too_small")
 
 
 # --- 30000x30000 PNG; 100 MP photo: 413 before decoding -------------------------------------------
@@ -194,7 +195,8 @@ def test_transparent_palette_is_composited_on_white_the_same_way(client):
 
 # --- EXIF orientation 3, 6 or 8: same prediction as an upright copy ---------------------------------
 def _stored_with_orientation(upright: Image.Image, orientation: int) -> bytes:
-    stored = {3: upright.rotate(180), 6: upright.rotate(90, expand=True), 8: upright.rotate(-90, expand=True)}[orientation]
+    stored = {3: upright.rotate(180), 6: upright.rotate(90, expand=True),
+              8: upright.rotate(-90, expand=True)}[orientation]
     exif = Image.Exif()
     exif[images.ORIENTATION_TAG] = orientation
     return encode(stored, "PNG", exif=exif.tobytes())
@@ -230,7 +232,8 @@ def test_bad_query_parameter_is_422_naming_it(client):
 # --- SQL injection strings in any field: harmless ------------------------------------------------------
 def test_sql_injection_strings_are_harmless(client, engine):
     evil = "'; DROP TABLE predictions;--"
-    r = client.post(PREDICT, data={"note": evil}, files=[("files", (evil + '" OR 1=1.jpg', coloured(RED), "image/jpeg"))])
+    r = client.post(PREDICT, data={"note": evil},
+                    files=[("files", (evil + '" OR 1=1.jpg', coloured(RED), "image/jpeg"))])
     assert r.status_code == 200
     r = client.post(f"{PREDICT}?lang=" + "%27%3B%20DROP%20TABLE%20predictions%3B--", files=files(coloured(RED)))
     rejected(client, r, 422, "invalid_request")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from snapid.track.tables import RunRow
 
 HOSTILE = "<script>window.__pwned=1</script>"
 HOSTILE_IMG = "<img src=x onerror=window.__pwned=1>"
-T0 = datetime(2025, 3, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 
 
 def seed_run(engine, name: str, *, dataset: str = "flowers", model: str = "mobilenet_v2", status: str = "completed",
@@ -44,7 +44,8 @@ def seed_run(engine, name: str, *, dataset: str = "flowers", model: str = "mobil
 def add_epoch(session, name: str, epoch: int, *, is_best: bool = False, best: float | None = None) -> None:
     metrics = {"train_loss": 2.0 / (epoch + 1), "val_loss": 2.2 / (epoch + 1), "top1": 0.3 + 0.05 * epoch,
                "top5": 0.8, "macro_f1": 0.25 + 0.05 * epoch, "lr": 1e-3 * 0.9 ** epoch, "seconds": 1.5}
-    track.record_epoch(session, name=name, epoch=epoch, phase="probe", metrics=metrics, is_best=is_best, best_value=best)
+    track.record_epoch(session, name=name, epoch=epoch, phase="probe", metrics=metrics, is_best=is_best,
+                       best_value=best)
 
 
 def eval_result(labels: list[str], *, thumbnail: str = "data:image/png;base64,iVBORw0KGgo=") -> dict:
@@ -53,10 +54,12 @@ def eval_result(labels: list[str], *, thumbnail: str = "data:image/png;base64,iV
     per_class = [{"index": i, "id": f"c{i}", "name": label, "precision": 0.9, "recall": 0.8, "f1": 0.85, "support": 5,
                   "train_count": 20 + i, "top1": 0.8} for i, label in enumerate(labels)]
     counts = [[5 if i == j else (1 if j == (i + 1) % n else 0) for j in range(n)] for i in range(n)]
-    bins = [{"lo": i / 5, "hi": (i + 1) / 5, "confidence": i / 5 + 0.1, "accuracy": i / 5 + 0.05, "count": 3} for i in range(5)]
-    return {"run": "r", "split": "test", "tta": False, "n": 5 * n, "created_at": T0.isoformat(), "top1": 0.8, "top5": 1.0,
-            "macro_top1": 0.8, "macro_top5": 1.0, "macro_f1": 0.85, "balanced_accuracy": 0.8, "ece": 0.03,
-            "ece_uncalibrated": 0.09, "nll": 0.4, "temperature": 1.3, "threshold": 0.2, "latency_ms": 3.2, "parameters": 1234,
+    bins = [{"lo": i / 5, "hi": (i + 1) / 5, "confidence": i / 5 + 0.1, "accuracy": i / 5 + 0.05, "count": 3}
+            for i in range(5)]
+    return {"run": "r", "split": "test", "tta": False, "n": 5 * n, "created_at": T0.isoformat(), "top1": 0.8,
+            "top5": 1.0, "macro_top1": 0.8, "macro_top5": 1.0, "macro_f1": 0.85, "balanced_accuracy": 0.8, "ece": 0.03,
+            "ece_uncalibrated": 0.09, "nll": 0.4, "temperature": 1.3, "threshold": 0.2, "latency_ms": 3.2,
+            "parameters": 1234,
             "per_class": per_class, "confusion": {"labels": [c["id"] for c in per_class], "counts": counts,
                                                  "normalized": [[v / sum(r) for v in r] for r in counts]},
             "reliability": bins, "reliability_uncalibrated": bins,
@@ -246,7 +249,8 @@ def test_unsafe_thumbnails_and_non_finite_numbers_are_neutralised(client, engine
     raw = (run_dir / "eval-test.json").read_text().replace('"ece": 0.03', '"ece": NaN')
     (run_dir / "eval-test.json").write_text(raw)
     with transaction(engine) as s:
-        track.record_artifact(s, name="odd", kind="checkpoint_best", path="/x", meta={"loss": float("inf"), "big": {"a": 1}})
+        track.record_artifact(s, name="odd", kind="checkpoint_best", path="/x",
+                              meta={"loss": float("inf"), "big": {"a": 1}})
     response = client.get("/api/v1/runs/odd")
     assert response.status_code == 200, response.text
     test = response.json()["evaluations"]["test"]
@@ -268,7 +272,8 @@ def test_compare_lists_found_and_missing_runs(client, runs):
     body = client.get("/api/v1/compare", params={"names": "r-best, r-old,ghost,r-best"}).json()
     assert [r["name"] for r in body["runs"]] == ["r-best", "r-old"] and body["missing"] == ["ghost"]
     assert all(isinstance(b, dict) for b in body["leaderboards"])
-    assert client.get("/api/v1/compare", params={"names": " , "}).json() == {"runs": [], "missing": [], "leaderboards": []}
+    assert client.get("/api/v1/compare", params={"names": " , "}).json() == {"runs": [], "missing": [],
+                                                                              "leaderboards": []}
 
 
 def test_pages_are_static_shells_with_a_csp(client, runs):
@@ -325,7 +330,8 @@ DASHBOARD_OPERATIONS = ["/api/v1/runs", "/api/v1/runs/{ref}", "/api/v1/runs/{ref
 def test_api_fuzz_no_5xx_and_responses_match_the_schema(home, engine, path):
     """BAD_INPUTS.md "API fuzz": schemathesis cases from /openapi.json, valid and invalid, on a seeded workspace."""
     import schemathesis
-    from hypothesis import HealthCheck, given, settings as hypothesis_settings
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
 
     seed_run(engine, "fuzz", status="running", epochs=3, best=0.5)
     seed_run(engine, "1", epochs=1)

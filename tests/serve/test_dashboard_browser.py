@@ -16,8 +16,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from snapid.config import Settings
-from tests.helpers import live_server
 from snapid.track.db import transaction
+from tests.helpers import live_server
 from tests.serve.test_dashboard_api import HOSTILE, HOSTILE_IMG, T0, add_epoch, seed_run, write_eval
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -137,7 +137,8 @@ def test_a_training_run_shows_new_epochs_without_a_reload(page, server, engine):
 def test_hostile_names_and_labels_show_as_text(page, server, engine, tmp_path):
     run_dir = tmp_path / "runs" / "hostile"
     seed_run(engine, "plain-run", best=0.5)
-    run_id = seed_run(engine, HOSTILE, dataset=HOSTILE_IMG, run_dir=str(run_dir), best=0.9, created=T0 + timedelta(hours=1))
+    run_id = seed_run(engine, HOSTILE, dataset=HOSTILE_IMG, run_dir=str(run_dir), best=0.9,
+                      created=T0 + timedelta(hours=1))
     write_eval(engine, HOSTILE, run_dir, [HOSTILE, HOSTILE_IMG, "plain"])
     page.goto(f"{server}/runs")
     page.wait_for_selector("#runs tbody tr >> text=plain-run", timeout=WAIT_MS)

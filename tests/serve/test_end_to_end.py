@@ -35,8 +35,10 @@ def test_serving_input_is_the_training_item(tmp_path, size, resize, fmt):
     path = tmp_path / f"p.{fmt.lower()}"
     path.write_bytes(encode(photo((1200, 900), seed=3), fmt, **({"quality": 90} if fmt == "JPEG" else {})))
     w, h = Image.open(path).size
-    trained = render_item(path, Item("k", str(path), w, h, None), PrepareParams(size=size, resize=resize), images.DEFAULT_LIMITS)
-    served = decode_for_model(path.read_bytes(), PreprocessSpec(size, resize, (0.5,) * 3, (0.25,) * 3), images.DEFAULT_LIMITS)
+    trained = render_item(path, Item("k", str(path), w, h, None), PrepareParams(size=size, resize=resize),
+                          images.DEFAULT_LIMITS)
+    served = decode_for_model(path.read_bytes(), PreprocessSpec(size, resize, (0.5,) * 3, (0.25,) * 3),
+                              images.DEFAULT_LIMITS)
     assert np.array_equal(trained, served)
 
 

@@ -167,7 +167,8 @@ def test_malformed_places_are_refused_whole(served, engine, tmp_path):
     for text, named in [("name,category,lat,lon\nA,food,37.5,126.9\nB,food,97.5,126.9\n", "line 3: column 'lat'"),
                         ("name,category,lat,lon\nA,Food Court!,37.5,126.9\n", "line 2: column 'category'"),
                         ("name,category,lat\nA,food,37.5\n", "line 2: column 'lon'"),
-                        ("name,category,lat,lon,link\nA,food,37.5,126.9,javascript:alert(1)\n", "line 2: column 'link'")]:
+                        ("name,category,lat,lon,link\nA,food,37.5,126.9,javascript:alert(1)\n",
+                         "line 2: column 'link'")]:
         with pytest.raises(KnowledgeError) as refused:
             import_places(write(tmp_path / "places.csv", text), dataset="colours", engine=engine)
         assert f"places.csv {named}" in refused.value.message

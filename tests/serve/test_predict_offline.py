@@ -58,7 +58,8 @@ def scores(predictions) -> dict[str, float]:
 
 # --- the library -------------------------------------------------------------------------------------
 def test_files_folders_and_globs_are_expanded(photos):
-    assert expand_paths([photos]) == [photos / "red.jpg", photos / "sub" / "deeper" / "blue.jpg", photos / "sub" / "green.png"]
+    assert expand_paths([photos]) == [photos / "red.jpg", photos / "sub" / "deeper" / "blue.jpg",
+                                      photos / "sub" / "green.png"]
     assert expand_paths([str(photos / "**" / "*.jpg")]) == [photos / "red.jpg", photos / "sub" / "deeper" / "blue.jpg"]
     # a file named explicitly is always tried (the decoder decides); duplicates dropped; no match is kept to be reported
     named = expand_paths([photos / "notes.txt", photos / "red.jpg", photos, str(photos / "nothing*.jpg")])
@@ -70,13 +71,15 @@ def test_paths_pil_images_and_arrays_are_identified(bundle, photos):
     model = snapid.load(bundle)
     red = np.asarray(Image.open(photos / "red.jpg").convert("RGB"))
     grey = np.full((40, 40), 128, np.uint8)
-    rgba = np.dstack([np.asarray(Image.open(photos / "sub" / "green.png").convert("RGB")), np.full((48, 64), 255, np.uint8)])
+    rgba = np.dstack([np.asarray(Image.open(photos / "sub" / "green.png").convert("RGB")),
+                      np.full((48, 64), 255, np.uint8)])
     items = [str(photos / "red.jpg"), photos / "sub" / "green.png", Image.open(photos / "sub" / "deeper" / "blue.jpg"),
              red, grey, rgba]
     answers = model.predict(items, top_k=2)
     assert [a.label for a in answers[:4]] == ["red", "green", "blue", "red"] and answers[5].label == "green"
     assert [a.photo for a in answers] == list(range(6)) and all(a.ok and len(a.top) == 2 for a in answers)
-    assert answers[0].source == str(photos / "red.jpg") and answers[2].source == "<image 2>" and answers[3].source == "<array 3>"
+    assert (answers[0].source == str(photos / "red.jpg") and answers[2].source == "<image 2>"
+            and answers[3].source == "<array 3>")
     assert answers[0].name == "Red thing" and answers[0].score == answers[0].top[0][2] and not answers[0].unknown
     assert max(scores(answers[4].top).values()) < 0.5   # equal channels: no class stands out
     # a single item gives a list of one; an N x H x W x 3 array is N photos
@@ -96,7 +99,8 @@ def test_unreadable_files_are_answered_with_their_reason_in_order(bundle, photos
     text = write(tmp_path / "bad" / "text.jpg", b"<html>not an image</html>")
     empty = write(tmp_path / "bad" / "empty.png", b"")
     tiny = write(tmp_path / "bad" / "tiny.png", coloured(RED, size=(8, 8), fmt="PNG"))
-    answers = snapid.load(bundle).predict([good, truncated, text, tmp_path / "missing.jpg", empty, tiny, tmp_path, good])
+    answers = snapid.load(bundle).predict([good, truncated, text, tmp_path / "missing.jpg", empty, tiny, tmp_path,
+                                           good])
     assert [a.ok for a in answers] == [True, False, False, False, False, False, False, True]
     assert [a.error.split(":")[0] for a in answers[1:7]] == ["corrupt_image", "unsupported_image", "not_found",
                                                               "empty_file", "image_too_small", "not_a_file"]
@@ -107,7 +111,8 @@ def test_unreadable_files_are_answered_with_their_reason_in_order(bundle, photos
 def test_batches_and_threads_do_not_change_the_answers(bundle, photos):
     items = [photos / "red.jpg", photos / "sub" / "green.png", photos / "sub" / "deeper" / "blue.jpg"] * 3
     seen = []
-    small = load(bundle, batch_size=2, threads=1).predict(items, progress=lambda done, total: seen.append((done, total)))
+    small = load(bundle, batch_size=2, threads=1).predict(items,
+                                                          progress=lambda done, total: seen.append((done, total)))
     large = load(bundle, batch_size=32, threads=3).predict(items)
     for a, b in zip(small, large, strict=True):
         assert a.label == b.label and scores(a.top) == pytest.approx(scores(b.top), abs=1e-6)
@@ -121,7 +126,7 @@ def test_same_probabilities_and_names_as_the_http_api(home, tmp_path, photos):
     offline = model.predict(paths, top_k=3, lang="ko")
     together = model.predict(paths[:2], top_k=3, lang="ko", mode="one")
     with TestClient(create_app(Settings(home=home.home, reload_poll_s=0), bundle=bundle)) as client:
-        for path, answer in zip(paths, offline):
+        for path, answer in zip(paths, offline, strict=True):
             body = client.post("/api/v1/predict?k=3&lang=ko", files=files(path.read_bytes(), name=path.name)).json()
             assert scores(answer.top) == pytest.approx(scores(body["predictions"]), abs=1e-6)
             assert [name for _, name, _ in answer.top] == [p["display_name"] for p in body["predictions"]]
@@ -166,7 +171,7 @@ def test_detect_mode_answers_every_object_as_the_api_does(home, tmp_path):
     with TestClient(create_app(Settings(home=home.home, reload_poll_s=0), bundle=bundle)) as client:
         found = client.post("/api/v1/predict", files=files(squares.read_bytes(), name="p.png")).json()["objects"]
         whole = client.post("/api/v1/predict", files=files(dark.read_bytes(), name="d.png")).json()
-    for answer, obj, expected in zip(answers[:2], found, BOXES):
+    for answer, obj, expected in zip(answers[:2], found, BOXES, strict=True):
         assert list(answer.box) == obj["box"] == pytest.approx(list(expected), abs=0.02)
         assert answer.detector_score == obj["detector_score"]
         assert scores(answer.top) == pytest.approx(scores(obj["predictions"]), abs=1e-6)
@@ -244,8 +249,10 @@ def test_cli_csv_is_written_whole(bundle, photos, tmp_path):
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(out.open(encoding="utf-8")))
     assert list(rows[0]) == ["path", "label", "name", "score", "unknown", "top", "error"]
-    assert [(Path(r["path"]).name, r["label"]) for r in rows] == [("red.jpg", "red"), ("blue.jpg", "blue"), ("missing.png", "")]
-    assert rows[0]["name"] == "빨강" and rows[0]["unknown"] == "false" and rows[0]["top"].startswith(f"red:{rows[0]['score']};")
+    assert [(Path(r["path"]).name, r["label"]) for r in rows] == [("red.jpg", "red"), ("blue.jpg", "blue"),
+                                                                  ("missing.png", "")]
+    assert (rows[0]["name"] == "빨강" and rows[0]["unknown"] == "false"
+            and rows[0]["top"].startswith(f"red:{rows[0]['score']};"))
     assert len(rows[0]["top"].split(";")) == 3 and rows[2]["error"] == "not_found: no such file"
     assert "1 could not be read (1 not_found)" in result.stderr
     assert [p.name for p in out.parent.iterdir()] == ["answers.csv"]    # no temporary file left
@@ -286,7 +293,8 @@ def test_the_cli_errors_name_the_missing_export(home, engine, photos):
     from snapid.track.db import transaction
 
     with transaction(engine) as s:
-        track.create_run(s, name="fresh", dataset="d", dataset_version=1, model="m", config={}, run_dir="", monitor="top1")
-    out = subprocess.run([sys.executable, "-m", "snapid", "predict", "fresh", str(photos)], cwd=ROOT, capture_output=True,
-                         text=True, timeout=120, env={**os.environ, "SNAPID_HOME": str(home.home)})
+        track.create_run(s, name="fresh", dataset="d", dataset_version=1, model="m", config={}, run_dir="",
+                         monitor="top1")
+    out = subprocess.run([sys.executable, "-m", "snapid", "predict", "fresh", str(photos)], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "SNAPID_HOME": str(home.home)})
     assert out.returncode == 1 and "snapid export fresh" in out.stderr and "Traceback" not in out.stderr

@@ -94,7 +94,8 @@ def test_snapid_serve_ignores_proxy_headers_unless_told(monkeypatch, tmp_path):
     launch.serve_forever(None, settings=settings, reload=False)
     assert calls[-1]["proxy_headers"] is False
     assert "SNAPID_FORWARDED_ALLOW_IPS" not in os.environ and os.environ["SNAPID_BIND_HOST"] == "127.0.0.1"
-    launch.serve_forever(None, settings=settings, reload=False, host="0.0.0.0", forwarded_allow_ips="127.0.0.1,10.0.0.0/8")
+    launch.serve_forever(None, settings=settings, reload=False, host="0.0.0.0",
+                         forwarded_allow_ips="127.0.0.1,10.0.0.0/8")
     assert calls[-1]["proxy_headers"] is False and calls[-1]["host"] == "0.0.0.0"
     assert os.environ["SNAPID_FORWARDED_ALLOW_IPS"] == "127.0.0.1,10.0.0.0/8"
     assert Settings().forwarded_allow_ips == "127.0.0.1,10.0.0.0/8" and Settings().bind_host == "0.0.0.0"

@@ -51,7 +51,7 @@ def closed_within(sock: socket.socket, seconds: float) -> bool:
             sock.settimeout(left)
             if sock.recv(1024) == b"":
                 return True
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return False
     except ConnectionResetError:
         return True

@@ -64,7 +64,8 @@ def test_unknown_names_are_422_naming_them(sub_client):
 def test_named_subsets_from_the_bundle_and_its_knowledge_base(sub_client):
     listed = sub_client.get("/api/v1/subsets").json()["subsets"]
     # the bundle's own list wins a clash; ids the model lacks are left out
-    assert {s["name"]: s["classes"] for s in listed} == {"warm": ["red", "green"], "cool": ["blue"], "kb only": ["blue"]}
+    assert {s["name"]: s["classes"] for s in listed} == {"warm": ["red", "green"], "cool": ["blue"],
+                                                         "kb only": ["blue"]}
     warm = sub_client.post("/api/v1/predict?subset=warm&mode=each",
                            files=files(coloured(RED), coloured((40, 40, 220)))).json()
     for obj in warm["objects"]:

@@ -16,14 +16,16 @@ KNOWLEDGE = {
     "dataset": "colours", "version": 2, "cards_version": 1, "rules_version": 2, "languages": ["en", "ko"],
     "cards": {
         "red": {"class_id": "red", "name": "Red thing", "names": {"ko": "빨간 알약", "en": "Red pill"},
-                "scientific_name": "Rubrum testum", "descriptions": {"ko": "빨간 가상의 알약", "en": "A fictional red pill"},
+                "scientific_name": "Rubrum testum",
+                "descriptions": {"ko": "빨간 가상의 알약", "en": "A fictional red pill"},
                 "image": "https://example.org/red.png", "links": [{"label": "maker", "url": "https://example.org/red"}],
                 "fields": {"ingredient": "redamol 10 mg", "maker": "Demo Pharm", "price": "1,000 원"},
-                "wikipedia": {"en": {"lang": "en", "title": "Red", "extract": "Red is a colour.", "description": "colour",
-                                     "thumbnail": "", "url": "https://en.wikipedia.org/wiki/Red", "fallback": False,
-                                     "translated": False}},
+                "wikipedia": {"en": {"lang": "en", "title": "Red", "extract": "Red is a colour.",
+                                     "description": "colour", "thumbnail": "", "url": "https://en.wikipedia.org/wiki/Red",
+                                     "fallback": False, "translated": False}},
                 "taxonomy": [{"rank": "species", "name": "Rubrum testum", "id": "Q1", "labels": {"ko": "빨강풀"}},
-                             {"rank": "family", "name": "Rubraceae", "id": "Q2", "labels": {"ko": "빨강과", "en": "reds"}},
+                             {"rank": "family", "name": "Rubraceae", "id": "Q2",
+                              "labels": {"ko": "빨강과", "en": "reds"}},
                              {"rank": "order", "name": "Rubrales", "id": "Q3", "labels": {}}]},
         "green": {"class_id": "green", "name": "Green thing", "names": {"ko": "초록 알약", "en": "Green pill"},
                   "scientific_name": "", "descriptions": {"en": "A fictional green pill"}, "image": "",
@@ -33,7 +35,8 @@ KNOWLEDGE = {
 }
 
 
-def knowledge_bundle(path: Path, knowledge: dict | None = KNOWLEDGE, *, classes: list[dict] | None = None, **kw) -> Path:
+def knowledge_bundle(path: Path, knowledge: dict | None = KNOWLEDGE, *, classes: list[dict] | None = None,
+                     **kw) -> Path:
     files = bundle_files(**kw)
     if classes is not None:
         files["labels.json"] = json.dumps({"classes": classes}).encode()

@@ -43,7 +43,8 @@ def crop(root: Path, sample, pad: float = 0.15) -> bytes:
     x0, y0, x1, y1 = box.x1, box.y1, box.x2, box.y2
     margin = pad * max(x1 - x0, y1 - y0)
     out = io.BytesIO()
-    im.crop((max(0, x0 - margin), max(0, y0 - margin), min(im.width, x1 + margin), min(im.height, y1 + margin))).save(out, "JPEG", quality=92)
+    im.crop((max(0, x0 - margin), max(0, y0 - margin),
+             min(im.width, x1 + margin), min(im.height, y1 + margin))).save(out, "JPEG", quality=92)
     return out.getvalue()
 
 
@@ -199,7 +200,8 @@ def test_two_interacting_single_pill_crops_warn_in_different_items_mode(demo):
         def recognised(label: str) -> bytes | None:  # a crop of this class the model gets right
             for sample in singles.get(label, [])[:CROPS_PER_CLASS]:
                 photo = crop(root, sample)
-                answer = client.post("/api/v1/predict?lang=en", files=[("files", ("pill.jpg", photo, "image/jpeg"))]).json()
+                answer = client.post("/api/v1/predict?lang=en",
+                                     files=[("files", ("pill.jpg", photo, "image/jpeg"))]).json()
                 if not answer["unknown"] and answer["predictions"][0]["id"] == label:
                     assert answer["card"]["class_id"] == label and answer["card"]["fields"]
                     return photo

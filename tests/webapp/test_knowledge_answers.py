@@ -21,7 +21,8 @@ def client_for(home):
     opened = []
 
     def make(bundle):
-        client = TestClient(create_app(Settings(home=home.home, reload_poll_s=0), bundle=bundle), raise_server_exceptions=False)
+        client = TestClient(create_app(Settings(home=home.home, reload_poll_s=0), bundle=bundle),
+                            raise_server_exceptions=False)
         opened.append(client.__enter__())
         return client
     yield make
@@ -55,7 +56,8 @@ def test_two_photos_of_one_object_never_warn(client_for, kbundle):
 
 def test_each_mode_warns_for_an_interacting_pair(client_for, kbundle):
     client = client_for(kbundle)
-    answer = client.post("/api/v1/predict?mode=each&lang=en", files=files(coloured(RED), coloured(GREEN), coloured(BLUE))).json()
+    answer = client.post("/api/v1/predict?mode=each&lang=en",
+                         files=files(coloured(RED), coloured(GREEN), coloured(BLUE))).json()
     assert answer["mode"] == "each" and answer["photos"] == 3
     assert [o["predictions"][0]["id"] for o in answer["objects"]] == ["red", "green", "blue"]
     assert [o["photo"] for o in answer["objects"]] == [0, 1, 2]
@@ -90,10 +92,12 @@ def test_the_same_class_twice_gives_no_warning_and_unsure_objects_a_possible_one
     assert all(o["unknown"] for o in unsure["objects"])
     assert unsure["card"] is None  # no card for an answer the model rejects
     # but a rule between the best guesses still warns, marked as uncertain (a missed interaction costs more)
-    assert [(w["classes"], w["certain"], w["objects"]) for w in unsure["warnings"]] == [(["green", "red"], False, [0, 1])]
+    assert ([(w["classes"], w["certain"], w["objects"]) for w in unsure["warnings"]]
+            == [(["green", "red"], False, [0, 1])])
 
 
-@pytest.mark.parametrize("knowledge", [None, {"cards": "nonsense", "rules": [{"severity": "x"}, 5]}, ["not", "a", "dict"]])
+@pytest.mark.parametrize("knowledge", [None, {"cards": "nonsense", "rules": [{"severity": "x"}, 5]},
+                                       ["not", "a", "dict"]])
 def test_missing_or_malformed_knowledge_gives_no_card_and_no_error(client_for, tmp_path, knowledge):
     client = client_for(knowledge_bundle(tmp_path / "b", knowledge))
     answer = client.post("/api/v1/predict?mode=each", files=files(coloured(RED), coloured(GREEN)))
@@ -109,7 +113,8 @@ def test_mode_must_be_same_or_each(client_for, kbundle):
 def test_knowledge_text_is_returned_exactly_as_stored(client_for, tmp_path):
     hostile = json.loads(json.dumps(KNOWLEDGE))
     hostile["cards"]["red"]["descriptions"]["en"] = "<script>window.__pwned=1</script>"
-    answer = client_for(knowledge_bundle(tmp_path / "b", hostile)).post("/api/v1/predict?lang=en", files=files(coloured(RED)))
+    answer = client_for(knowledge_bundle(tmp_path / "b", hostile)).post("/api/v1/predict?lang=en",
+                                                                       files=files(coloured(RED)))
     assert answer.json()["card"]["description"] == "<script>window.__pwned=1</script>"  # the page escapes it
 
 
@@ -137,5 +142,6 @@ def test_an_unsure_object_warns_as_possible_through_a_likely_runner_up(tmp_path)
     blue = body(("blue", 0.99), unknown=False)
     assert answers.warnings_for(model, answers.recognised([(0, alone), (1, blue)]), "en") == []
     # a rule the best guesses already match is reported once, from the best guesses
-    both = answers.warnings_for(model, answers.recognised([(0, body(("green", 0.6), ("red", 0.3), unknown=True)), (1, red)]), "en")
+    both = answers.warnings_for(model, answers.recognised([(0, body(("green", 0.6), ("red", 0.3), unknown=True)),
+                                                           (1, red)]), "en")
     assert [(w["objects"], w["certain"]) for w in both] == [([0, 1], False)]

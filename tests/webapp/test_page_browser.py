@@ -10,9 +10,9 @@ import json
 import pytest
 
 from snapid.config import Settings
+from tests.helpers import free_port, live_server
 from tests.serve.conftest import CLASSES, GREEN, RED, coloured
 from tests.serve.test_dashboard_browser import WAIT_MS, browser, until  # noqa: F401  (browser: a fixture)
-from tests.helpers import free_port, live_server
 from tests.webapp.conftest import KNOWLEDGE, RULE_MESSAGE, knowledge_bundle
 
 HOSTILE = "<script>window.__pwned=1</script>"
@@ -122,7 +122,8 @@ def test_korean_and_english_switch_changes_every_visible_string(site, opened):
 
 
 def test_a_hostile_class_label_shows_as_text_and_never_runs(opened, home, tmp_path):
-    classes = [dict(CLASSES[0], name=HOSTILE, display_names={"en": HOSTILE}), dict(CLASSES[1], name=HOSTILE_IMG), CLASSES[2]]
+    classes = [dict(CLASSES[0], name=HOSTILE, display_names={"en": HOSTILE}), dict(CLASSES[1], name=HOSTILE_IMG),
+               CLASSES[2]]
     knowledge = json.loads(json.dumps(KNOWLEDGE))
     knowledge["cards"]["red"]["names"] = {"en": HOSTILE}
     knowledge["cards"]["red"]["descriptions"] = {"en": HOSTILE_IMG}

@@ -26,7 +26,8 @@ PLACES = [
     {"category": "sight", "lat": 37.5826, "lon": 126.9850, "names": {"en": "Bukchon"}, "addresses": {}, "link": ""},
 ]
 TABLE = {"version": 3, "rows": [
-    {"class_id": "red", "valid_from": "2000-01-01", "valid_to": "2099-12-31", "fields": {"store": "CU", "offer_en": "1+1"}},
+    {"class_id": "red", "valid_from": "2000-01-01", "valid_to": "2099-12-31",
+     "fields": {"store": "CU", "offer_en": "1+1"}},
     {"class_id": "red", "valid_from": "", "valid_to": "2001-01-01", "fields": {"store": "GS25", "offer_en": "2+1"}},
 ]}
 

@@ -1,6 +1,7 @@
-"""Reference photos and the subset selector on the identification page (issue 20), in a real browser (Debian's headless Chromium
-driven by Playwright, a real uvicorn server): under each proposed class, its training photos most like the
-query, loaded from this server under the strict CSP (the opened() pages fail on console or CSP errors)."""
+"""Reference photos and the subset selector on the identification page (issue 20), in a real browser
+(Debian's headless Chromium driven by Playwright, a real uvicorn server): under each proposed class, its
+training photos most like the query, loaded from this server under the strict CSP (the opened() pages fail
+on console or CSP errors)."""
 
 from __future__ import annotations
 

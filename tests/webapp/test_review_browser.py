@@ -24,9 +24,9 @@ from snapid.feedback.promote import split_shas
 from snapid.track import datasets as dataset_store
 from snapid.track import feedback as track
 from snapid.track.db import transaction
+from tests.helpers import free_port, live_server
 from tests.serve.conftest import GREEN, RED, coloured
 from tests.serve.test_dashboard_browser import WAIT_MS, browser, until  # noqa: F401  (browser: a fixture)
-from tests.helpers import free_port, live_server
 from tests.webapp.conftest import knowledge_bundle
 
 TOKEN = "review-t0ken-for-the-browser"

@@ -16,11 +16,12 @@ from sqlalchemy import func, select
 
 from snapid.config import Settings
 from snapid.serve.app import create_app
-from snapid.serve.services import handoff_tokens as tokens, phone_link, redact
+from snapid.serve.services import handoff_tokens as tokens
+from snapid.serve.services import phone_link, redact
 from snapid.track.db import get_engine, transaction
 from snapid.track.tables import HandoffSessionRow, HandoffUploadRow
-from tests.serve.conftest import GREEN, RED, coloured, files
 from tests.helpers import live_server
+from tests.serve.conftest import GREEN, RED, coloured, files
 from tests.webapp.conftest import RULE_MESSAGE
 
 
@@ -109,7 +110,8 @@ def test_desktop_reads_need_the_desktop_key(client):
     made = open_session(client)
     sid = made["session_id"]
     assert client.get(f"/api/v1/sessions/{sid}/results").status_code == 401
-    assert client.get(f"/api/v1/sessions/{sid}/results", headers={"X-Snapid-Key": "x" * 43}).json()["error"] == "unauthorized"
+    assert client.get(f"/api/v1/sessions/{sid}/results",
+                      headers={"X-Snapid-Key": "x" * 43}).json()["error"] == "unauthorized"
     assert client.get(f"/api/v1/sessions/{sid}/events", params={"key": "wrong"}).status_code == 401
     assert client.get(f"/api/v1/sessions/{'0' * 32}/results", headers={"X-Snapid-Key": "k"}).status_code == 404
     assert client.get("/api/v1/sessions/not-an-id/results").status_code == 422
@@ -219,7 +221,8 @@ def test_twenty_parallel_uploads_store_exactly_the_cap(home, kbundle):
         page = results(http, made).json()
         assert [u["position"] for u in page["uploads"]] == list(range(1, 11)) and page["received"] == 10
     with transaction(get_engine(settings.resolved_db_url())) as s:
-        rows = s.scalar(select(func.count()).select_from(HandoffUploadRow).where(HandoffUploadRow.session_id == made["session_id"]))
+        rows = s.scalar(select(func.count()).select_from(HandoffUploadRow)
+                        .where(HandoffUploadRow.session_id == made["session_id"]))
         counter = s.get(HandoffSessionRow, made["session_id"]).n_uploads
     assert rows == counter == 10
 
@@ -254,7 +257,8 @@ def test_session_routes_conform_to_their_schema(tmp_path, method, path):
     """API fuzz (as tests/serve/test_schema.py): generated requests, valid and invalid; no 5xx but 503,
     every answer matching its documented status and schema."""
     import schemathesis
-    from hypothesis import HealthCheck, given, settings as hypothesis_settings
+    from hypothesis import HealthCheck, given
+    from hypothesis import settings as hypothesis_settings
     from schemathesis.specs.openapi.checks import positive_data_acceptance
 
     from tests.webapp.conftest import knowledge_bundle
