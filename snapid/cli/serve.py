@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import typer
 
 from snapid.cli import common
-from snapid.serve.launch import resolve_bundle, serve_forever
+from snapid.errors import NotFound, SnapidError
+from snapid.serve.launch import serve_forever
+from snapid.workspace import Workspace
 
 
 def serve(
@@ -35,6 +40,30 @@ def serve(
     serve_forever(bundle, settings=settings, host=host, port=port, workers=workers, reload=reload,
                   public_url=public_url, keep_days=keep_days, access_log=access_log,
                   forwarded_allow_ips=forwarded_allow_ips)
+
+
+def resolve_bundle(target: str | None, *, workspace: Workspace, db_url: str,
+                   announce=lambda message: None) -> Path | None:
+    """A bundle folder or .snapid file as given, else a run name: its bundle in the workspace, exported
+    first when there is none (export needs torch; serving afterwards does not). None: dashboard only."""
+    if not target:
+        return None
+    path = Path(target).expanduser()
+    if path.exists():
+        return path.resolve()
+    if os.sep in target or target.endswith(".snapid"):
+        raise NotFound(f"{target}: no such bundle folder or .snapid file")
+    existing = workspace.bundles / target
+    if (existing / "manifest.json").is_file():
+        return existing
+    try:
+        from snapid.export.from_run import export_run
+        from snapid.track.db import get_engine
+    except ImportError as exc:
+        raise SnapidError(f"{target!r} is not a bundle, and exporting the run needs snapid[train] ({exc})",
+                          code="export_unavailable") from None
+    announce(f"exporting run {target!r} to {existing} …")
+    return Path(export_run(target, workspace=workspace, engine=get_engine(db_url)).path)
 
 
 def print_urls(host: str, port: int, public_url: str, *, flag: str = "snapid serve", step: str = "") -> None:

@@ -15,32 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from snapid.config import Settings
-from snapid.errors import NotFound, SnapidError, UsageError
-from snapid.workspace import Workspace
-
-
-def resolve_bundle(target: str | None, *, workspace: Workspace, db_url: str,
-                   announce=lambda message: None) -> Path | None:
-    """A bundle folder or .snapid file as given, else a run name: its bundle in the workspace, exported
-    first when there is none (export needs torch; serving afterwards does not). None: dashboard only."""
-    if not target:
-        return None
-    path = Path(target).expanduser()
-    if path.exists():
-        return path.resolve()
-    if os.sep in target or target.endswith(".snapid"):
-        raise NotFound(f"{target}: no such bundle folder or .snapid file")
-    existing = workspace.bundles / target
-    if (existing / "manifest.json").is_file():
-        return existing
-    try:
-        from snapid.export.from_run import export_run
-        from snapid.track.db import get_engine
-    except ImportError as exc:
-        raise SnapidError(f"{target!r} is not a bundle, and exporting the run needs snapid[train] ({exc})",
-                          code="export_unavailable") from None
-    announce(f"exporting run {target!r} to {existing} …")
-    return Path(export_run(target, workspace=workspace, engine=get_engine(db_url)).path)
+from snapid.errors import UsageError
 
 
 def serve_forever(bundle: Path | None, *, settings: Settings, host: str = "127.0.0.1", port: int = 8000,
