@@ -116,6 +116,26 @@ def import_places(path: Path, *, dataset: str, engine: Engine) -> ImportResult:
     return ImportResult(dataset, version, "places", path.name, len(places), [], [], [])
 
 
+KINDS = ("cards", "rules", "table", "places")
+
+
+def import_file(path: Path, *, kind: str, dataset: str, engine: Engine, table: str | None = None,
+                allow_unknown: bool = False) -> ImportResult:
+    """Import ``path`` as knowledge of ``kind`` (cards, rules, table with its name, places) for ``dataset``: the one
+    entry the admin API uses (the CLI calls the same functions per --kind). All or nothing, as each of them."""
+    if kind == "cards":
+        return import_cards(path, dataset=dataset, engine=engine, allow_unknown=allow_unknown)
+    if kind == "rules":
+        return import_rules(path, dataset=dataset, engine=engine, allow_unknown=allow_unknown)
+    if kind == "table":
+        if not table:
+            raise KnowledgeError("a joined table needs its name (table=NAME, e.g. discounts)")
+        return import_table(path, dataset=dataset, table=table, engine=engine)
+    if kind == "places":
+        return import_places(path, dataset=dataset, engine=engine)
+    raise KnowledgeError(f"kind {kind!r}: use {', '.join(KINDS)}")
+
+
 def latest_version(dataset: str, *, engine: Engine) -> int:
     """The newest knowledge version of ``dataset`` (0: none; -1: no such dataset); what a server polls."""
     with transaction(engine) as session:

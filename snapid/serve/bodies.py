@@ -124,6 +124,29 @@ async def read_photos(request: Request, *, max_files: int) -> list[tuple[str, by
         await form.close()
 
 
+async def read_file(request: Request, *, field: str, limit: int) -> tuple[str, bytes]:
+    """The one file in the multipart field ``field``, as (its file name as sent, bytes): 413 above ``limit``
+    bytes (on top of the body cap every request has). The name is for messages and suffixes only."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind != "multipart/form-data":
+        raise InvalidRequest(f"send multipart/form-data with the file in the field {field!r} "
+                             f"(got Content-Type {kind or 'none'!r})")
+    form = await request.form(max_files=1, max_fields=MAX_FIELDS, max_part_size=MAX_FIELD_BYTES)
+    try:
+        part = form.get(field)
+        if part is None:
+            raise InvalidRequest(f"no file in the field {field!r}")
+        if not isinstance(part, UploadFile):
+            raise InvalidRequest(f"{field} is a text field; send the file as a file part")
+        data = await part.read(limit + 1)
+        name = "".join(c for c in (part.filename or "") if c.isprintable())[:200]
+        if len(data) > limit:
+            raise BodyTooLarge(f"{name or field}: above the {limit >> 20} MB limit of a knowledge file")
+        return name, data
+    finally:
+        await form.close()
+
+
 def _display_name(filename: str | None, index: int) -> str:
     """A short, printable name for messages: never used as a path."""
     clean = "".join(c for c in (filename or "") if c.isprintable())[:80]

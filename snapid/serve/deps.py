@@ -19,6 +19,7 @@ from snapid.config import Settings
 from snapid.feedback.storage import PhotoStore
 from snapid.serve.services.handoff import Handoff
 from snapid.serve.services.identify import Identify
+from snapid.serve.services.knowledge import LiveKnowledge
 from snapid.serve.services.lazy import Lazy
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.model import LoadedModel
@@ -64,6 +65,11 @@ async def handoff(request: Request) -> Handoff:
     return request.app.state.handoff
 
 
+async def live_knowledge(request: Request) -> LiveKnowledge:
+    """The watcher that keeps the served dataset's knowledge current (polls the database)."""
+    return request.app.state.knowledge
+
+
 async def prediction_log(request: Request) -> PredictionLog:
     return request.app.state.prediction_log
 
@@ -98,6 +104,7 @@ EngineDep = Annotated[Engine, Depends(db_engine)]  # opened before the route run
 DatabaseDep = Annotated[Lazy[Engine], Depends(database)]
 PhotoStoreDep = Annotated[Lazy[PhotoStore], Depends(photo_store)]
 HandoffDep = Annotated[Handoff, Depends(handoff)]
+KnowledgeDep = Annotated[LiveKnowledge, Depends(live_knowledge)]
 PredictionLogDep = Annotated[PredictionLog, Depends(prediction_log)]
 IdentifyDep = Annotated[Identify, Depends(identify)]
 StreamsDep = Annotated[StreamSlots, Depends(streams)]

@@ -240,6 +240,24 @@ class ReloadResponse(BaseModel):
     model: ModelRef
 
 
+class KnowledgeImported(BaseModel):
+    """POST /api/v1/admin/knowledge: the file stored as the served dataset's next knowledge version (issue 21)."""
+
+    dataset: str = Field(description="The served model's dataset, which the knowledge was imported for.")
+    knowledge_version: int = Field(description="The new knowledge version; answers carry it as knowledge_version "
+                                               "once the server has picked it up (SNAPID_KNOWLEDGE_POLL_S).")
+    kind: Literal["cards", "rules", "table", "places"]
+    table: str | None = Field(None, description="kind=table: the joined table's name.")
+    source: str = Field(description="The uploaded file's name, as stored with the version.")
+    items: int = Field(description="Cards, rules, table rows or places stored.")
+    unknown: list[str] = Field(default_factory=list, description="allow_unknown=true: class ids in the file the "
+                                                                  "dataset lacks (skipped).")
+    missing: list[str] = Field(default_factory=list, description="kind=cards: dataset classes without a card.")
+    notes: list[str] = Field(default_factory=list)
+    serving: bool = Field(description="Whether this server process already answers with the new version (other "
+                                      "worker processes pick it up at their next poll).")
+
+
 # --- QR phone hand-off (routes/handoff.py) -----------------------------------------------------------
 class SessionCreated(BaseModel):
     session_id: str
