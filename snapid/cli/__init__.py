@@ -7,6 +7,7 @@ import sys
 import typer
 
 from snapid import __version__
+from snapid.cli import add_class as add_class_cli
 from snapid.cli import compare as compare_cli
 from snapid.cli import data as data_cli
 from snapid.cli import data_export as data_export_cli
@@ -59,6 +60,7 @@ app.command("report", rich_help_panel=EVALUATE)(report_cli.report)
 app.command("leaderboard", rich_help_panel=EVALUATE)(leaderboard_cli.leaderboard)
 app.command("ensemble", rich_help_panel=EVALUATE)(ensemble_cli.ensemble)
 app.command("export", rich_help_panel=EXPORT)(export_cli.export)
+app.command("add-class", rich_help_panel=EXPORT)(add_class_cli.add_class)
 app.command("serve", rich_help_panel=SERVE)(serve_cli.serve)
 app.command("predict", rich_help_panel=SERVE)(predict_cli.predict)
 app.add_typer(knowledge_cli.app, name="knowledge", rich_help_panel=KNOWLEDGE)

@@ -1,0 +1,265 @@
+"""A new class from a few photos, no retraining (issue 20): `snapid add-class BUNDLE NAME PHOTO...`.
+
+The bundle's graph ends in a linear head on its pooled features: logits = W · embedding + b (one Gemm, or a
+MatMul then an Add, whose weights are initializers). The new class is appended as a prototype, the weight
+imprinting of Qi et al. (2018): its row is the mean of the photos' unit-length embeddings, made unit length
+again and scaled to the mean norm of the existing rows; its bias is the mean existing bias. So the new logit is
+on the scale of the others (the same row norm, the same offset), and a photo wins the new class when its
+embedding points nearer the new prototype than the trained rows would pull it elsewhere. Calibration
+(temperature, threshold) stays as it is. The "cam" output, when the graph has one, reads the same weight
+initializer, so its maps gain the new class too.
+
+The photos are embedded by the bundle's own graph (its "embedding" output) after the preprocessing serving
+applies (`snapid.images` decode and `snapid.geometry` fit and normalise, the functions
+`snapid/serve/services/preprocess.py` calls). The result is a new bundle version written atomically over the
+old one (`write_bundle`: staged beside it, swapped in), so a server watching the folder hot-swaps to it;
+manifest.json and card.md say the class was added this way and from which photos (their sha256). A bundle
+whose graph has no "embedding" output, whose head is not a float linear layer on it (an MLP head, an int8
+graph whose head is quantised) or that is an ensemble is refused, saying why.
+
+The graph is edited with the `onnx` package (the train extra); no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from snapid import geometry, images
+from snapid.errors import SnapidError
+from snapid.export.bundle import OPTIONAL, REQUIRED, Bundle, load_bundle, write_bundle
+
+MIN_PHOTOS, MAX_PHOTOS = 5, 20
+REF_JSON, REF_NPY, REF_JPG = "references.json", "references.npy", "references.jpg"  # snapid/export/references.py
+THUMB_PX, THUMB_QUALITY, BATCH = 112, 80, 32
+INPUT, LOGITS, EMBEDDING = "images", "logits", "embedding"
+METHOD = "prototype (class-mean embedding imprinted as a linear-head row)"
+
+
+class AddClassError(SnapidError):
+    code = "add_class_refused"
+    status = 422
+
+
+def _usage(message: str) -> AddClassError:
+    return AddClassError(message, code="usage")
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", name.strip().lower()).strip("_") or "class"
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    rows = np.asarray(rows, dtype=np.float32)
+    return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+
+def _embeddings(session, inputs: np.ndarray) -> np.ndarray:
+    parts = [session.run([EMBEDDING], {INPUT: inputs[i:i + BATCH]})[0] for i in range(0, len(inputs), BATCH)]
+    return np.concatenate(parts).reshape(len(inputs), -1).astype(np.float32)
+
+
+def _thumbnail(image_hwc: np.ndarray) -> bytes:
+    im = Image.fromarray(np.ascontiguousarray(image_hwc), "RGB")
+    im.thumbnail((THUMB_PX, THUMB_PX), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    im.save(out, "JPEG", quality=THUMB_QUALITY)
+    return out.getvalue()
+
+
+# --- the graph ---------------------------------------------------------------------------------------
+def _head(model) -> tuple[str, str | None, bool]:
+    """(weight initializer, bias initializer or None, weight stored C x D) of the linear layer giving
+    "logits" from "embedding"; AddClassError naming why when the graph is not that."""
+    producers = {out: node for node in model.graph.node for out in node.output}
+    inits = {i.name for i in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    if EMBEDDING not in outputs:
+        raise AddClassError(f"the bundle's graph has no {EMBEDDING!r} output (pooled features), so a new class has "
+                            "no embedding to be built from; export the run again with a current snapid")
+    node = producers.get(LOGITS)
+    why = "its head is not one linear layer on the embedding (an MLP head, or an int8 graph whose head is quantised)"
+    if node is None:
+        raise AddClassError(f"the graph has no {LOGITS!r} output")
+    if node.op_type == "Gemm":
+        attrs = {a.name: a for a in node.attribute}
+        if node.input[0] != EMBEDDING or node.input[1] not in inits or attrs.get("transA", None) and attrs["transA"].i:
+            raise AddClassError(f"cannot add a class: {why}")
+        if any(attrs[k].f != 1.0 for k in ("alpha", "beta") if k in attrs):
+            raise AddClassError(f"cannot add a class: {why} (a scaled Gemm)")
+        bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
+        if bias is not None and bias not in inits:
+            raise AddClassError(f"cannot add a class: {why}")
+        return node.input[1], bias, bool(attrs["transB"].i) if "transB" in attrs else False
+    if node.op_type == "Add":
+        matmul = next((producers.get(i) for i in node.input if i not in inits), None)
+        bias = next((i for i in node.input if i in inits), None)
+        if matmul is not None and matmul.op_type == "MatMul" and matmul.input[0] == EMBEDDING \
+                and matmul.input[1] in inits and bias is not None:
+            return matmul.input[1], bias, False
+    if node.op_type == "MatMul" and node.input[0] == EMBEDDING and node.input[1] in inits:
+        return node.input[1], None, False
+    raise AddClassError(f"cannot add a class: {why}; the logits come from a {node.op_type} node")
+
+
+def _edit_graph(model_bytes: bytes, embeddings: np.ndarray, classes: int) -> tuple[bytes, dict]:
+    """model.onnx with one more class: the prototype row appended to the head's weights and bias."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load_from_string(model_bytes)
+    weight_name, bias_name, rows_first = _head(model)
+    inits = {i.name: i for i in model.graph.initializer}
+    weight = numpy_helper.to_array(inits[weight_name])
+    rows = weight if rows_first else weight.T          # C x D
+    if rows.dtype != np.float32 or rows.ndim != 2 or rows.shape[0] != classes:
+        raise AddClassError(f"cannot add a class: the head's weights are {rows.dtype} {list(rows.shape)}, not a "
+                            f"float32 {classes} x D matrix (an int8 head, or labels that do not match the graph)")
+    if rows.shape[1] != embeddings.shape[1]:
+        raise AddClassError(f"the head reads {rows.shape[1]} features but the embedding has {embeddings.shape[1]}")
+    bias = numpy_helper.to_array(inits[bias_name]).astype(np.float32) if bias_name else np.zeros(classes, np.float32)
+    if bias.shape != (classes,):
+        raise AddClassError(f"cannot add a class: the head's bias has shape {list(bias.shape)}, not [{classes}]")
+    prototype = _unit(_unit(embeddings).mean(axis=0, keepdims=True))[0]
+    norm = float(np.linalg.norm(rows, axis=1).mean())
+    row = (norm * prototype).astype(np.float32)
+    new_bias = np.float32(bias.mean())
+    new_rows = np.concatenate([rows, row[None]])
+    inits[weight_name].CopyFrom(numpy_helper.from_array(new_rows if rows_first else np.ascontiguousarray(new_rows.T),
+                                                        weight_name))
+    if bias_name:
+        inits[bias_name].CopyFrom(numpy_helper.from_array(np.append(bias, new_bias).astype(np.float32), bias_name))
+    # shapes recorded for the class axis no longer hold: drop intermediate hints, fix the outputs' class axis
+    del model.graph.value_info[:]
+    for out in model.graph.output:
+        dims = out.type.tensor_type.shape.dim
+        if out.name != EMBEDDING and len(dims) > 1 and dims[1].HasField("dim_value") and dims[1].dim_value == classes:
+            dims[1].dim_value = classes + 1
+    onnx.checker.check_model(model)
+    head = {"weight": weight_name, "bias": bias_name, "row_norm": norm, "bias_value": float(new_bias)}
+    return model.SerializeToString(), head
+
+
+# --- the photos --------------------------------------------------------------------------------------
+def _photos(paths: list[Path], preprocess: dict) -> tuple[np.ndarray, list[dict]]:
+    """N x S x S x 3 uint8 items, as serving makes them, and [{"file", "sha256"}]; bad photos named."""
+    if not MIN_PHOTOS <= len(paths) <= MAX_PHOTOS:
+        raise _usage(f"{len(paths)} photos: a new class needs {MIN_PHOTOS} to {MAX_PHOTOS}")
+    size, resize = int(preprocess["size"]), str(preprocess.get("resize", "crop"))
+    limits = images.DEFAULT_LIMITS
+    items, facts, bad, seen = [], [], [], set()
+    for path in paths:
+        try:
+            data = images.read_file(Path(path), limits.max_bytes)
+            header = images.open_image(data, limits, str(path))
+            width, height = images.upright_size(header)
+            picture = images.decode(data, limits=limits, name=str(path),
+                                    min_size=geometry.decode_size(width, height, None, size, resize))
+            items.append(np.asarray(geometry.fit(picture, size, resize), dtype=np.uint8))
+        except (SnapidError, OSError) as exc:
+            bad.append(f"{path}: {exc}")
+            continue
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in seen:
+            bad.append(f"{path}: the same photo twice")
+            continue
+        seen.add(digest)
+        facts.append({"file": Path(path).name, "sha256": digest})
+    if bad:
+        raise AddClassError("photos refused, nothing was written:\n  " + "\n  ".join(bad), code="bad_photo")
+    return np.stack(items), facts
+
+
+# --- the bundle --------------------------------------------------------------------------------------
+def _references(bundle: Bundle, class_index: int, label_id: str, uint8: np.ndarray, vectors: np.ndarray) -> dict:
+    """references.* with the new photos appended (when the bundle has an index)."""
+    if REF_JSON not in bundle.manifest["files"]:
+        return {}
+    doc = json.loads(bundle.file(REF_JSON).read_bytes())
+    matrix = np.load(bundle.file(REF_NPY), allow_pickle=False)
+    blob = bundle.file(REF_JPG).read_bytes()
+    offset, thumbs, new_items = len(blob), [], []
+    for image in uint8[:doc.get("per_class", 20)]:
+        jpeg = _thumbnail(image)
+        ident = hashlib.sha256(f"{label_id}\0".encode() + jpeg).hexdigest()[:24]
+        new_items.append({"id": ident, "class": class_index, "offset": offset, "bytes": len(jpeg)})
+        thumbs.append(jpeg)
+        offset += len(jpeg)
+    doc["items"] = doc["items"] + new_items
+    matrix = np.concatenate([matrix, _unit(vectors[:len(new_items)]).astype(np.float16)])
+    buf = io.BytesIO()
+    np.save(buf, matrix, allow_pickle=False)
+    return {REF_JSON: json.dumps(doc, separators=(",", ":")).encode(), REF_NPY: buf.getvalue(),
+            REF_JPG: blob + b"".join(thumbs)}
+
+
+def _card(card: str, name: str, version: str, facts: list[dict], head: dict, wins: int) -> str:
+    lines = [f"\n## Class added without retraining: {name}\n",
+             f"`{name}` was added to version {version} by `snapid add-class` from {len(facts)} photos, as a "
+             f"prototype: {METHOD}, row norm {head['row_norm']:.4g}, bias {head['bias_value']:.4g}. It was not "
+             f"trained, and the figures above do not include it; it wins {wins} of its {len(facts)} photos. "
+             "Photos (sha256):\n"]
+    lines += [f"- {f['file']}: `{f['sha256']}`" for f in facts]
+    return card.rstrip("\n") + "\n" + "\n".join(lines) + "\n"
+
+
+def add_class(bundle_path: Path | str, name: str, photos: list[Path], *, out: Path | None = None) -> Bundle:
+    """Append class ``name``, made from ``photos`` (5-20), to the bundle at ``bundle_path``; write the new version
+    at ``out`` (default: in place, atomically) and return it."""
+    bundle = load_bundle(bundle_path)
+    if bundle.path != Path(bundle_path):
+        raise _usage(f"{bundle_path}: add-class edits a bundle folder; unpack the .snapid file first")
+    name = name.strip()
+    if not name:
+        raise _usage("the class name is empty")
+    taken = {str(v).casefold() for c in bundle.labels for v in (c.get("name"), c.get("id"))}
+    label_id = _slug(name)
+    if name.casefold() in taken or label_id.casefold() in taken:
+        raise _usage(f"{name!r}: the bundle already has a class of that name or id")
+    if bundle.manifest.get("members"):
+        raise AddClassError("cannot add a class to an ensemble: its members' embeddings live in different spaces")
+    uint8, facts = _photos(list(photos), bundle.preprocess)
+    inputs = geometry.normalise(uint8, bundle.preprocess["mean"], bundle.preprocess["std"])
+    session = ort.InferenceSession(str(bundle.file("model.onnx")), providers=["CPUExecutionProvider"])
+    if EMBEDDING not in {o.name for o in session.get_outputs()}:
+        raise AddClassError(f"the bundle's graph has no {EMBEDDING!r} output (pooled features), so a new class has "
+                            "no embedding to be built from; export the run again with a current snapid")
+    vectors = _embeddings(session, inputs)
+    classes = len(bundle.labels)
+    model_bytes, head = _edit_graph(bundle.file("model.onnx").read_bytes(), vectors, classes)
+    new_session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
+    logits = new_session.run([LOGITS], {INPUT: inputs})[0]
+    if logits.shape[1] != classes + 1:
+        raise AddClassError(f"the edited graph gives {logits.shape[1]} classes, expected {classes + 1}")
+    wins = int((logits.argmax(axis=1) == classes).sum())
+
+    files = {n: bundle.file(n).read_bytes() for n in REQUIRED + OPTIONAL if n in bundle.manifest["files"]}
+    files["model.onnx"] = model_bytes
+    labels = [*bundle.labels, {"index": classes, "id": label_id, "name": name, "display_names": {}}]
+    files["labels.json"] = json.dumps({"classes": labels}, ensure_ascii=False, indent=1).encode()
+    files.update(_references(bundle, classes, label_id, uint8, vectors))
+    stamp = datetime.now(UTC)
+    version = f"{bundle.name}-{stamp:%Y%m%d%H%M%S}+{label_id}"
+    entry = {"name": name, "id": label_id, "index": classes, "method": METHOD,
+             "at": stamp.isoformat(timespec="seconds"), "photos": facts, "wins_own_photos": wins, "head": head,
+             "from_version": bundle.version, "from_manifest_sha256": bundle.sha256}
+    files["card.md"] = _card(files["card.md"].decode(), name, version, facts, head, wins).encode()
+    keep = {k: v for k, v in bundle.manifest.items()
+            if k not in ("format", "format_version", "snapid_version", "created_at", "files")}
+    info = {**keep, "version": version, "classes": classes + 1,
+            "added_classes": [*keep.get("added_classes", []), entry]}
+    if REF_JSON in files:
+        doc = json.loads(files[REF_JSON])
+        info["references"] = {**info.get("references", {}), "photos": len(doc["items"]),
+                              "classes": len({i["class"] for i in doc["items"]}),
+                              "bytes": sum(len(files[k]) for k in (REF_JSON, REF_NPY, REF_JPG))}
+    return write_bundle(Path(out) if out else bundle.path, files, info=info)
+
