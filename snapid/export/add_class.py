@@ -36,6 +36,7 @@ from PIL import Image
 from snapid import geometry, images
 from snapid.errors import SnapidError
 from snapid.export.bundle import OPTIONAL, REQUIRED, Bundle, load_bundle, write_bundle
+from snapid.knowledge.cards import Card
 
 MIN_PHOTOS, MAX_PHOTOS = 5, 20
 REF_JSON, REF_NPY, REF_JPG = "references.json", "references.npy", "references.jpg"  # snapid/export/references.py
@@ -246,6 +247,12 @@ def add_class(bundle_path: Path | str, name: str, photos: list[Path], *, out: Pa
     labels = [*bundle.labels, {"index": classes, "id": label_id, "name": name, "display_names": {}}]
     files["labels.json"] = json.dumps({"classes": labels}, ensure_ascii=False, indent=1).encode()
     files.update(_references(bundle, classes, label_id, uint8, vectors))
+    if bundle.knowledge is not None and isinstance(bundle.knowledge.get("cards"), dict):
+        note = f"from {len(facts)} photos with snapid add-class (not trained)"
+        card = {**Card(class_id=label_id, fields={"added": note}).as_dict(), "name": name, "wikipedia": {},
+                "taxonomy": []}
+        snapshot = {**bundle.knowledge, "cards": {**bundle.knowledge["cards"], label_id: card}}
+        files["knowledge.json"] = json.dumps(snapshot, ensure_ascii=False, indent=1).encode()
     stamp = datetime.now(UTC)
     version = f"{bundle.name}-{stamp:%Y%m%d%H%M%S}+{label_id}"
     entry = {"name": name, "id": label_id, "index": classes, "method": METHOD,

@@ -51,8 +51,11 @@ def colour_model(*, embedding: bool = True, hidden: bool = False) -> bytes:
     return model.SerializeToString()
 
 
-def make(path: Path, **kw) -> Path:
-    write_bundle(path, bundle_files(model=colour_model(**kw)), info={"name": "colours", "version": "1"})
+def make(path: Path, *, knowledge: dict | None = None, **kw) -> Path:
+    files = bundle_files(model=colour_model(**kw))
+    if knowledge is not None:
+        files["knowledge.json"] = json.dumps(knowledge).encode()
+    write_bundle(path, files, info={"name": "colours", "version": "1"})
     return path
 
 
@@ -67,7 +70,8 @@ def photos(folder: Path, rgb=YELLOW, n: int = 6) -> list[Path]:
 
 
 def test_the_new_class_is_a_new_verified_version_that_wins_its_own_photos(tmp_path):
-    bundle = make(tmp_path / "b")
+    bundle = make(tmp_path / "b", knowledge={"dataset": "colours", "cards": {"red": {"class_id": "red", "names": {}}},
+                                             "rules": []})
     before = load_bundle(bundle)
     shots = photos(tmp_path / "yellow")
     after = add_class(bundle, "Yellow thing", shots)
@@ -87,6 +91,9 @@ def test_the_new_class_is_a_new_verified_version_that_wins_its_own_photos(tmp_pa
     assert entry["from_manifest_sha256"] == before.sha256
     card = (bundle / "card.md").read_text()
     assert "without retraining: Yellow thing" in card and entry["photos"][0]["sha256"] in card
+    cards = after.knowledge["cards"]
+    assert list(cards) == ["red", "yellow_thing"] and cards["yellow_thing"]["name"] == "Yellow thing"
+    assert "add-class" in cards["yellow_thing"]["fields"]["added"]
 
     # the existing rows are untouched; the new one has their mean norm, its bias their mean bias
     from onnx import numpy_helper
