@@ -1,10 +1,11 @@
-"""Read a knowledge file (CSV or YAML) into flat rows of text, with bounds and clear errors. Pure.
+"""Read a knowledge file (CSV, YAML or JSON) into flat rows of text, with bounds and clear errors. Pure.
 
 CSV: one row per record, a header row naming the columns; UTF-8 (a BOM from Excel is fine).
-YAML: a list of mappings, or a mapping whose ``cards`` / ``rules`` key holds that list, or a
-mapping of class id → mapping. Nested values are flattened to the CSV column names:
+YAML (``.yaml``, ``.yml``) or JSON (``.json``): a list of mappings, or a mapping whose ``cards`` / ``rules`` key
+holds that list, or a mapping of class id → mapping. Nested values are flattened to the CSV column names:
 ``names: {ko: …}`` → ``name_ko``; ``descriptions`` → ``description_<lang>``;
-``messages`` / ``message`` / ``reasons`` as a mapping → ``message_<lang>``; ``fields: {k: v}`` → ``k``;
+``messages`` / ``message`` / ``reasons`` as a mapping → ``message_<lang>``; ``addresses`` / ``address`` as a
+mapping → ``address_<lang>``; ``fields: {k: v}`` → ``k``;
 a list (``links``, ``classes``) → its items joined by a newline.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +28,12 @@ MAX_COLUMNS = 200
 MAX_CELL_CHARS = 20_000
 MAX_LIST_ITEMS = 50
 YAML_SUFFIXES = (".yaml", ".yml")
+JSON_SUFFIXES = (".json",)
 
 LANG = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")  # ko, en, zh-Hans, pt-BR
 _NESTED_PREFIX = {"names": "name_", "display_names": "name_", "descriptions": "description_",
                   "description": "description_", "messages": "message_", "message": "message_",
-                  "reasons": "message_", "reason": "message_"}
+                  "reasons": "message_", "reason": "message_", "addresses": "address_", "address": "address_"}
 
 
 class _TextLoader(yaml.SafeLoader):
@@ -68,6 +71,8 @@ def read_rows(path: Path, *, key_column: str) -> list[Row]:
         raise KnowledgeError(f"{path}: cannot read ({exc.strerror})") from None
     if path.suffix.lower() in YAML_SUFFIXES:
         rows = _yaml_rows(path, text, key_column)
+    elif path.suffix.lower() in JSON_SUFFIXES:
+        rows = _json_rows(path, text, key_column)
     else:
         rows = _csv_rows(path, text)
     if not rows:
@@ -128,6 +133,21 @@ def _yaml_rows(path: Path, text: str, key_column: str) -> list[Row]:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
         raise KnowledgeError(f"{path.name}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+    return _document_rows(path, doc, key_column)
+
+
+def _json_rows(path: Path, text: str, key_column: str) -> list[Row]:
+    try:
+        doc = json.loads(text)
+    except RecursionError:
+        raise KnowledgeError(f"{path.name}: the JSON nests too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise KnowledgeError(f"{path.name} line {exc.lineno} column {exc.colno}: not valid JSON ({exc.msg})") from None
+    return _document_rows(path, doc, key_column)
+
+
+def _document_rows(path: Path, doc: object, key_column: str) -> list[Row]:
+    """The records of a parsed YAML or JSON document (the shapes in the module docstring)."""
     if isinstance(doc, dict):
         listed = [doc[k] for k in ("cards", "rules") if k in doc]
         if listed:

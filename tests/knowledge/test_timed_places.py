@@ -100,6 +100,22 @@ def test_places_parse_with_languages(tmp_path):
     assert place.addresses == {"ko": "서울"} and (place.lat, place.lon) == (37.578, 126.97)
 
 
+def test_places_and_tables_read_from_json(tmp_path):
+    [place] = parse_places(write(tmp_path / "p.json", json.dumps([
+        {"names": {"ko": "토속촌", "en": "Tosokchon"}, "category": "food", "lat": 37.578, "lon": 126.97,
+         "addresses": {"ko": "서울"}, "link": "https://example.org"}], ensure_ascii=False)))
+    assert place.names == {"ko": "토속촌", "en": "Tosokchon"} and (place.lat, place.lon) == (37.578, 126.97)
+    rows = parse_table(write(tmp_path / "d.json", json.dumps({"1899": {"store": "CU", "offer_en": "1+1",
+                                                                       "valid_to": "2026-12-31"}})))
+    assert [(r.class_id, r.valid_to, r.fields) for r in rows] == [("1899", "2026-12-31",
+                                                                    {"store": "CU", "offer_en": "1+1"})]
+    with pytest.raises(KnowledgeError, match=r"d.json entry 2: column 'valid_to'"):
+        parse_table(write(tmp_path / "d.json", json.dumps([{"class_id": "1", "valid_to": "2026-12-31"},
+                                                           {"class_id": "1", "valid_to": "31/12/2026"}])))
+    with pytest.raises(KnowledgeError, match=r"p.json line 2 column 1: not valid JSON"):
+        parse_places(write(tmp_path / "p.json", "[{\"name\": \"A\",\n}]"))
+
+
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_places_query_agrees_with_brute_force(seed):
     rng = random.Random(seed)

@@ -48,9 +48,10 @@ KNOWLEDGE_FIELD = "file"
 KNOWLEDGE_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
     "type": "object", "required": [KNOWLEDGE_FIELD],
     "properties": {KNOWLEDGE_FIELD: {"type": "string", "format": "binary",
-                                     "description": "The knowledge file, CSV or YAML (.yaml/.yml), UTF-8, at most "
-                                                    f"{MAX_FILE_BYTES >> 20} MB (and SNAPID_MAX_BODY_BYTES); the "
-                                                    "columns of docs/knowledge.md for its kind."}}}}}}}
+                                     "description": "The knowledge file: CSV, YAML (.yaml, .yml) or JSON (.json) "
+                                                    f"by its name's suffix, UTF-8, at most {MAX_FILE_BYTES >> 20} MB "
+                                                    "(and SNAPID_MAX_BODY_BYTES); the columns of docs/knowledge.md "
+                                                    "for its kind."}}}}}}}
 
 
 @router.post("/knowledge", response_model=KnowledgeImported, openapi_extra=KNOWLEDGE_BODY,
