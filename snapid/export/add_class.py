@@ -111,7 +111,35 @@ def _head(model) -> tuple[str, str | None, bool]:
     raise AddClassError(f"cannot add a class: {why}; the logits come from a {node.op_type} node")
 
 
-def _edit_graph(model_bytes: bytes, embeddings: np.ndarray, classes: int) -> tuple[bytes, dict]:
+def prototype_row(rows: np.ndarray, bias: np.ndarray, embeddings: np.ndarray,
+                  references: tuple[np.ndarray, np.ndarray] | None) -> tuple[np.ndarray, float, dict]:
+    """The new class's head row and bias from its photos' raw ``embeddings`` (N x D), given the head (``rows``
+    C x D, ``bias`` C) and, when the bundle has one, its reference index (unit embeddings R x D, class of each).
+
+    With references (centred): direction u = unit(p - mu), p the mean unit embedding of the photos, mu the mean
+    of the reference embeddings (the training photos' mean: pooled features after a ReLU all share a large
+    positive component, which a raw prototype would turn into a vote for the new class on every photo); bias the
+    mean existing bias; scale s such that the new class's mean logit on its own photos equals the mean logit the
+    existing classes give their own reference photos (taken at the photos' mean embedding norm). Without
+    references (uncentred): u = unit(p), s the mean norm of the existing rows."""
+    p = _unit(embeddings).mean(axis=0)
+    new_bias = float(bias.mean())
+    if references is None or len(references[0]) == 0:
+        u = _unit(p[None])[0]
+        scale = float(np.linalg.norm(rows, axis=1).mean())
+        return (scale * u).astype(np.float32), new_bias, {"centred": False, "scale": scale}
+    ref, ref_class = references
+    u = _unit((p - ref.mean(axis=0))[None])[0]
+    norm = float(np.linalg.norm(embeddings, axis=1).mean())
+    own_level = float(np.mean(norm * np.einsum("rd,rd->r", ref, rows[ref_class]) + bias[ref_class]))
+    reach = float(np.mean(embeddings @ u))
+    scale = (own_level - new_bias) / reach if reach > 0 and own_level > new_bias else \
+        float(np.linalg.norm(rows, axis=1).mean())
+    return (scale * u).astype(np.float32), new_bias, {"centred": True, "scale": scale, "own_logit_level": own_level}
+
+
+def _edit_graph(model_bytes: bytes, embeddings: np.ndarray, classes: int,
+                references: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[bytes, dict]:
     """model.onnx with one more class: the prototype row appended to the head's weights and bias."""
     import onnx
     from onnx import numpy_helper
@@ -129,10 +157,7 @@ def _edit_graph(model_bytes: bytes, embeddings: np.ndarray, classes: int) -> tup
     bias = numpy_helper.to_array(inits[bias_name]).astype(np.float32) if bias_name else np.zeros(classes, np.float32)
     if bias.shape != (classes,):
         raise AddClassError(f"cannot add a class: the head's bias has shape {list(bias.shape)}, not [{classes}]")
-    prototype = _unit(_unit(embeddings).mean(axis=0, keepdims=True))[0]
-    norm = float(np.linalg.norm(rows, axis=1).mean())
-    row = (norm * prototype).astype(np.float32)
-    new_bias = np.float32(bias.mean())
+    row, new_bias, fit = prototype_row(rows, bias, embeddings, references)
     new_rows = np.concatenate([rows, row[None]])
     inits[weight_name].CopyFrom(numpy_helper.from_array(new_rows if rows_first else np.ascontiguousarray(new_rows.T),
                                                         weight_name))
@@ -145,7 +170,8 @@ def _edit_graph(model_bytes: bytes, embeddings: np.ndarray, classes: int) -> tup
         if out.name != EMBEDDING and len(dims) > 1 and dims[1].HasField("dim_value") and dims[1].dim_value == classes:
             dims[1].dim_value = classes + 1
     onnx.checker.check_model(model)
-    head = {"weight": weight_name, "bias": bias_name, "row_norm": norm, "bias_value": float(new_bias)}
+    head = {"weight": weight_name, "bias": bias_name, **fit, "bias_value": new_bias,
+            "row_norm": float(np.linalg.norm(row))}
     return model.SerializeToString(), head
 
 
@@ -202,10 +228,20 @@ def _references(bundle: Bundle, class_index: int, label_id: str, uint8: np.ndarr
             REF_JPG: blob + b"".join(thumbs)}
 
 
+def _index(bundle: Bundle) -> tuple[np.ndarray, np.ndarray] | None:
+    """The reference index's unit embeddings and the class of each, or None when the bundle has none."""
+    if REF_JSON not in bundle.manifest["files"]:
+        return None
+    items = json.loads(bundle.file(REF_JSON).read_bytes())["items"]
+    vectors = _unit(np.load(bundle.file(REF_NPY), allow_pickle=False).astype(np.float32))
+    return vectors, np.asarray([int(i["class"]) for i in items], dtype=np.int64)
+
+
 def _card(card: str, name: str, version: str, facts: list[dict], head: dict, wins: int) -> str:
+    how = "centred on the reference photos' mean" if head["centred"] else "uncentred (no reference photos)"
     lines = [f"\n## Class added without retraining: {name}\n",
              f"`{name}` was added to version {version} by `snapid add-class` from {len(facts)} photos, as a "
-             f"prototype: {METHOD}, row norm {head['row_norm']:.4g}, bias {head['bias_value']:.4g}. It was not "
+             f"prototype: {METHOD}, {how}, row norm {head['row_norm']:.4g}, bias {head['bias_value']:.4g}. It was not "
              f"trained, and the figures above do not include it; it wins {wins} of its {len(facts)} photos. "
              "Photos (sha256):\n"]
     lines += [f"- {f['file']}: `{f['sha256']}`" for f in facts]
@@ -235,7 +271,7 @@ def add_class(bundle_path: Path | str, name: str, photos: list[Path], *, out: Pa
                             "no embedding to be built from; export the run again with a current snapid")
     vectors = _embeddings(session, inputs)
     classes = len(bundle.labels)
-    model_bytes, head = _edit_graph(bundle.file("model.onnx").read_bytes(), vectors, classes)
+    model_bytes, head = _edit_graph(bundle.file("model.onnx").read_bytes(), vectors, classes, _index(bundle))
     new_session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     logits = new_session.run([LOGITS], {INPUT: inputs})[0]
     if logits.shape[1] != classes + 1:

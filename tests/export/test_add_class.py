@@ -88,7 +88,7 @@ def test_the_new_class_is_a_new_verified_version_that_wins_its_own_photos(tmp_pa
     entry = after.manifest["added_classes"][0]
     assert entry["name"] == "Yellow thing" and entry["index"] == 3 and entry["wins_own_photos"] == len(shots)
     assert [p["sha256"] for p in entry["photos"]] == [hashlib.sha256(p.read_bytes()).hexdigest() for p in shots]
-    assert entry["from_manifest_sha256"] == before.sha256
+    assert entry["from_manifest_sha256"] == before.sha256 and entry["head"]["centred"] is False  # no references
     card = (bundle / "card.md").read_text()
     assert "without retraining: Yellow thing" in card and entry["photos"][0]["sha256"] in card
     cards = after.knowledge["cards"]
@@ -138,6 +138,7 @@ def test_a_real_exported_run_with_references_and_cam(make_run, home, engine, tmp
     assert after.manifest["classes"] == 4 and after.manifest["references"]["photos"] == n_refs + 4  # per_class 4
     doc = json.loads(after.file("references.json").read_bytes())
     assert {i["class"] for i in doc["items"]} == {0, 1, 2, 3}
+    assert after.manifest["added_classes"][0]["head"]["centred"] is True   # centred on the reference photos
     vectors = np.load(after.file("references.npy"), allow_pickle=False)
     assert vectors.shape[0] == len(doc["items"])
     session = make_session(after.file("model.onnx"))
