@@ -21,6 +21,7 @@ import io
 import json
 import math
 import re
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -227,17 +228,20 @@ def to_tensorboard(names: list[str], out: Path, *, engine: Engine) -> list[dict]
         folder = folders[record.name]
         earlier = _earlier_events(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        before = set(folder.iterdir())
+        # written beside the folder first: an event file is named by the second it was opened, so a re-export
+        # within the same second would reuse (and then delete) the earlier file's name; a failed export leaves
+        # nothing behind
+        staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=out))
         try:
-            writer = SummaryWriter(logdir=str(folder), filename_suffix=EVENT_SUFFIX, flush_secs=3600)
+            writer = SummaryWriter(logdir=str(staging), filename_suffix=EVENT_SUFFIX, flush_secs=3600)
             counts = _write_events(writer, record)
             writer.close()
-        except BaseException:
-            for path in set(folder.iterdir()) - before:   # a half-written export leaves nothing behind
+            for path in earlier:
                 path.unlink(missing_ok=True)
-            raise
-        for path in earlier:
-            path.unlink(missing_ok=True)
+            for path in staging.iterdir():
+                path.replace(folder / path.name)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         reports.append({"run": record.name, "folder": str(folder), "replaced": len(earlier) > 0, **counts})
     return reports
 
