@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from snapid.config import Settings
-from snapid.data.demo import INTERACTIONS
+from snapid.data.demo import INTERACTIONS, KINDS
 from snapid.detect.matching import box_iou
 from snapid.serve.app import create_app
 from snapid.track import datasets as dataset_store
@@ -120,17 +120,23 @@ def test_the_served_demo_warns_about_an_interacting_pair_then_stops_cleanly(serv
     assert "10/10 serving the identification page" in said and "knowledge included, with the pill detector" in said
     together = sorted((served.home / "demo-data" / "try").glob("*_together.jpg"))
     assert together, "the demo wrote no photo of an interacting pair"
-    warned = []
+    warned, offers = [], {}
     for path in together:
         pair = sorted(path.stem.removesuffix("_together").split("+"))
         answer = httpx.post(f"{served.base}/api/v1/predict?lang=en", timeout=30,
                             files=[("files", (path.name, path.read_bytes(), "image/jpeg"))]).json()
         assert answer["mode"] == "detect" and answer["objects"], answer
+        for found in answer["objects"]:  # the demo's discount table: rows valid today, on the cards
+            if found.get("card"):
+                offers[found["card"]["class_id"]] = [r["table"] for r in found["card"].get("rows", [])]
         named = {o["predictions"][0]["id"] for o in answer["objects"]}
         if set(pair) <= named and any(sorted(w["classes"]) == pair for w in answer["warnings"]):
             warned.append(path.name)
     print(f"warned on {len(warned)} of {len(together)} photos of interacting pairs: {warned}")
     assert warned, "no photo of an interacting pair came back with both pills named and the warning"
+    discounted = {str(kind.class_id) for kind in KINDS[:5]}   # write_discounts: KINDS[5]'s offer ended yesterday
+    assert any(offers.get(c) == ["discounts"] for c in discounted), offers
+    assert not offers.get(str(KINDS[5].class_id)) and all(not rows for c, rows in offers.items() if c not in discounted)
 
     page = opened()
     page.goto(served.base + "/")
