@@ -36,6 +36,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from snapid import geometry
 from snapid.errors import (
     CorruptImage,
     DecodeTimeout,
@@ -291,3 +292,15 @@ def _several_scans(im: Image.Image) -> bool:
 def decode_file(path: Path, *, limits: DecodeLimits = DEFAULT_LIMITS,
                 min_size: tuple[int, int] | None = None) -> Image.Image:
     return decode(read_file(path, limits.max_bytes), limits=limits, min_size=min_size, name=str(path))
+
+
+def decode_fitted(data: bytes, size: int, resize: str, *, limits: DecodeLimits = DEFAULT_LIMITS,
+                  name: str = "photo") -> np.ndarray:
+    """S x S x 3 uint8 of a whole photo, made the way the prepare cache made training items: decode at
+    `geometry.decode_size` (the JPEG draft fast path), then `geometry.fit`. Serving and `snapid add-class` call it."""
+    header = open_image(data, limits, name)  # type, pixel cap and minimum side, before any pixel
+    width, height = upright_size(header)
+    picture = decode(data, limits=limits, name=name,
+                     min_size=geometry.decode_size(width, height, None, size, resize))
+    return np.asarray(geometry.fit(picture, size, resize), dtype=np.uint8)
+

@@ -10,7 +10,7 @@ embedding points nearer the new prototype than the trained rows would pull it el
 initializer, so its maps gain the new class too.
 
 The photos are embedded by the bundle's own graph (its "embedding" output) after the preprocessing serving
-applies (`snapid.images` decode and `snapid.geometry` fit and normalise, the functions
+applies (`snapid.images.decode_fitted`, then `snapid.geometry.normalise`: the functions
 `snapid/serve/services/preprocess.py` calls). The result is a new bundle version written atomically over the
 old one (`write_bundle`: staged beside it, swapped in), so a server watching the folder hot-swaps to it;
 manifest.json and card.md say the class was added this way and from which photos (their sha256). A bundle
@@ -186,11 +186,7 @@ def _photos(paths: list[Path], preprocess: dict) -> tuple[np.ndarray, list[dict]
     for path in paths:
         try:
             data = images.read_file(Path(path), limits.max_bytes)
-            header = images.open_image(data, limits, str(path))
-            width, height = images.upright_size(header)
-            picture = images.decode(data, limits=limits, name=str(path),
-                                    min_size=geometry.decode_size(width, height, None, size, resize))
-            items.append(np.asarray(geometry.fit(picture, size, resize), dtype=np.uint8))
+            items.append(images.decode_fitted(data, size, resize, limits=limits, name=str(path)))
         except (SnapidError, OSError) as exc:
             bad.append(f"{path}: {exc}")
             continue

@@ -44,11 +44,7 @@ class PreprocessSpec:
 
 def decode_for_model(data: bytes, spec: PreprocessSpec, limits: images.DecodeLimits, name: str = "photo") -> np.ndarray:
     """S x S x 3 uint8, the same way `render_item` made training items (whole photo, no box)."""
-    header = images.open_image(data, limits, name)  # type, pixel cap and minimum side, before any pixel
-    width, height = images.upright_size(header)
-    min_size = geometry.decode_size(width, height, None, spec.size, spec.resize)
-    picture = images.decode(data, limits=limits, name=name, min_size=min_size)
-    return np.asarray(geometry.fit(picture, spec.size, spec.resize), dtype=np.uint8)
+    return images.decode_fitted(data, spec.size, spec.resize, limits=limits, name=name)
 
 
 def normalise(items: np.ndarray, spec: PreprocessSpec) -> np.ndarray:
