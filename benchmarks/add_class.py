@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,18 +29,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from decode import snapid  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+
 DATASETS = ROOT.parent / "shared" / "datasets"
 SHOTS = 5
 TARGET_ADDED, TARGET_DROP = 0.6, 0.02
-
-
-def snapid(*args: str, home: Path) -> str:
-    env = {**os.environ, "SNAPID_HOME": str(home), "SNAPID_OFFLINE": "1"}
-    env.pop("SNAPID_DB_URL", None)
-    done = subprocess.run([sys.executable, "-m", "snapid", *args], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"snapid {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
 
 
 def _place(src: Path, dst: Path) -> None:

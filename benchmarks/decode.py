@@ -95,6 +95,16 @@ def print_table(rows: list[dict]) -> None:
         print(line.format(*row))
 
 
+def snapid(*args: str, home: Path) -> str:
+    """Run the snapid command line as a user does, in workspace ``home``; its stdout, or exit naming the failure."""
+    env = {**os.environ, "SNAPID_HOME": str(home), "SNAPID_OFFLINE": "1"}
+    env.pop("SNAPID_DB_URL", None)
+    done = subprocess.run([sys.executable, "-m", "snapid", *args], env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"snapid {' '.join(args)} failed:\n{done.stderr[-3000:]}")
+    return done.stdout
+
+
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(payload, indent=1))

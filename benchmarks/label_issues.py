@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,18 +32,11 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from decode import snapid  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+
 DATASETS = ROOT.parent / "shared" / "datasets"
 TARGET = 0.8
 FLIP = 0.05
-
-
-def snapid(*args: str, home: Path) -> str:
-    env = {**os.environ, "SNAPID_HOME": str(home), "SNAPID_OFFLINE": "1"}
-    env.pop("SNAPID_DB_URL", None)
-    done = subprocess.run([sys.executable, "-m", "snapid", *args], env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.exit(f"snapid {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-    return done.stdout
 
 
 def flip_labels(name: str, home: Path, seed: int) -> dict[str, tuple[str, str]]:
