@@ -127,7 +127,8 @@ def record_feedback(engine: Engine, *, prediction_id: str, client_key: str, labe
 
 
 def review(engine: Engine, *, feedback_id: str, action: str, label: str | None = None, classes: list[dict]) -> dict:
-    """approve (keep the user's label), relabel (approve with ``label``) or reject one feedback."""
+    """approve (keep the user's label, or agree it is not in the list), relabel (approve with ``label``) or reject
+    one feedback."""
     if action not in ACTIONS:
         raise InvalidFeedback(f"action {action!r}: use one of {', '.join(ACTIONS)}")
     with transaction(engine) as s:
@@ -138,9 +139,10 @@ def review(engine: Engine, *, feedback_id: str, action: str, label: str | None =
         if action == "reject":
             return track.set_review(s, feedback_id=feedback_id, status="rejected", reviewer_label=None)
         if action == "approve":
-            if item["label"] is None:
-                raise InvalidFeedback(f"feedback {feedback_id} says 'not in the list': relabel it with a class id, "
-                                      "or reject it")
+            if item["label"] is None and not item["not_in_list"]:
+                raise InvalidFeedback(f"feedback {feedback_id} has no label to approve: relabel it, or reject it")
+            # "not in the list" approved: the photo shows a class the model lacks; such items can become a new
+            # class (snapid.feedback.new_class), and merge-feedback skips them while they name none
             return track.set_review(s, feedback_id=feedback_id, status="approved", reviewer_label=None)
         if not label:
             raise InvalidFeedback("relabel needs a label (a class id)")

@@ -54,6 +54,7 @@ from snapid.serve.services.knowledge import LiveKnowledge, local_zone
 from snapid.serve.services.lazy import Lazy
 from snapid.serve.services.memory import trim_forever
 from snapid.serve.services.metrics import Metrics
+from snapid.serve.services.new_class import NewClasses
 from snapid.serve.services.prediction_log import PredictionLog
 from snapid.serve.services.predictor import Predictor
 from snapid.serve.services.redact import install_log_redaction
@@ -116,6 +117,8 @@ def _build_state(app: FastAPI, settings: Settings, bundle: Path | None) -> None:
     state.photo_store = Lazy(lambda: PhotoStore(Workspace.at(settings.home).uploads, state.db_engine(),
                                                 keep_days=settings.keep_days, quota_bytes=settings.photo_quota_bytes,
                                                 limits=limits))
+    state.new_classes = NewClasses(bundle=bundle, reloader=state.reloader, watching=settings.reload_poll_s > 0,
+                                   engine=state.db_engine, photo_store=state.photo_store)
     # full-size decodes outside the predictor (kept photos, hand-off thumbnails) take one of these
     state.decode_slots = asyncio.Semaphore(max(1, settings.decode_threads))
     state.identify = Identify(state.predictor, state.prediction_log, photo_store=state.photo_store,

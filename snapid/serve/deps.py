@@ -23,6 +23,7 @@ from snapid.serve.services.knowledge import LiveKnowledge
 from snapid.serve.services.lazy import Lazy
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.model import LoadedModel
+from snapid.serve.services.new_class import NewClasses
 from snapid.serve.services.prediction_log import PredictionLog
 from snapid.serve.services.predictor import NoModel, Predictor
 from snapid.serve.services.reloader import Reloader
@@ -59,6 +60,11 @@ async def database(request: Request) -> Lazy[Engine]:
 async def photo_store(request: Request) -> Lazy[PhotoStore]:
     """The saved photos, opened (with the database) when the route first calls it."""
     return request.app.state.photo_store
+
+
+async def new_classes(request: Request) -> NewClasses:
+    """New classes from reviewed feedback, made on the served bundle folder (one at a time)."""
+    return request.app.state.new_classes
 
 
 async def handoff(request: Request) -> Handoff:
@@ -104,6 +110,7 @@ EngineDep = Annotated[Engine, Depends(db_engine)]  # opened before the route run
 DatabaseDep = Annotated[Lazy[Engine], Depends(database)]
 PhotoStoreDep = Annotated[Lazy[PhotoStore], Depends(photo_store)]
 HandoffDep = Annotated[Handoff, Depends(handoff)]
+NewClassesDep = Annotated[NewClasses, Depends(new_classes)]
 KnowledgeDep = Annotated[LiveKnowledge, Depends(live_knowledge)]
 PredictionLogDep = Annotated[PredictionLog, Depends(prediction_log)]
 IdentifyDep = Annotated[Identify, Depends(identify)]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from snapid.feedback.new_class import MAX_NAME, MAX_PHOTOS, MIN_PHOTOS
 from snapid.feedback.service import MAX_LABEL, MAX_TEXT
 
 
@@ -337,6 +338,55 @@ class ReviewIn(BaseModel):
     action: Literal["approve", "relabel", "reject"]
     label: str | None = Field(None, min_length=1, max_length=MAX_LABEL,
                               description="The right class id; required for relabel.")
+
+
+MAX_NEW_CLASS_ITEMS = 100  # feedback items in one new class: each brings at least one photo, and 20 is the most
+
+
+class NewClassIn(BaseModel):
+    """POST /api/v1/review/new-class: approved "not in the list" feedback that becomes a class of the served bundle."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=MAX_NAME, description="The new class's name (its id is made from it).")
+    feedback_ids: list[Annotated[str, Field(pattern=UUID)]] = Field(
+        min_length=1, max_length=MAX_NEW_CLASS_ITEMS,
+        description=f"Approved 'not in the list' feedback with no class yet; their kept photos ({MIN_PHOTOS} to "
+                    f"{MAX_PHOTOS} distinct) make the class.")
+
+
+class NewClassRef(BaseModel):
+    id: str
+    name: str
+    index: int = Field(description="Its position in the model's output (the last).")
+
+
+class BundleVersion(BaseModel):
+    version: str = Field(description="The new bundle version add-class wrote in place.")
+    sha256: str = Field(description="Digest of its manifest.")
+
+
+class NewClassOut(BaseModel):
+    class_: NewClassRef = Field(alias="class")
+    bundle: BundleVersion
+    photos: int = Field(description="Distinct photos the class was made from.")
+    wins_own_photos: int = Field(description="How many of them the new model names as the new class.")
+    feedback_ids: list[str] = Field(description="The feedback items, now approved with the new class id.")
+    served: bool = Field(description="Whether this server already answers with the new version.")
+
+
+class NewClassGroup(BaseModel):
+    key: str = Field(description="The users' text, normalised (NFC, whitespace collapsed, case-folded); empty: none.")
+    name: str = Field(description="A suggested class name: the first user's text.")
+    feedback_ids: list[str]
+    uploads: list[str] = Field(description="Upload ids of the group's distinct kept photos (thumbnails).")
+    photos: int
+    ready: bool = Field(description=f"Whether the photo count is within {MIN_PHOTOS} to {MAX_PHOTOS}.")
+
+
+class NewClassGroups(BaseModel):
+    groups: list[NewClassGroup]
+    min_photos: int = MIN_PHOTOS
+    max_photos: int = MAX_PHOTOS
 
 
 # --- the experiments dashboard (routes/runs.py) ------------------------------------------------------

@@ -166,6 +166,23 @@ def approved_feedback(session: Session, *, dataset: str | None = None) -> list[d
     return [d for d in map(feedback_dict, session.scalars(query)) if d["final_label"]]
 
 
+def unlabelled_not_in_list(session: Session, *, limit: int) -> list[dict]:
+    """Approved "not in the list" feedback that no class names yet (neither the user nor a reviewer gave one),
+    not merged, oldest first: the candidates for a new class (snapid.feedback.new_class)."""
+    query = (select(FeedbackRow)
+             .where(FeedbackRow.status == "approved", FeedbackRow.not_in_list.is_(True), FeedbackRow.label.is_(None),
+                    FeedbackRow.reviewer_label.is_(None), FeedbackRow.merged_version.is_(None))
+             .order_by(FeedbackRow.created_at, FeedbackRow.id).limit(limit))
+    return [feedback_dict(r) for r in session.scalars(query)]
+
+
+def get_feedback_many(session: Session, *, ids: list[str]) -> dict[str, dict]:
+    """id → feedback, for the ids that exist."""
+    if not ids:
+        return {}
+    return {r.id: feedback_dict(r) for r in session.scalars(select(FeedbackRow).where(FeedbackRow.id.in_(ids)))}
+
+
 def mark_merged(session: Session, *, ids: list[str], dataset: str, version: int) -> None:
     if ids:
         session.execute(update(FeedbackRow).where(FeedbackRow.id.in_(ids))

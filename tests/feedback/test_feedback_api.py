@@ -132,8 +132,8 @@ def test_feedback_review_queue_thumbnails_and_actions(client):
     assert act(ids[0], action="approve").json()["final_label"] == "red"
     relabelled = act(ids[1], action="relabel", label=" Green ").json()
     assert relabelled["status"] == "approved" and relabelled["final_label"] == "green"
-    r = act(ids[2], action="approve")  # "not in the list" has no label to approve
-    assert r.status_code == 422 and "relabel" in r.json()["message"]
+    approved = act(ids[2], action="approve").json()  # "not in the list", agreed: a candidate for a new class
+    assert approved["status"] == "approved" and approved["final_label"] is None
     assert act(ids[2], action="relabel", label="purple").status_code == 422
     assert act(ids[2], action="reject").json()["status"] == "rejected"
     assert act(str(uuid.uuid4()), action="reject").status_code == 404

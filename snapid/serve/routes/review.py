@@ -18,11 +18,18 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from snapid.errors import SnapidError
-from snapid.feedback import service
+from snapid.feedback import new_class, service
 from snapid.serve.bodies import read_json
-from snapid.serve.deps import DatabaseDep, PhotoStoreDep, PredictorDep, SettingsDep, loaded_model
+from snapid.serve.deps import (
+    DatabaseDep,
+    NewClassesDep,
+    PhotoStoreDep,
+    PredictorDep,
+    SettingsDep,
+    loaded_model,
+)
 from snapid.serve.routes import error_responses
-from snapid.serve.schemas import UUID, ReviewIn
+from snapid.serve.schemas import UUID, NewClassGroups, NewClassIn, NewClassOut, ReviewIn
 from snapid.serve.services.predictor import Predictor
 
 PAGE = Path(__file__).resolve().parents[1] / "static" / "review" / "index.html"
@@ -45,8 +52,12 @@ def _classes(predictor: Predictor) -> list[dict]:
     return model.labels if model is not None else []
 
 
-REVIEW_BODY = {"requestBody": {"required": True,
-                               "content": {"application/json": {"schema": ReviewIn.model_json_schema()}}}}
+def _body(model) -> dict:
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": model.model_json_schema()}}}}
+
+
+REVIEW_BODY, NEW_CLASS_BODY = _body(ReviewIn), _body(NewClassIn)
+NEW_CLASS_MAX_BODY = 8 * 1024  # a name and up to 100 ids
 
 
 @router.get("/review", include_in_schema=False)
@@ -63,6 +74,27 @@ async def review_queue(predictor: PredictorDep, database: DatabaseDep,
     page = await run_in_threadpool(service.review_queue, database(), status=status, limit=limit,
                                    offset=offset, classes=classes)
     return {**page, "classes": [{"id": c["id"], "name": c["name"]} for c in classes]}
+
+
+@router.get("/api/v1/review/new-classes", dependencies=[Depends(require_reviewer)], response_model=NewClassGroups,
+            responses=error_responses(401, 403, 503))
+async def new_class_groups(database: DatabaseDep) -> NewClassGroups:
+    """Approved "not in the list" feedback that no class names yet, grouped by the users' text."""
+    return NewClassGroups(groups=await run_in_threadpool(new_class.groups, database()))
+
+
+@router.post("/api/v1/review/new-class", dependencies=[Depends(require_reviewer)], response_model=NewClassOut,
+             openapi_extra=NEW_CLASS_BODY, responses=error_responses(401, 403, 404, 409, 413, 422, 500, 501, 503, 504))
+async def make_new_class(request: Request, predictor: PredictorDep, maker: NewClassesDep) -> dict:
+    """Add a class to the served bundle folder from the kept photos (5 to 20) of approved "not in the list"
+    feedback, as `snapid add-class` does (run as a child process); the server then serves the new version and
+    the feedback items record the class they became. Refusals name why: the items (409), the photo count or
+    the name (422), a packed bundle or reload off (409), add-class missing from this install (501)."""
+    try:
+        body = NewClassIn.model_validate(await read_json(request, limit=NEW_CLASS_MAX_BODY))
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False, include_input=False)) from None
+    return await maker.make(body.name, body.feedback_ids, loaded_model(predictor).labels)
 
 
 @router.post("/api/v1/review/{feedback_id}", dependencies=[Depends(require_reviewer)], openapi_extra=REVIEW_BODY,
