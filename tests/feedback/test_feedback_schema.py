@@ -16,9 +16,12 @@ from tests.serve.conftest import make_bundle
 
 # A label must name a class of the served model, which the schema cannot list: a schema-valid label
 # may rightly get 422 unknown_label, so "positive data acceptance" does not apply to those bodies.
-LABEL_BODIES = {"/api/v1/feedback", "/api/v1/review/{feedback_id}"}
+# Likewise a new class's schema-valid body names feedback ids that need not exist (404), on a server that does not
+# watch its bundle here (409 reload_off).
+LABEL_BODIES = {"/api/v1/feedback", "/api/v1/review/{feedback_id}", "/api/v1/review/new-class"}
 OPERATIONS = [("POST", "/api/v1/feedback"), ("GET", "/api/v1/review"), ("POST", "/api/v1/review/{feedback_id}"),
-              ("GET", "/api/v1/uploads/{upload_id}/thumb")]
+              ("GET", "/api/v1/uploads/{upload_id}/thumb"), ("GET", "/api/v1/review/new-classes"),
+              ("POST", "/api/v1/review/new-class")]
 
 
 @pytest.fixture(scope="module")

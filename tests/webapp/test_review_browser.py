@@ -149,3 +149,43 @@ def test_feedback_review_merge_makes_a_new_dataset_version(site, opened, engine,
     assert split_shas(engine, dataset="shapes", version=before.version, split="test") == \
         split_shas(engine, dataset="shapes", version=after.version, split="test")
     assert [s for s in after.samples if s.split == "test"] == [s for s in before.samples if s.split == "test"]
+
+
+def seed_not_in_list(base: str, rgb, texts: list[str], start: int) -> None:
+    """Kept photos with approved "not in the list" feedback, through the API (the upload form is tested above)."""
+    import httpx
+
+    from tests.serve.test_review_new_class import shade
+
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30) as c:
+        for i, text in enumerate(texts, start):
+            r = c.post("/api/v1/predict?consent=true", files=[("files", ("p.jpg", shade(rgb, i), "image/jpeg"))])
+            assert r.json()["kept"] == "kept", r.text
+            fid = c.post("/api/v1/feedback", json={"prediction_id": r.json()["prediction_id"], "not_in_list": True,
+                                                   "client_key": f"browser-key-{i:04d}", "text": text}).json()
+            assert c.post(f"/api/v1/review/{fid['feedback_id']}", json={"action": "approve"}).status_code == 200
+
+
+def test_a_group_of_five_not_in_list_photos_becomes_a_class(home, tmp_path, opened):
+    from tests.export.test_add_class import YELLOW, make
+
+    bundle = make(tmp_path / "bundles" / "colours")  # the colour model with an "embedding" output
+    port = free_port()
+    settings = Settings(home=home.home, reload_poll_s=0.2, review_token=TOKEN, public_url=f"http://127.0.0.1:{port}")
+    with live_server(settings, bundle, port=port) as base:
+        seed_not_in_list(base, YELLOW, ["Yellow thing", "yellow thing "] * 2 + ["YELLOW THING"], start=0)
+        seed_not_in_list(base, BLUE, ["a lime", "A lime"], start=10)
+        reviewer = opened()
+        reviewer.goto(base + "/review")
+        reviewer.fill("#token", TOKEN)
+        reviewer.select_option("#status", "approved")
+        reviewer.click("#login button[type=submit]")
+        reviewer.wait_for_selector("#groups li.group", timeout=WAIT_MS)
+        five, two = reviewer.locator("#groups li.group").nth(0), reviewer.locator("#groups li.group").nth(1)
+        assert five.locator("button.make").text_content() == "Make a class from these 5 photos"
+        assert five.locator("button.make").is_enabled() and five.locator("input.name").input_value() == "Yellow thing"
+        assert two.locator("button.make").is_disabled() and "needs 5 to 20" in two.locator(".result").text_content()
+        five.locator("input.name").fill("Yellow blossom")
+        five.locator("button.make").click()
+        reviewer.wait_for_selector("#groups .result >> text=now served", timeout=WAIT_MS * 3)
+        assert 'Class "Yellow blossom" (yellow_blossom) added from 5 photos' in five.locator(".result").text_content()

@@ -26,7 +26,7 @@ function answerText(answer) {
 
 function userText(item) {
   if (item.source === "model") return "none: the model was unsure, its best guess is preselected";
-  if (item.not_in_list) return "not in the list";
+  if (item.not_in_list) return item.reviewer_label ? `not in the list → became ${item.reviewer_label}` : "not in the list";
   const relabel = item.reviewer_label ? ` → relabelled ${item.reviewer_label}` : "";
   return `${item.label}${relabel}`;
 }
@@ -92,6 +92,58 @@ async function act(id, action, label, node) {
   }
 }
 
+// Approved "not in the list" items, grouped by the users' text: a group of min..max photos can become a class.
+function renderGroup(group, range) {
+  const node = $("group").content.firstElementChild.cloneNode(true);
+  const count = `${group.photos} photo${group.photos === 1 ? "" : "s"}`;
+  node.querySelector(".said").textContent = group.key
+    ? `Users wrote "${group.name}" (${group.feedback_ids.length} items, ${count})`
+    : `Users wrote nothing (${group.feedback_ids.length} items, ${count})`;
+  group.uploads.forEach((id) => showThumb(node.querySelector(".photos"), id));
+  const name = node.querySelector(".name");
+  name.value = group.name;
+  const button = node.querySelector(".make");
+  button.textContent = `Make a class from these ${count}`;
+  button.disabled = !group.ready;
+  const result = node.querySelector(".result");
+  if (!group.ready) result.textContent = `A class needs ${range.min_photos} to ${range.max_photos} photos.`;
+  button.addEventListener("click", () => makeClass(group, name.value, button, result));
+  return node;
+}
+
+async function makeClass(group, name, button, result) {
+  button.disabled = true;
+  result.className = "result muted";
+  result.textContent = "making the class… (this takes a few seconds)";
+  try {
+    const made = await (await api("/api/v1/review/new-class", { method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ name, feedback_ids: group.feedback_ids }) })).json();
+    result.className = "result";
+    result.textContent = `Class "${made.class.name}" (${made.class.id}) added from ${made.photos} photos; ` +
+      `bundle version ${made.bundle.version}${made.served ? ", now served" : ", not served yet (see the server log)"}.`;
+    say(`new class ${made.class.id}: done`);
+  } catch (error) {
+    button.disabled = false;
+    result.className = "result error";
+    result.textContent = `could not make the class: ${error.message}`;
+  }
+}
+
+async function loadGroups(status) {
+  $("new-classes").hidden = status !== "approved";
+  if (status !== "approved") return;
+  try {
+    const found = await (await api("/api/v1/review/new-classes")).json();
+    $("photo-range").textContent = `${found.min_photos} to ${found.max_photos}`;
+    $("groups").replaceChildren(...found.groups.map((g) => renderGroup(g, found)));
+    $("new-classes").hidden = !found.groups.length;
+  } catch (error) {
+    $("groups").replaceChildren(Object.assign(document.createElement("li"),
+      { className: "error", textContent: `could not load the groups: ${error.message}` }));
+  }
+}
+
 async function load() {
   const status = $("status").value;
   say("loading…");
@@ -104,6 +156,7 @@ async function load() {
     $("queue").replaceChildren();
     say(`could not load the queue: ${error.message}`, true);
   }
+  await loadGroups(status);
 }
 
 $("login").addEventListener("submit", (event) => {
