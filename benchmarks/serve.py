@@ -183,6 +183,8 @@ def main() -> int:
     parser.add_argument("--model", default="mobilenet_v2",
                         help="backbone of the served run, e.g. efficientnet_lite2+mobilenet_v2 (the default recipe's)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--also-no-references", action="store_true",
+                        help="also serve the fp32 run exported with --references 0 (what the reference lookup costs)")
     args = parser.parse_args()
     info = machine_info()
     print_machine(info)
@@ -197,6 +199,8 @@ def main() -> int:
         # val gate is not the point here, its report is printed
         int8 = export_run("bench", ws.home / "bundle-int8", workspace=ws, engine=engine, int8=True, force=True)
         print(f"int8 bundle: {int8.manifest['int8_report']}")
+        bare = export_run("bench", ws.home / "bundle-bare", workspace=ws, engine=engine, references=0).path \
+            if args.also_no_references else None
         env = {**os.environ, "SNAPID_HOME": str(ws.home), "PYTHONPATH": str(ROOT)}
         results = {}
         for name, cmd, path, field in (
@@ -204,6 +208,8 @@ def main() -> int:
              "files"),
             ("snapid int8", [sys.executable, "-m", "snapid", "serve", str(int8.path), "--no-reload"], "/api/v1/predict",
              "files"),
+            *([("snapid no refs", [sys.executable, "-m", "snapid", "serve", str(bare), "--no-reload"],
+                "/api/v1/predict", "files")] if bare else []),
             ("naive", [sys.executable, "benchmarks/baseline_server.py"], "/predict", "file"),
         ):
             port = free_port()
@@ -220,7 +226,7 @@ def main() -> int:
         offline = offline_rate(bundle, photos, args.seconds)
     naive = {r["clients"]: r for r in results["naive"]}
     figures = {}
-    for name in ("snapid", "snapid int8"):
+    for name in [n for n in results if n != "naive"]:
         ours = {r["clients"]: r for r in results[name]}
         figures[name] = {"speedup_16": ours[16]["rps"] / naive[16]["rps"],
                          "p99_16_over_p50_1": ours[16]["p99_ms"] / ours[1]["p50_ms"]}
@@ -233,7 +239,8 @@ def main() -> int:
           f"= {vs_offline:.2f}x (target >= 0.8x)")
     write_json(args.json,
                {"machine": info, "commit": snapid_commit(), "snapid": results["snapid"], "naive": results["naive"],
-                "snapid_int8": results["snapid int8"], "offline_rps": offline, "figures": figures,
+                "snapid_int8": results["snapid int8"], "snapid_no_references": results.get("snapid no refs"),
+                "offline_rps": offline, "figures": figures,
                 "vs_offline_1": vs_offline})
     return 0
 

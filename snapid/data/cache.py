@@ -17,7 +17,6 @@ import json
 import os
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,7 +25,7 @@ import numpy as np
 from snapid import geometry, images
 from snapid.data.manifest import Manifest, Sample
 from snapid.errors import DatasetError, ImageError
-from snapid.workspace import Workspace, atomic_write_json
+from snapid.workspace import Workspace, atomic_write_json, exclusive_lock
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
 CACHE_FORMAT = 1
@@ -173,24 +172,8 @@ def prepare(
         raise DatasetError(f"--pad {params.pad}: expected a fraction between 0 and 2")
     folder = workspace.cache_dir(params.key_dict())
     folder.mkdir(parents=True, exist_ok=True)
-    with _exclusive(folder):  # two prepares of one cache (two trainings at once) take turns
+    with exclusive_lock(folder / ".lock"):  # two prepares of one cache (two trainings at once) take turns
         return _prepare_locked(manifest, folder, params, workers, shard_size, limits, progress)
-
-
-@contextmanager
-def _exclusive(folder: Path):
-    """An advisory lock on the cache folder, released when the process ends (even by kill -9)."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock (one prepare at a time is then the user's job)
-        yield
-        return
-    with open(folder / ".lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _prepare_locked(manifest, folder, params, workers, shard_size, limits, progress) -> PrepareReport:

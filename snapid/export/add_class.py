@@ -37,6 +37,7 @@ from snapid import geometry, images
 from snapid.errors import SnapidError
 from snapid.export.bundle import OPTIONAL, REQUIRED, Bundle, load_bundle, write_bundle
 from snapid.knowledge.cards import Card
+from snapid.workspace import exclusive_lock
 
 MIN_PHOTOS, MAX_PHOTOS = 5, 20
 REF_JSON, REF_NPY, REF_JPG = "references.json", "references.npy", "references.jpg"  # snapid/export/references.py
@@ -246,7 +247,14 @@ def _card(card: str, name: str, version: str, facts: list[dict], head: dict, win
 
 def add_class(bundle_path: Path | str, name: str, photos: list[Path], *, out: Path | None = None) -> Bundle:
     """Append class ``name``, made from ``photos`` (5-20), to the bundle at ``bundle_path``; write the new version
-    at ``out`` (default: in place, atomically) and return it."""
+    at ``out`` (default: in place, atomically) and return it. Two add-class runs on one bundle (two review-page
+    workers, two terminals) take turns, so neither loses the other's class."""
+    folder = Path(out or bundle_path)  # the folder written, whose parent holds its staging copy too
+    with exclusive_lock(folder.parent / f".{folder.name}.add-class.lock"):
+        return _add_class(bundle_path, name, photos, out=out)
+
+
+def _add_class(bundle_path: Path | str, name: str, photos: list[Path], *, out: Path | None) -> Bundle:
     bundle = load_bundle(bundle_path)
     if bundle.path != Path(bundle_path):
         raise _usage(f"{bundle_path}: add-class edits a bundle folder; unpack the .snapid file first")

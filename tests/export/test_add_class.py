@@ -186,3 +186,20 @@ def test_cli(tmp_path):
     assert json.loads(result.stdout)["classes"] == 4
     refused = CliRunner().invoke(cli, ["add-class", str(bundle), "Yellow", *shots])
     assert refused.exit_code != 0 and "already has a class" in str(refused.exception)  # main() prints SnapidErrors
+
+
+def test_two_runs_at_once_take_turns_and_keep_both_classes(tmp_path):
+    """Two processes adding to one bundle (two review-page workers, two terminals): each reads, edits and writes the
+    whole bundle, so without the lock the later write would drop the earlier class."""
+    import subprocess
+    import sys
+
+    bundle = make(tmp_path / "b")
+    runs = [subprocess.Popen([sys.executable, "-m", "snapid", "add-class", "--json", str(bundle), name,
+                              *map(str, photos(tmp_path / name, rgb))], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for name, rgb in (("Yellow", YELLOW), ("Cyan", (40, 220, 220)))]
+    for run in runs:
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err.decode()
+    assert {c["name"] for c in load_bundle(bundle).labels} >= {"Cyan", "Yellow"}
+    assert len(load_bundle(bundle).labels) == 5
