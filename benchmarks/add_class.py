@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -29,19 +28,11 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from decode import snapid  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+from decode import link_or_copy, snapid  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
 
 DATASETS = ROOT.parent / "shared" / "datasets"
 SHOTS = 5
 TARGET_ADDED, TARGET_DROP = 0.6, 0.02
-
-
-def _place(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copyfile(src, dst)
 
 
 def build_layout(source: Path, out: Path, species: list[str], train_per_class: int | None) -> None:
@@ -52,7 +43,7 @@ def build_layout(source: Path, out: Path, species: list[str], train_per_class: i
             if split == "train" and train_per_class:
                 photos = photos[:train_per_class]
             for photo in photos:
-                _place(photo, out / split / name / photo.name)
+                link_or_copy(photo, out / split / name / photo.name)
 
 
 def score(bundle: Path, test: Path, species: list[str]) -> tuple[float, int]:

@@ -59,6 +59,8 @@ def main() -> None:
     import onnx
     from onnx import numpy_helper
 
+    from snapid.export.add_class import prototype_row
+
     bundle = args.home / "bundle0"
     labels = json.loads((bundle / "labels.json").read_text())["classes"]
     names = [c["name"] for c in labels]
@@ -85,14 +87,9 @@ def main() -> None:
     def direction(E):
         return unit((unit(E).mean(0) - mu)[None])[0]
 
-    def level(E, u):  # export/add_class.py prototype_row's scale
-        norm = np.linalg.norm(E, axis=1).mean()
-        own = np.mean(norm * np.einsum("rd,rd->r", refs, W[ref_class]) + bias[ref_class])
-        return (own - mean_bias) / np.mean(E @ u)
-
-    def level_row(E, k=1.0):
-        u = direction(E)
-        return k * level(E, u) * u, mean_bias
+    def level_row(E, k=1.0):  # what `snapid add-class` computes, times k
+        row, row_bias, _ = prototype_row(W, bias, E, (unit(refs), ref_class))
+        return k * row, row_bias
 
     def logistic_row(E, steps, lr):
         w, b = level_row(E)
@@ -109,7 +106,7 @@ def main() -> None:
         return w, b
 
     def loo_row(E):
-        u = direction(E)
+        u = direction(E)  # prototype_row's direction
         reach = np.mean([E[i] @ direction(np.delete(E, i, 0)) for i in range(len(E))])
         return (own_test - mean_bias) / reach * u, mean_bias
 
