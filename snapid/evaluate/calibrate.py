@@ -108,15 +108,13 @@ def check_targets(target_accuracy: float | None, target_coverage: float | None) 
 
 
 def calibrate_run(name: str, *, workspace: Workspace, engine: Engine, target_accuracy: float | None = None,
-                  target_coverage: float | None = None, tta: bool = False) -> dict:
+                  target_coverage: float | None = None, tta: bool = False, val: tuple | None = None) -> dict:
     """Fit the temperature and the rejection threshold on the validation split (target accuracy of
     the accepted answers, 0.95 unless a target is given) and store them with the run: a
-    ``calibration.json`` in the run folder and the artifact "calibration". Returns the stored dict."""
+    ``calibration.json`` in the run folder and the artifact "calibration". Returns the stored dict.
+    ``val``: the split's (logits, labels) when the caller has them already."""
     check_targets(target_accuracy, target_coverage)
-    logits, labels, _ = logits_for(name, "val", workspace=workspace, engine=engine, tta=tta)
-    if len(labels) == 0:
-        raise NoValidationSplit(f"run {name!r}: its dataset has no validation photos to calibrate on; "
-                                "re-import it with a val split (or let the importer carve one from train)")
+    logits, labels = val if val is not None else val_logits(name, workspace=workspace, engine=engine, tta=tta)
     result = calibration_from_logits(logits, labels, target_accuracy=target_accuracy, target_coverage=target_coverage)
     result["tta"] = tta
     run = run_kind(name, engine=engine)
@@ -129,6 +127,15 @@ def calibrate_run(name: str, *, workspace: Workspace, engine: Engine, target_acc
     return result
 
 
+def val_logits(name: str, *, workspace: Workspace, engine: Engine, tta: bool = False) -> tuple:
+    """(logits, labels) of the run on its validation split; NoValidationSplit when it has none."""
+    logits, labels, _ = logits_for(name, "val", workspace=workspace, engine=engine, tta=tta)
+    if len(labels) == 0:
+        raise NoValidationSplit(f"run {name!r}: its dataset has no validation photos to calibrate on; "
+                                "re-import it with a val split (or let the importer carve one from train)")
+    return logits, labels
+
+
 SERVING_COVERAGE = 0.9  # share of photos answered when the accuracy target is out of reach
 
 
@@ -136,8 +143,9 @@ def calibrate_for_serving(name: str, *, workspace: Workspace, engine: Engine) ->
     """``calibrate_run`` at the default accuracy target; when no threshold reaches it on the validation
     photos (a small or hard dataset), one that accepts 90 % of them instead, so the server does not
     answer "not sure" to nearly everything. The result says which: ``target_met``, ``target_coverage``."""
-    result = calibrate_run(name, workspace=workspace, engine=engine)
+    val = val_logits(name, workspace=workspace, engine=engine)  # once: the model's pass is the slow part
+    result = calibrate_run(name, workspace=workspace, engine=engine, val=val)
     if result.get("target_met") is False:
-        result = calibrate_run(name, workspace=workspace, engine=engine, target_coverage=SERVING_COVERAGE)
+        result = calibrate_run(name, workspace=workspace, engine=engine, target_coverage=SERVING_COVERAGE, val=val)
         result["accuracy_target_missed"] = True
     return result

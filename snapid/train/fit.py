@@ -152,7 +152,7 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
     started = time.monotonic()
     plan = None
     if not resume:
-        config, plan = _planned(config, dataset, version, engine, device, info)
+        config, plan = _planned(config, dataset, version, engine, device, info, started)
         if plan is not None:
             reporter.note(f"plan: {plan.describe()}")
 
@@ -192,7 +192,7 @@ def train(dataset: str, config: TrainConfig, *, workspace: Workspace, engine: En
 
 
 def _planned(config: TrainConfig, dataset: str, version: int | None, engine: Engine, device: torch.device,
-             info: dist_util.Dist):
+             info: dist_util.Dist, started: float):
     """The config with the budget's plan filled in (snapid.train.plan), and the plan; every rank plans the same
     (rank 0 measures, the others take its plan)."""
     if not needs_measuring(config, device):
@@ -204,7 +204,7 @@ def _planned(config: TrainConfig, dataset: str, version: int | None, engine: Eng
         counts: dict[str, int] = {}
         for sample in manifest.samples:
             counts[sample.split] = counts.get(sample.split, 0) + 1
-        config, plan = plan_run(config, counts=counts, device=device)
+        config, plan = plan_run(config, counts=counts, device=device, started=started)
     config, plan = dist_util.broadcast(info, (config, plan))
     return config, plan
 

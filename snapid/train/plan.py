@@ -10,6 +10,7 @@ no fine-tuning epochs).
 from __future__ import annotations
 
 from collections.abc import Callable
+import time
 from dataclasses import dataclass
 
 import torch
@@ -72,26 +73,48 @@ def available(model: str) -> bool:
     return all(rows.get(name, False) for name in names)
 
 
+class MeasuredSpeed:
+    """Frozen-feature images/s of a model at a size on this machine: each backbone part is built once and
+    measured in rounds, keeping its best round (a busy moment of a shared machine reads as slow, never as fast).
+    Callable as a Speed."""
+
+    def __init__(self, device: torch.device, rounds: int = 1):
+        self.device, self.rounds = device, rounds
+        self._parts: dict[tuple[str, int], tuple[torch.nn.Module, float]] = {}
+
+    def _part(self, name: str, size: int) -> float:
+        from snapid.train.features import frozen_backbone
+
+        if (name, size) not in self._parts:
+            model = factory.create(name, 2, pretrained=False).eval().to(self.device, memory_format=torch.channels_last)
+            backbone = frozen_backbone(model)
+            self._parts[name, size] = backbone, self._rate(backbone, size, self.rounds)
+        return self._parts[name, size][1]
+
+    def _rate(self, backbone: torch.nn.Module, size: int, rounds: int) -> float:
+        from snapid.train.features import fast_dtype
+
+        return images_per_second(backbone, size, device=self.device, dtype=fast_dtype(self.device), rounds=rounds)
+
+    def measure_more(self, rounds: int) -> None:
+        """``rounds`` more rounds of every part measured so far (no rebuilding), each keeping its best."""
+        for key, (backbone, best) in self._parts.items():
+            self._parts[key] = backbone, max(best, self._rate(backbone, key[1], rounds))
+
+    def release(self) -> None:
+        """Drop the measured backbones (the rates stay)."""
+        self._parts = {key: (None, rate) for key, (_, rate) in self._parts.items()}
+
+    def __call__(self, model: str, size: int) -> float:
+        spec = registry.get_spec(model)
+        parts = registry.fused_parts(spec.name) if spec.family == "fused" else [spec.name]
+        return 1.0 / sum(1.0 / self._part(p, size) for p in parts)
+
+
 def measured_speed(device: torch.device, rounds: int = 1) -> Speed:
     """Frozen-feature images/s of a model at a size, measured once per backbone part in this process (the best of
     ``rounds`` rounds)."""
-    from snapid.train.features import fast_dtype, frozen_backbone
-
-    cache: dict[tuple[str, int], float] = {}
-
-    def part_speed(name: str, size: int) -> float:
-        if (name, size) not in cache:
-            model = factory.create(name, 2, pretrained=False).eval().to(device, memory_format=torch.channels_last)
-            cache[name, size] = images_per_second(frozen_backbone(model), size, device=device, dtype=fast_dtype(device),
-                                                  rounds=rounds)
-        return cache[name, size]
-
-    def speed(model: str, size: int) -> float:
-        spec = registry.get_spec(model)
-        parts = registry.fused_parts(spec.name) if spec.family == "fused" else [spec.name]
-        return 1.0 / sum(1.0 / part_speed(p, size) for p in parts)
-
-    return speed
+    return MeasuredSpeed(device, rounds)
 
 
 def estimate(*, views: int, finetune_epochs: int, counts: dict[str, int], speed: float) -> float:
@@ -104,24 +127,31 @@ def estimate(*, views: int, finetune_epochs: int, counts: dict[str, int], speed:
 
 
 def plan_run(config: TrainConfig, *, counts: dict[str, int], device: torch.device,
-             speed: Speed | None = None, is_available: Callable[[str], bool] = available) -> tuple[TrainConfig, Plan]:
-    """The config with what was left to the plan filled in, and the plan (to print before training)."""
+             speed: Speed | None = None, is_available: Callable[[str], bool] = available,
+             started: float | None = None) -> tuple[TrainConfig, Plan]:
+    """The config with what was left to the plan filled in, and the plan (to print before training).
+    ``started``: when the run's clock started (time.monotonic()); what went before the plan, measuring included,
+    comes out of the budget."""
     budget = parse_budget(config.budget) if config.budget else None
     ladder = _ladder(config, is_available)
+    started = time.monotonic() if started is None else started
     if speed is None:
-        # one quick round per backbone; only when that rules out the most accurate candidate does the best of
-        # three rounds decide, so that a busy moment of a shared machine does not shrink the plan
-        speed = measured_speed(device, rounds=1)
-        if _choose(ladder, config, counts, speed, budget)[0] != ladder[0]:
-            speed = measured_speed(device, rounds=3)
-    (model, views), size, seconds = _choose(ladder, config, counts, speed, budget)
+        # one quick round per backbone; only when that rules out the most accurate candidate do two more rounds
+        # decide (the best of three), so that a busy moment of a shared machine does not shrink the plan
+        meter = MeasuredSpeed(device, rounds=1)
+        if _choose(ladder, config, counts, meter, budget)[0] != ladder[0]:
+            meter.measure_more(rounds=2)
+        meter.release()
+        speed = meter
+    left = None if budget is None else max(budget - (time.monotonic() - started), 1.0)
+    (model, views), size, seconds = _choose(ladder, config, counts, speed, left)
     epochs = config.finetune_epochs
     if epochs is None:
         epochs = 0
         if device.type == "cuda":  # what is left of the budget buys fine-tuning epochs (on a CPU: opt-in)
             per_epoch = estimate(views=0, finetune_epochs=1, counts=counts, speed=speed(model, size)) \
                 - estimate(views=0, finetune_epochs=0, counts=counts, speed=speed(model, size))
-            left = (budget - seconds) if budget else 5 * per_epoch
+            left = (left - seconds) if left else 5 * per_epoch
             epochs = max(0, min(MAX_FINETUNE_EPOCHS, int(0.9 * left / max(per_epoch, 1e-9))))
         seconds = estimate(views=views, finetune_epochs=epochs, counts=counts, speed=speed(model, size))
     plan = Plan(model, size, views, epochs, seconds, budget, device.type)

@@ -3,6 +3,8 @@ budget still gives a valid run, and the run follows its plan."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -10,7 +12,7 @@ from snapid.errors import SnapidError
 from snapid.train.budget import parse_budget
 from snapid.train.config import TrainConfig
 from snapid.train.fit import train
-from snapid.train.plan import CANDIDATES, estimate, needs_measuring, plan_run
+from snapid.train.plan import CANDIDATES, MeasuredSpeed, estimate, needs_measuring, plan_run
 from tests.helpers import TINY_TRAIN
 
 CPU = torch.device("cpu")
@@ -73,6 +75,29 @@ def test_a_gpu_budget_buys_fine_tuning_epochs():
     _, plan = plan_run(TrainConfig(), counts=BIRDS, device=torch.device("cuda"),
                        speed=lambda m, s: 1.0 / sum(1.0 / fast[p] for p in m.split("+")), is_available=lambda m: True)
     assert plan.finetune_epochs >= 3 and plan.seconds <= 600
+
+
+def test_time_spent_before_the_plan_comes_out_of_the_budget():
+    """Measuring (and whatever ran since the run's clock started) counts: a recipe that fits 12 s from a standing
+    start no longer fits when 5 s of the 12 are gone."""
+    small, fast = {"train": 100, "val": 10, "test": 10}, (lambda m, s: 1e6)
+    assert estimate(views=2, finetune_epochs=0, counts=small, speed=1e6) < 12
+    _, fresh = plan_run(TrainConfig(budget="12s"), counts=small, device=CPU, speed=fast, is_available=lambda m: True)
+    _, late = plan_run(TrainConfig(budget="12s"), counts=small, device=CPU, speed=fast, is_available=lambda m: True,
+                       started=time.monotonic() - 5)
+    assert (fresh.model, fresh.views) == CANDIDATES[0] and (late.model, late.views) == CANDIDATES[-1]
+    assert late.budget == 12  # the plan still names the budget the user gave
+
+
+def test_measured_speed_builds_each_backbone_once_and_keeps_its_best_round():
+    meter = MeasuredSpeed(CPU)
+    first = meter("mobilenet_v2", 32)
+    backbone = meter._parts["mobilenet_v2", 32][0]
+    meter.measure_more(rounds=1)
+    assert meter._parts["mobilenet_v2", 32][0] is backbone  # measured again, not rebuilt
+    assert meter("mobilenet_v2", 32) >= first > 0
+    meter.release()
+    assert meter._parts["mobilenet_v2", 32][0] is None and meter("mobilenet_v2", 32) >= first
 
 
 def test_a_tiny_budget_still_gives_a_valid_run(shapes, home, engine):
