@@ -9,8 +9,8 @@ no fine-tuning epochs).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
