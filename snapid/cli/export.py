@@ -58,7 +58,8 @@ def export(
                   f"{parity['split']} images", highlight=False)
     refs = manifest.get("references")
     if refs:
-        console.print(f"  reference photos: {refs['photos']} of {refs['classes']} classes, "
+        held = f" and {refs['held_out']} held-out embeddings (for add-class)" if refs.get("held_out") else ""
+        console.print(f"  reference photos: {refs['photos']} of {refs['classes']} classes{held}, "
                       f"+{refs['bytes'] / 1e6:.2f} MB", highlight=False)
     found = manifest.get("detector")
     if found:

@@ -5,9 +5,10 @@ MatMul then an Add, whose weights are initializers). The new class is appended a
 imprinting of Qi et al. (2018): its row is the mean of the unit-length embeddings of the photos and of their
 mirror images, centred and scaled as `prototype_row` says; its bias is the mean existing bias. So the new logit is
 on the scale of the others (the same row norm, the same offset), and a photo wins the new class when its
-embedding points nearer the new prototype than the trained rows would pull it elsewhere. Calibration
-(temperature, threshold) stays as it is. The "cam" output, when the graph has one, reads the same weight
-initializer, so its maps gain the new class too.
+embedding points nearer the new prototype than the trained rows would pull it elsewhere. When the bundle carries
+held-out photos (the validation slice of its reference index), the row is then made exactly as loud as a trained
+class on photos not its own (`loudness_factor`). Calibration (temperature, threshold) stays as it is. The "cam"
+output, when the graph has one, reads the same weight initializer, so its maps gain the new class too.
 
 The photos are embedded by the bundle's own graph (its "embedding" output) after the preprocessing serving
 applies (`snapid.images.decode_fitted`, then `snapid.geometry.normalise`: the functions
@@ -41,6 +42,8 @@ from snapid.workspace import exclusive_lock
 
 MIN_PHOTOS, MAX_PHOTOS = 5, 20
 REF_JSON, REF_NPY, REF_JPG = "references.json", "references.npy", "references.jpg"  # snapid/export/references.py
+REF_HELD_OUT = "references_held_out.npy"
+LOUDNESS_RANGE, LOUDNESS_STEPS = (0.25, 4.0), 97  # factors of the level-matched row tried (geometric grid)
 THUMB_PX, THUMB_QUALITY, BATCH = 112, 80, 32
 INPUT, LOGITS, EMBEDDING = "images", "logits", "embedding"
 METHOD = "prototype (class-mean embedding of the photos and their mirror images, imprinted as a linear-head row)"
@@ -139,8 +142,38 @@ def prototype_row(rows: np.ndarray, bias: np.ndarray, embeddings: np.ndarray,
     return (scale * u).astype(np.float32), new_bias, {"centred": True, "scale": scale, "own_logit_level": own_level}
 
 
+def loudness_factor(rows: np.ndarray, bias: np.ndarray, row: np.ndarray, row_bias: float, held_out: np.ndarray,
+                    held_out_class: np.ndarray, temperature: float) -> tuple[float, dict]:
+    """The factor k for the new row such that, on held-out photos of the existing classes (photos the head was not
+    fitted on), the new class takes as much probability (served: softmax of logits / temperature) as an existing
+    class takes on average on photos not its own; the largest k of the grid that is no louder than that.
+
+    The level-matched row is exact on the class's own photos but not on everyone else's: a class that looks like
+    others needs a quieter row, a distinctive one can be louder (measured on birds100, 10 species added to 90:
+    factors 0.82-1.59; added species 0.568 -> 0.730 top-1 for a 0.44 -> 1.46 point drop on the 90,
+    docs/benchmarks.md §19)."""
+    z = (held_out @ rows.T + bias) / temperature
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    others = np.ones_like(p, dtype=bool)
+    others[np.arange(len(p)), held_out_class] = False
+    target = float(p[others].mean())
+    factors = np.geomspace(*LOUDNESS_RANGE, LOUDNESS_STEPS)
+    zmax, reach = z.max(axis=1), held_out @ row
+    taken = []
+    for k in factors:
+        new = (k * reach + row_bias) / temperature
+        top = np.maximum(zmax, new)
+        own = np.exp(new - top)
+        taken.append(float(np.mean(own / (np.exp(z - top[:, None]).sum(axis=1) + own))))
+    quiet_enough = [k for k, t in zip(factors, taken, strict=True) if t <= target]
+    k = float(max(quiet_enough)) if quiet_enough else float(factors[0])
+    return k, {"loudness_factor": k, "held_out_photos": int(len(held_out)), "target_probability": target}
+
+
 def _edit_graph(model_bytes: bytes, embeddings: np.ndarray, classes: int,
-                references: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[bytes, dict]:
+                references: tuple[np.ndarray, np.ndarray] | None = None,
+                held_out: tuple[np.ndarray, np.ndarray] | None = None, temperature: float = 1.0) -> tuple[bytes, dict]:
     """model.onnx with one more class: the prototype row appended to the head's weights and bias."""
     import onnx
     from onnx import numpy_helper
@@ -159,6 +192,9 @@ def _edit_graph(model_bytes: bytes, embeddings: np.ndarray, classes: int,
     if bias.shape != (classes,):
         raise AddClassError(f"cannot add a class: the head's bias has shape {list(bias.shape)}, not [{classes}]")
     row, new_bias, fit = prototype_row(rows, bias, embeddings, references)
+    if held_out is not None and len(held_out[0]) and held_out[0].shape[1] == rows.shape[1] and fit["centred"]:
+        factor, loud = loudness_factor(rows, bias, row, new_bias, *held_out, temperature)
+        row, fit = (factor * row).astype(np.float32), {**fit, **loud}
     new_rows = np.concatenate([rows, row[None]])
     inits[weight_name].CopyFrom(numpy_helper.from_array(new_rows if rows_first else np.ascontiguousarray(new_rows.T),
                                                         weight_name))
@@ -234,8 +270,23 @@ def _index(bundle: Bundle) -> tuple[np.ndarray, np.ndarray] | None:
     return vectors, np.asarray([int(i["class"]) for i in items], dtype=np.int64)
 
 
+def _held_out(bundle: Bundle) -> tuple[np.ndarray, np.ndarray] | None:
+    """The held-out slice's raw embeddings and classes, or None when the bundle has none (an older export, or a
+    dataset without validation photos)."""
+    if REF_HELD_OUT not in bundle.manifest["files"] or REF_JSON not in bundle.manifest["files"]:
+        return None
+    classes = json.loads(bundle.file(REF_JSON).read_bytes()).get("held_out", {}).get("classes", [])
+    vectors = np.load(bundle.file(REF_HELD_OUT), allow_pickle=False).astype(np.float32)
+    if len(classes) != len(vectors):
+        raise AddClassError(f"{REF_HELD_OUT}: {len(vectors)} embeddings but {len(classes)} classes in {REF_JSON}")
+    return vectors, np.asarray(classes, dtype=np.int64)
+
+
 def _card(card: str, name: str, version: str, facts: list[dict], head: dict, wins: int) -> str:
     how = "centred on the reference photos' mean" if head["centred"] else "uncentred (no reference photos)"
+    if "loudness_factor" in head:
+        how += (f", made as loud as a trained class on {head['held_out_photos']} held-out photos (factor "
+                f"{head['loudness_factor']:.3g})")
     lines = [f"\n## Class added without retraining: {name}\n",
              f"`{name}` was added to version {version} by `snapid add-class` from {len(facts)} photos, as a "
              f"prototype: {METHOD}, {how}, row norm {head['row_norm']:.4g}, bias {head['bias_value']:.4g}. It was not "
@@ -279,7 +330,8 @@ def _add_class(bundle_path: Path | str, name: str, photos: list[Path], *, out: P
     mirrored = _embeddings(session, np.ascontiguousarray(inputs[..., ::-1]))
     classes = len(bundle.labels)
     model_bytes, head = _edit_graph(bundle.file("model.onnx").read_bytes(), np.concatenate([vectors, mirrored]),
-                                    classes, _index(bundle))
+                                    classes, _index(bundle), _held_out(bundle),
+                                    float(bundle.calibration.get("temperature", 1.0)))
     new_session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     logits = new_session.run([LOGITS], {INPUT: inputs})[0]
     if logits.shape[1] != classes + 1:

@@ -17,6 +17,7 @@ Files:
   detector.onnx, detector.json   optional: a box detector run before the classifier
   references.json, references.npy, references.jpg   optional: reference photos per class, their thumbnails
                     and embeddings (model.onnx's optional output "embedding"); see snapid/export/references.py
+  references_held_out.npy   optional: embeddings of validation photos, for `snapid add-class`
   subsets.json      optional: named candidate subsets {"subsets": {name: [class id, ...]}}
 
 `snapid export --format torchscript` writes the same folder with model.pt (a TorchScript archive) in
@@ -45,7 +46,7 @@ TORCHSCRIPT_FORMAT = "snapid-torchscript"
 REQUIRED = ("model.onnx", "labels.json", "preprocess.json", "calibration.json", "card.md")
 FORMATS = {FORMAT: REQUIRED, TORCHSCRIPT_FORMAT: ("model.pt", *REQUIRED[1:])}  # format → required files
 OPTIONAL = ("knowledge.json", "detector.onnx", "detector.json", "references.json", "references.npy", "references.jpg",
-            "subsets.json")
+            "references_held_out.npy", "subsets.json")
 MANIFEST = "manifest.json"
 MAX_FILE_BYTES = 2 << 30      # one model file
 MAX_JSON_BYTES = 64 << 20     # labels, knowledge: generous, but bounded

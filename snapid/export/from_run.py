@@ -297,11 +297,14 @@ def _reference_files(source: Source, model_bytes: bytes, per_class: int, say: Pr
         return {}
     say(f"reference photos: choosing up to {per_class} per class from the training split")
     files = refs.build_index(session, source.datasets["train"], source.preprocess, source.classes,
-                             per_class=per_class, say=say)
+                             per_class=per_class, say=say, held_out=source.datasets.get("val"))
     info = refs.summary(files)
     bound = refs.bound_bytes(len(source.classes), per_class, info.get("dim", 0))
-    say(f"reference photos: {info['photos']} photos of {info['classes']} classes add {info['bytes'] / 1e6:.2f} MB "
-        f"to the bundle (at most {bound / 1e6:.2f} MB for {len(source.classes)} classes x {per_class})")
+    held = f" and the embeddings of {info['held_out']} validation photos (for add-class)" \
+        if info.get("held_out") else ""
+    say(f"reference photos: {info['photos']} photos of {info['classes']} classes{held} add "
+        f"{info['bytes'] / 1e6:.2f} MB to the bundle (at most {bound / 1e6:.2f} MB for {len(source.classes)} "
+        f"classes x {per_class})")
     return files
 
 

@@ -6,6 +6,9 @@ Files (all optional, listed and hashed in manifest.json like every other file):
                     "items": [{"id", "class", "offset", "bytes"}]}: one entry per photo, in index order
   references.npy   float16 N x D: the L2-normalised "embedding" output of model.onnx for each photo
   references.jpg   the thumbnails (JPEG, at most THUMB_PX a side), concatenated; items give offset and bytes
+  references_held_out.npy  float16 M x D: the raw "embedding" of up to HELD_OUT_PER_CLASS validation photos a
+                   class (photos the head was not fitted on), their classes in references.json "held_out";
+                   `snapid add-class` sets a new class's loudness on them (snapid/export/add_class.py)
 
 The photos are chosen to cover the class, not the first N: among up to POOL_FACTOR x N training photos of
 the class (a seeded sample), the one nearest the class mean first (the most typical), then greedily the one
@@ -30,7 +33,9 @@ from torch import nn
 from snapid.export.onnx import EMBEDDING, INPUT, ExportError, ParityError, normalized
 
 JSON, EMBEDDINGS, THUMBS = "references.json", "references.npy", "references.jpg"
-FILES = (JSON, EMBEDDINGS, THUMBS)
+HELD_OUT = "references_held_out.npy"
+FILES = (JSON, EMBEDDINGS, THUMBS, HELD_OUT)
+HELD_OUT_PER_CLASS = 10
 DEFAULT_PER_CLASS = 20
 MAX_PER_CLASS = 100
 POOL_FACTOR = 4             # candidates examined per class: POOL_FACTOR x N, a seeded sample (export time)
@@ -116,9 +121,10 @@ def _thumbnail(image_chw: np.ndarray) -> bytes:
 
 
 def build_index(session, dataset, preprocess: dict, classes: list[dict], *, per_class: int = DEFAULT_PER_CLASS,
-                seed: int = 0, say: Callable[[str], None] | None = None) -> dict[str, bytes]:
+                seed: int = 0, say: Callable[[str], None] | None = None, held_out=None) -> dict[str, bytes]:
     """references.json / .npy / .jpg for the bundle, from the training split ``dataset`` (a CachedDataset:
-    uint8 images and labels) and the exported graph's ``session``; {} when ``per_class`` is 0."""
+    uint8 images and labels) and the exported graph's ``session``; {} when ``per_class`` is 0. ``held_out``:
+    the validation split, whose embeddings go to references_held_out.npy (when it has photos)."""
     if per_class <= 0:
         return {}
     if not 1 <= per_class <= MAX_PER_CLASS:
@@ -153,13 +159,38 @@ def build_index(session, dataset, preprocess: dict, classes: list[dict], *, per_
     np.save(buf, matrix, allow_pickle=False)
     doc = {"format": FORMAT_VERSION, "dim": int(matrix.shape[1]), "per_class": per_class, "thumb_px": THUMB_PX,
            "items": items}
-    return {JSON: json.dumps(doc, separators=(",", ":")).encode(), EMBEDDINGS: buf.getvalue(), THUMBS: b"".join(thumbs)}
+    files = {EMBEDDINGS: buf.getvalue(), THUMBS: b"".join(thumbs)}
+    if held_out is not None and len(held_out):
+        vectors, labels = held_out_embeddings(session, held_out, preprocess, seed=seed)
+        buf = io.BytesIO()
+        np.save(buf, vectors.astype(np.float16), allow_pickle=False)
+        files[HELD_OUT] = buf.getvalue()
+        doc["held_out"] = {"per_class": HELD_OUT_PER_CLASS, "classes": [int(c) for c in labels]}
+    return {JSON: json.dumps(doc, separators=(",", ":")).encode(), **files}
+
+
+def held_out_embeddings(session, dataset, preprocess: dict, *, per_class: int = HELD_OUT_PER_CLASS,
+                        seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Raw embeddings (float32 M x D) and classes of up to ``per_class`` photos a class of ``dataset`` (a
+    seeded sample), in class order."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(dataset.labels)
+    chosen = []
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        chosen.extend(np.sort(rng.choice(rows, per_class, replace=False)) if len(rows) > per_class else rows)
+    vectors = [embeddings(session, normalized(dataset.__getitems__([int(r) for r in chosen[i:i + BATCH]])[0],
+                                              preprocess))
+               for i in range(0, len(chosen), BATCH)]
+    return np.concatenate(vectors), labels[np.asarray(chosen, dtype=np.int64)]
 
 
 def bound_bytes(classes: int, per_class: int, dim: int) -> int:
     """An upper bound of the index's size: thumbnails (a JPEG of THUMB_PX² pixels stays under 1.5 bytes a
-    pixel at quality 80), float16 embeddings, and about 80 bytes of JSON per photo."""
-    return classes * per_class * (int(1.5 * THUMB_PX * THUMB_PX) + 2 * dim + 80) + 256
+    pixel at quality 80), float16 embeddings, and about 80 bytes of JSON per photo; the held-out slice's float16
+    embeddings and a few bytes of JSON each."""
+    return classes * per_class * (int(1.5 * THUMB_PX * THUMB_PX) + 2 * dim + 80) + \
+        classes * HELD_OUT_PER_CLASS * (2 * dim + 8) + 512
 
 
 def summary(files: dict[str, bytes]) -> dict:
@@ -168,4 +199,5 @@ def summary(files: dict[str, bytes]) -> dict:
         return {"photos": 0, "classes": 0, "bytes": 0}
     doc = json.loads(files[JSON])
     return {"photos": len(doc["items"]), "classes": len({i["class"] for i in doc["items"]}),
-            "per_class": doc["per_class"], "dim": doc["dim"], "bytes": sum(len(d) for d in files.values())}
+            "per_class": doc["per_class"], "dim": doc["dim"], "bytes": sum(len(d) for d in files.values()),
+            "held_out": len(doc.get("held_out", {}).get("classes", []))}

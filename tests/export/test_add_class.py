@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from snapid.cli import app as cli
-from snapid.export.add_class import AddClassError, add_class
+from snapid.export.add_class import AddClassError, add_class, loudness_factor
 from snapid.export.bundle import BundleError, load_bundle, write_bundle
 from snapid.serve.app import create_app
 from tests.serve.conftest import SIZE, bundle_files, coloured
@@ -139,12 +139,37 @@ def test_a_real_exported_run_with_references_and_cam(make_run, home, engine, tmp
     doc = json.loads(after.file("references.json").read_bytes())
     assert {i["class"] for i in doc["items"]} == {0, 1, 2, 3}
     assert after.manifest["added_classes"][0]["head"]["centred"] is True   # centred on the reference photos
+    head = after.manifest["added_classes"][0]["head"]
+    held_out = json.loads(bundle.file("references.json").read_bytes())["held_out"]["classes"]
+    assert head["held_out_photos"] == len(held_out) > 0
+    assert 0.25 <= head["loudness_factor"] <= 4 and "as loud as a trained class" in after.file("card.md").read_text()
     vectors = np.load(after.file("references.npy"), allow_pickle=False)
     assert vectors.shape[0] == len(doc["items"])
     session = make_session(after.file("model.onnx"))
     x = np.zeros((2, 3, 32, 32), np.float32)
     logits, cam = session.run(["logits", "cam"], {"images": x})
     assert logits.shape == (2, 4) and cam.shape[1] == 4                    # the maps gained the class too
+
+
+def test_loudness_quiets_a_lookalike_and_lets_a_distinctive_class_speak_up():
+    """On held-out photos of three well separated classes, a new row that also points at class 0's photos gets a
+    smaller factor than one pointing away from all of them; at its factor the new class takes no more probability
+    on those photos than a trained class takes on photos not its own, and one grid step louder it would."""
+    rng = np.random.default_rng(0)
+    rows, bias = 3 * np.eye(3, 4, dtype=np.float32), np.zeros(3, np.float32)
+    labels = np.repeat(np.arange(3), 20)
+    held = np.eye(3, 4, dtype=np.float32)[labels] + rng.normal(0, 0.3, (60, 4)).astype(np.float32)
+    lookalike = np.array([2.0, 0, 0, 2.0], np.float32)     # half class 0, half the new direction
+    distinctive = np.array([0, 0, 0, 3.0], np.float32)
+    k_look, fit = loudness_factor(rows, bias, lookalike, 0.0, held, labels, 1.0)
+    k_dist, _ = loudness_factor(rows, bias, distinctive, 0.0, held, labels, 1.0)
+    assert k_look < k_dist
+
+    def taken(k):
+        z = np.concatenate([held @ rows.T + bias, (held @ (k * lookalike))[:, None]], axis=1)
+        p = np.exp(z - z.max(axis=1, keepdims=True))
+        return float((p[:, -1] / p.sum(axis=1)).mean())
+    assert taken(k_look) <= fit["target_probability"] < taken(k_look * (4 / 0.25) ** (1 / 96) * 1.0001)
 
 
 def test_refusals_name_why(tmp_path):

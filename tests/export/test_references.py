@@ -62,6 +62,16 @@ def test_an_export_carries_a_reference_index_the_served_graph_reproduces(make_ru
         best = int(np.argmax(own @ vector))
         assert float(own[best] @ vector) > 0.999 and int(labels[best]) == item["class"]
 
+    # the held-out slice: the raw embeddings the graph gives the validation photos, with their classes
+    val = split_dataset(trained, "val", workspace=home, engine=engine)
+    held = np.load(bundle.file(refs.HELD_OUT), allow_pickle=False)
+    assert held.dtype == np.float16 and len(held) == len(doc["held_out"]["classes"]) == min(len(val), 3 * 10)
+    images, labels = val.__getitems__(list(range(len(val))))
+    raw = refs.embeddings(session, normalized(images, bundle.preprocess))
+    for vector, label in zip(held.astype(np.float32), doc["held_out"]["classes"], strict=True):
+        best = int(np.argmin(np.abs(raw - vector).max(axis=1)))
+        assert np.allclose(raw[best], vector, rtol=1e-2, atol=1e-2) and int(labels[best]) == label
+
 
 def test_the_manifest_hashes_the_index(make_run, home, engine):
     make_run("a")
