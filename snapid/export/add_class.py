@@ -6,9 +6,10 @@ imprinting of Qi et al. (2018): its row is the mean of the unit-length embedding
 mirror images, centred and scaled as `prototype_row` says; its bias is the mean existing bias. So the new logit is
 on the scale of the others (the same row norm, the same offset), and a photo wins the new class when its
 embedding points nearer the new prototype than the trained rows would pull it elsewhere. When the bundle carries
-held-out photos (the validation slice of its reference index), the row is then made exactly as loud as a trained
-class on photos not its own (`loudness_factor`). Calibration (temperature, threshold) stays as it is. The "cam"
-output, when the graph has one, reads the same weight initializer, so its maps gain the new class too.
+held-out photos (the validation slice of its reference index), the row's scale is then chosen for the best
+expected accuracy over all classes, each counted once (`balance_factor`). Calibration (temperature, threshold)
+stays as it is. The "cam" output, when the graph has one, reads the same weight initializer, so its maps gain the
+new class too.
 
 The photos are embedded by the bundle's own graph (its "embedding" output) after the preprocessing serving
 applies (`snapid.images.decode_fitted`, then `snapid.geometry.normalise`: the functions
@@ -142,39 +143,49 @@ def prototype_row(rows: np.ndarray, bias: np.ndarray, embeddings: np.ndarray,
     return (scale * u).astype(np.float32), new_bias, {"centred": True, "scale": scale, "own_logit_level": own_level}
 
 
-def loudness_factor(rows: np.ndarray, bias: np.ndarray, row: np.ndarray, row_bias: float, held_out: np.ndarray,
-                    held_out_class: np.ndarray, temperature: float) -> tuple[float, dict]:
-    """The factor k for the new row such that, on held-out photos of the existing classes (photos the head was not
-    fitted on), the new class takes as much probability (served: softmax of logits / temperature) as an existing
-    class takes on average on photos not its own; the largest k of the grid that is no louder than that.
+def _with_new_class(z: np.ndarray, new: np.ndarray, pick: np.ndarray | None = None) -> np.ndarray:
+    """Softmax over [z, new] (logits N x C, one more column), stably: the probability of class ``pick`` of each
+    row, or of the new class when ``pick`` is None."""
+    top = np.maximum(z.max(axis=1), new)
+    total = np.exp(z - top[:, None]).sum(axis=1) + np.exp(new - top)
+    chosen = new if pick is None else z[np.arange(len(z)), pick]
+    return np.exp(chosen - top) / total
 
-    The level-matched row is exact on the class's own photos but not on everyone else's: a class that looks like
-    others needs a quieter row, a distinctive one can be louder (measured on birds100, 10 species added to 90:
-    factors 0.82-1.59; added species 0.568 -> 0.730 top-1 for a 0.44 -> 1.46 point drop on the 90,
-    docs/benchmarks.md §19)."""
+
+def balance_factor(rows: np.ndarray, bias: np.ndarray, row: np.ndarray, row_bias: float, held_out: np.ndarray,
+                   held_out_class: np.ndarray, left_out_rows: np.ndarray, left_out: np.ndarray,
+                   temperature: float) -> tuple[float, dict]:
+    """The factor k for the new row that maximises the expected accuracy over all classes, each counted once: the
+    mean probability (as served: softmax of logits / temperature) given to the right class, on held-out photos of
+    the existing classes (photos the head was not fitted on) and, for the new class, on each of its photos left
+    out of its own prototype (``left_out_rows[i]``: the row made without photo i; ``left_out[i]``: that photo's
+    embeddings, itself and mirrored). k is searched on a geometric grid over LOUDNESS_RANGE.
+
+    The level-matched row is right on the class's own photos but blind to everyone else's: a class that looks
+    like others needs a quieter row, a distinctive one can be louder. Each side is measured on photos its row did
+    not see, so neither is flattered (docs/decisions.md, docs/benchmarks.md §19)."""
+    classes, factors = len(rows), np.geomspace(*LOUDNESS_RANGE, LOUDNESS_STEPS)
     z = (held_out @ rows.T + bias) / temperature
-    p = np.exp(z - z.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    others = np.ones_like(p, dtype=bool)
-    others[np.arange(len(p)), held_out_class] = False
-    target = float(p[others].mean())
-    factors = np.geomspace(*LOUDNESS_RANGE, LOUDNESS_STEPS)
-    zmax, reach = z.max(axis=1), held_out @ row
-    taken = []
+    reach = held_out @ row
+    xs = left_out.reshape(-1, left_out.shape[-1])                       # (photo, view) pairs, in photo order
+    zx = (xs @ rows.T + bias) / temperature
+    reach_x = np.einsum("pvd,pd->pv", left_out, left_out_rows).reshape(-1)
+    scores = []
     for k in factors:
-        new = (k * reach + row_bias) / temperature
-        top = np.maximum(zmax, new)
-        own = np.exp(new - top)
-        taken.append(float(np.mean(own / (np.exp(z - top[:, None]).sum(axis=1) + own))))
-    quiet_enough = [k for k, t in zip(factors, taken, strict=True) if t <= target]
-    k = float(max(quiet_enough)) if quiet_enough else float(factors[0])
-    return k, {"loudness_factor": k, "held_out_photos": int(len(held_out)), "target_probability": target}
+        kept = _with_new_class(z, (k * reach + row_bias) / temperature, held_out_class).mean()
+        new = _with_new_class(zx, (k * reach_x + row_bias) / temperature).mean()
+        scores.append(float((classes * kept + new) / (classes + 1)))
+    best = int(np.argmax(scores))
+    return float(factors[best]), {"balance_factor": float(factors[best]), "held_out_photos": int(len(held_out)),
+                                  "expected_accuracy": scores[best], "expected_accuracy_unscaled":
+                                      scores[int(np.argmin(np.abs(np.log(factors))))]}
 
 
-def _edit_graph(model_bytes: bytes, embeddings: np.ndarray, classes: int,
+def _edit_graph(model_bytes: bytes, vectors: np.ndarray, mirrored: np.ndarray, classes: int,
                 references: tuple[np.ndarray, np.ndarray] | None = None,
                 held_out: tuple[np.ndarray, np.ndarray] | None = None, temperature: float = 1.0) -> tuple[bytes, dict]:
-    """model.onnx with one more class: the prototype row appended to the head's weights and bias."""
+    """model.onnx with one more class: the prototype row (from the photos' embeddings ``vectors`` and their mirror
+    images' ``mirrored``) appended to the head's weights and bias."""
     import onnx
     from onnx import numpy_helper
 
@@ -186,15 +197,19 @@ def _edit_graph(model_bytes: bytes, embeddings: np.ndarray, classes: int,
     if rows.dtype != np.float32 or rows.ndim != 2 or rows.shape[0] != classes:
         raise AddClassError(f"cannot add a class: the head's weights are {rows.dtype} {list(rows.shape)}, not a "
                             f"float32 {classes} x D matrix (an int8 head, or labels that do not match the graph)")
-    if rows.shape[1] != embeddings.shape[1]:
-        raise AddClassError(f"the head reads {rows.shape[1]} features but the embedding has {embeddings.shape[1]}")
+    if rows.shape[1] != vectors.shape[1]:
+        raise AddClassError(f"the head reads {rows.shape[1]} features but the embedding has {vectors.shape[1]}")
     bias = numpy_helper.to_array(inits[bias_name]).astype(np.float32) if bias_name else np.zeros(classes, np.float32)
     if bias.shape != (classes,):
         raise AddClassError(f"cannot add a class: the head's bias has shape {list(bias.shape)}, not [{classes}]")
-    row, new_bias, fit = prototype_row(rows, bias, embeddings, references)
+    row, new_bias, fit = prototype_row(rows, bias, np.concatenate([vectors, mirrored]), references)
     if held_out is not None and len(held_out[0]) and held_out[0].shape[1] == rows.shape[1] and fit["centred"]:
-        factor, loud = loudness_factor(rows, bias, row, new_bias, *held_out, temperature)
-        row, fit = (factor * row).astype(np.float32), {**fit, **loud}
+        keep = [np.arange(len(vectors)) != i for i in range(len(vectors))]
+        left_out_rows = np.stack([prototype_row(rows, bias, np.concatenate([vectors[m], mirrored[m]]), references)[0]
+                                  for m in keep])
+        factor, balance = balance_factor(rows, bias, row, new_bias, *held_out, left_out_rows,
+                                         np.stack([vectors, mirrored], axis=1), temperature)
+        row, fit = (factor * row).astype(np.float32), {**fit, **balance}
     new_rows = np.concatenate([rows, row[None]])
     inits[weight_name].CopyFrom(numpy_helper.from_array(new_rows if rows_first else np.ascontiguousarray(new_rows.T),
                                                         weight_name))
@@ -284,9 +299,9 @@ def _held_out(bundle: Bundle) -> tuple[np.ndarray, np.ndarray] | None:
 
 def _card(card: str, name: str, version: str, facts: list[dict], head: dict, wins: int) -> str:
     how = "centred on the reference photos' mean" if head["centred"] else "uncentred (no reference photos)"
-    if "loudness_factor" in head:
-        how += (f", made as loud as a trained class on {head['held_out_photos']} held-out photos (factor "
-                f"{head['loudness_factor']:.3g})")
+    if "balance_factor" in head:
+        how += (f", its scale (x{head['balance_factor']:.3g}) chosen for the best expected accuracy over all classes "
+                f"on {head['held_out_photos']} held-out photos of the others and its own photos left out in turn")
     lines = [f"\n## Class added without retraining: {name}\n",
              f"`{name}` was added to version {version} by `snapid add-class` from {len(facts)} photos, as a "
              f"prototype: {METHOD}, {how}, row norm {head['row_norm']:.4g}, bias {head['bias_value']:.4g}. It was not "
@@ -329,7 +344,7 @@ def _add_class(bundle_path: Path | str, name: str, photos: list[Path], *, out: P
     # make a noisy mean (measured on birds100: 0.551 -> 0.568 top-1 on added species, the same drop; benchmarks.md)
     mirrored = _embeddings(session, np.ascontiguousarray(inputs[..., ::-1]))
     classes = len(bundle.labels)
-    model_bytes, head = _edit_graph(bundle.file("model.onnx").read_bytes(), np.concatenate([vectors, mirrored]),
+    model_bytes, head = _edit_graph(bundle.file("model.onnx").read_bytes(), vectors, mirrored,
                                     classes, _index(bundle), _held_out(bundle),
                                     float(bundle.calibration.get("temperature", 1.0)))
     new_session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])

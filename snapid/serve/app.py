@@ -52,7 +52,7 @@ from snapid.serve.services.handoff_tokens import server_secret
 from snapid.serve.services.identify import Identify
 from snapid.serve.services.knowledge import LiveKnowledge, local_zone
 from snapid.serve.services.lazy import Lazy
-from snapid.serve.services.memory import trim_forever
+from snapid.serve.services.memory import fix_mmap_threshold, trim_forever
 from snapid.serve.services.metrics import Metrics
 from snapid.serve.services.new_class import NewClasses
 from snapid.serve.services.prediction_log import PredictionLog
@@ -168,6 +168,7 @@ def _include_dashboard(app: FastAPI) -> None:
 @asynccontextmanager
 async def _lifespan(app: FastAPI):
     state = app.state
+    fix_mmap_threshold()  # before the model is loaded: a hot swap must not raise glibc's threshold (memory.py)
     await state.predictor.start()
     state.prediction_log.start()
     watcher = None

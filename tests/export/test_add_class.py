@@ -18,7 +18,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from snapid.cli import app as cli
-from snapid.export.add_class import AddClassError, add_class, loudness_factor
+from snapid.export.add_class import AddClassError, add_class, balance_factor, prototype_row
 from snapid.export.bundle import BundleError, load_bundle, write_bundle
 from snapid.serve.app import create_app
 from tests.serve.conftest import SIZE, bundle_files, coloured
@@ -142,7 +142,7 @@ def test_a_real_exported_run_with_references_and_cam(make_run, home, engine, tmp
     head = after.manifest["added_classes"][0]["head"]
     held_out = json.loads(bundle.file("references.json").read_bytes())["held_out"]["classes"]
     assert head["held_out_photos"] == len(held_out) > 0
-    assert 0.25 <= head["loudness_factor"] <= 4 and "as loud as a trained class" in after.file("card.md").read_text()
+    assert 0.25 <= head["balance_factor"] <= 4 and "best expected accuracy" in after.file("card.md").read_text()
     vectors = np.load(after.file("references.npy"), allow_pickle=False)
     assert vectors.shape[0] == len(doc["items"])
     session = make_session(after.file("model.onnx"))
@@ -151,25 +151,39 @@ def test_a_real_exported_run_with_references_and_cam(make_run, home, engine, tmp
     assert logits.shape == (2, 4) and cam.shape[1] == 4                    # the maps gained the class too
 
 
-def test_loudness_quiets_a_lookalike_and_lets_a_distinctive_class_speak_up():
-    """On held-out photos of three well separated classes, a new row that also points at class 0's photos gets a
-    smaller factor than one pointing away from all of them; at its factor the new class takes no more probability
-    on those photos than a trained class takes on photos not its own, and one grid step louder it would."""
-    rng = np.random.default_rng(0)
+def _balanced(direction: np.ndarray, rng) -> tuple[float, dict]:
+    """balance_factor for a new class whose 5 photos lie around ``direction``, beside three trained classes (the
+    axes 0-2 of a 4-d feature space, rows 3 x the axis) with reference and held-out photos of their own."""
     rows, bias = 3 * np.eye(3, 4, dtype=np.float32), np.zeros(3, np.float32)
     labels = np.repeat(np.arange(3), 20)
-    held = np.eye(3, 4, dtype=np.float32)[labels] + rng.normal(0, 0.3, (60, 4)).astype(np.float32)
-    lookalike = np.array([2.0, 0, 0, 2.0], np.float32)     # half class 0, half the new direction
-    distinctive = np.array([0, 0, 0, 3.0], np.float32)
-    k_look, fit = loudness_factor(rows, bias, lookalike, 0.0, held, labels, 1.0)
-    k_dist, _ = loudness_factor(rows, bias, distinctive, 0.0, held, labels, 1.0)
-    assert k_look < k_dist
+    def around(centres):
+        return np.abs(centres + rng.normal(0, 0.25, centres.shape)).astype(np.float32)
+    axes = np.eye(3, 4, dtype=np.float32)[labels]
+    references = (prototype_unit(around(axes)), labels)
+    held_out = around(axes)
+    photos, mirrored = around(np.tile(direction, (5, 1))), around(np.tile(direction, (5, 1)))
+    row, row_bias, _ = prototype_row(rows, bias, np.concatenate([photos, mirrored]), references)
+    keep = [np.arange(5) != i for i in range(5)]
+    left_out_rows = np.stack([prototype_row(rows, bias, np.concatenate([photos[m], mirrored[m]]), references)[0]
+                              for m in keep])
+    return balance_factor(rows, bias, row, row_bias, held_out, labels, left_out_rows,
+                          np.stack([photos, mirrored], axis=1), 1.0)
 
-    def taken(k):
-        z = np.concatenate([held @ rows.T + bias, (held @ (k * lookalike))[:, None]], axis=1)
-        p = np.exp(z - z.max(axis=1, keepdims=True))
-        return float((p[:, -1] / p.sum(axis=1)).mean())
-    assert taken(k_look) <= fit["target_probability"] < taken(k_look * (4 / 0.25) ** (1 / 96) * 1.0001)
+
+def prototype_unit(rows):
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_the_scale_quiets_a_lookalike_and_lets_a_distinctive_class_speak_up():
+    """A new class whose photos also look like trained class 0 gets a quieter row than one unlike every trained
+    class; either way the chosen scale scores at least as well as the level-matched row on the photos neither
+    row saw (held-out photos of the trained classes, the new photos left out in turn)."""
+    rng = np.random.default_rng(0)
+    k_look, look = _balanced(np.array([1.0, 0, 0, 1.0]), rng)
+    k_dist, dist = _balanced(np.array([0, 0, 0, 1.5]), rng)
+    assert k_look < k_dist
+    for fit in (look, dist):
+        assert fit["expected_accuracy"] >= fit["expected_accuracy_unscaled"] and fit["held_out_photos"] == 60
 
 
 def test_refusals_name_why(tmp_path):

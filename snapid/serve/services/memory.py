@@ -6,6 +6,14 @@ after each hot swap although nothing leaks: loading the same 60 MB bundle eight 
 process from 183 to 310 MB, and calling malloc_trim after each load kept it at 147 MB. The server
 trims after a swap (once the old model's in-flight batches are done) and then every minute. Where
 the C library has no malloc_trim (musl, macOS), this does nothing.
+
+Trimming alone left a step at the first hot swap (issue 17's soak: flat at ~356 MB, +90 MB at the
+first swap, flat again after): freeing the old session's large blocks, which glibc had mmapped,
+raises glibc's dynamic mmap threshold towards 32 MB (and its trim threshold to twice that), so from
+then on blocks up to 32 MB live in the malloc arenas, and each arena keeps what they free. The
+server therefore fixes the threshold at glibc's own starting value (`fix_mmap_threshold`, as the
+MALLOC_MMAP_THRESHOLD_ environment variable would): in a 200 s reproduction (4 clients, soak mix,
+one swap at 70 s) resident memory went 335 → 420 MB across the swap without it, 276 → 280 MB with it.
 """
 
 from __future__ import annotations
@@ -15,20 +23,33 @@ import ctypes
 import ctypes.util
 import gc
 import logging
+import os
 
 log = logging.getLogger("snapid.serve")
 TRIM_EVERY_S = 60.0
 AFTER_SWAP_S = 2.0   # in-flight batches still hold the old model for a moment
+M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+MMAP_THRESHOLD = 128 << 10  # glibc's initial (and minimum dynamic) threshold
 
 
-def _malloc_trim():
+def _libc_function(name: str):
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
     except (OSError, AttributeError):
         return None
 
 
-_TRIM = _malloc_trim()
+_TRIM = _libc_function("malloc_trim")
+_MALLOPT = _libc_function("mallopt") if _TRIM is not None else None  # glibc only: mallopt's codes are its own
+
+
+def fix_mmap_threshold() -> bool:
+    """Stop glibc from raising its mmap threshold when large blocks are freed (a hot swap's old session),
+    so that large blocks keep going to mmap and back to the system when freed. Left alone where the
+    MALLOC_MMAP_THRESHOLD_ environment variable is set (the operator chose), or without glibc. True if set."""
+    if _MALLOPT is None or "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    return bool(_MALLOPT(M_MMAP_THRESHOLD, MMAP_THRESHOLD))
 
 
 def release_memory(collect: bool = True) -> bool:
