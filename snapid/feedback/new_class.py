@@ -104,8 +104,14 @@ def photos_for(engine: Engine, store: PhotoStore, feedback_ids: list[str]) -> li
     return list(paths.values())
 
 
-def mark(engine: Engine, feedback_ids: list[str], class_id: str) -> None:
-    """Record that these items became class ``class_id`` (approved, with it as the reviewer's label)."""
+def mark(engine: Engine, feedback_ids: list[str], class_id: str) -> list[str]:
+    """Record that these items became class ``class_id`` (approved, with it as the reviewer's label); returns the
+    ids left as they are because a reviewer rejected, relabelled or merged them meanwhile (their word stands)."""
+    ids = list(dict.fromkeys(i.lower() for i in feedback_ids))
     with transaction(engine) as s:
-        for fid in dict.fromkeys(i.lower() for i in feedback_ids):
-            track.set_review(s, feedback_id=fid, status="approved", reviewer_label=class_id)
+        found = track.get_feedback_many(s, ids=ids)
+        skipped = [i for i in ids if i not in found or _refusals({i: found[i]}, [i])]
+        for fid in ids:
+            if fid not in skipped:
+                track.set_review(s, feedback_id=fid, status="approved", reviewer_label=class_id)
+    return skipped

@@ -371,6 +371,8 @@ class NewClassOut(BaseModel):
     photos: int = Field(description="Distinct photos the class was made from.")
     wins_own_photos: int = Field(description="How many of them the new model names as the new class.")
     feedback_ids: list[str] = Field(description="The feedback items, now approved with the new class id.")
+    skipped: list[str] = Field(default_factory=list, description="Items a reviewer rejected, relabelled or merged "
+                               "while the class was being made: left as the reviewer decided.")
     served: bool = Field(description="Whether this server already answers with the new version.")
 
 

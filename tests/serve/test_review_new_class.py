@@ -174,3 +174,43 @@ def test_bad_bodies_are_422_or_413(tmp_path, home):
         assert r.status_code == 422
         r = new_class(client, "Yellow", ["00000000-0000-0000-0000-000000000000"])
         assert r.status_code == 404 and "00000000-0000-0000-0000-000000000000" in r.json()["message"]
+
+
+def test_a_retry_after_the_recording_failed_finishes_the_job_without_a_second_class(tmp_path, home):
+    """The bundle got the class but the items were not recorded (the database failed right after the write): the
+    same request again recognises the class add-class made from these very photos, records the items and serves
+    it, instead of refusing the name as taken."""
+    from snapid.export.add_class import add_class
+    from snapid.feedback import new_class as feedback_new_class
+
+    bundle = make(tmp_path / "bundles" / "colours")
+    with TestClient(create_app(settings_for(home), bundle=bundle), raise_server_exceptions=False) as client:
+        ids = not_in_list(client, YELLOW, ["Yellow thing"] * 5)
+        state = client.app.state.new_classes
+        photos = feedback_new_class.photos_for(state.engine(), state.photo_store(), ids)
+        add_class(bundle, "Yellow thing", photos)          # what the first attempt wrote before it failed
+        written = load_bundle(bundle)
+        r = new_class(client, "Yellow thing", ids)
+        assert r.status_code == 200, r.text
+        assert r.json()["bundle"]["sha256"] == written.sha256 == load_bundle(bundle).sha256  # no second edit
+        assert r.json()["feedback_ids"] == ids and r.json()["skipped"] == [] and r.json()["served"] is True
+        assert client.get("/api/v1/model").json()["classes"] == 4
+        assert "yellow thing" not in groups(client)
+        other = not_in_list(client, LIME, ["Yellow thing"] * 5, start=30)  # the same name from other photos
+        r = new_class(client, "Yellow thing", other)
+        assert r.status_code == 422 and r.json()["error"] == "invalid_name"  # that one is a different class
+
+
+def test_items_a_reviewer_rejected_while_the_class_was_made_keep_the_reviewers_word(tmp_path, home):
+    from snapid.feedback import new_class as feedback_new_class
+
+    bundle = make(tmp_path / "bundles" / "colours")
+    with TestClient(create_app(settings_for(home), bundle=bundle), raise_server_exceptions=False) as client:
+        ids = not_in_list(client, YELLOW, ["Yellow thing"] * 5)
+        assert client.post(f"/api/v1/review/{ids[0]}", json={"action": "reject"}, headers=auth()).status_code == 200
+        skipped = feedback_new_class.mark(client.app.state.new_classes.engine(), ids, "yellow_thing")
+        assert skipped == [ids[0]]
+        rejected = client.get("/api/v1/review?status=rejected&limit=50", headers=auth()).json()["items"]
+        assert [i["id"] for i in rejected] == [ids[0]] and not rejected[0]["final_label"]
+        approved = client.get("/api/v1/review?status=approved&limit=50", headers=auth()).json()["items"]
+        assert {i["id"]: i["final_label"] for i in approved} == {i: "yellow_thing" for i in ids[1:]}

@@ -11,9 +11,13 @@ Trimming alone left a step at the first hot swap (issue 17's soak: flat at ~356 
 first swap, flat again after): freeing the old session's large blocks, which glibc had mmapped,
 raises glibc's dynamic mmap threshold towards 32 MB (and its trim threshold to twice that), so from
 then on blocks up to 32 MB live in the malloc arenas, and each arena keeps what they free. The
-server therefore fixes the threshold at glibc's own starting value (`fix_mmap_threshold`, as the
-MALLOC_MMAP_THRESHOLD_ environment variable would): in a 200 s reproduction (4 clients, soak mix,
-one swap at 70 s) resident memory went 335 → 420 MB across the swap without it, 276 → 280 MB with it.
+server therefore fixes the threshold (`fix_mmap_threshold`, as the MALLOC_MMAP_THRESHOLD_ environment
+variable would), so a swap cannot move it. Where: at glibc's own starting value (128 KiB) the swap's
+step was gone (a 30-minute soak: +0.5 %), but every request's decode and batch buffers then went to
+mmap and back, page-faulted afresh each time: 85 fp32 / 95 int8 req/s at 16 clients against 94 / 127
+with the dynamic threshold (benchmarks/serve.py, the same machine and hour). At 8 MiB, above one
+request's buffers (a decoded photo, a batch of inputs) and below a model's arena regions, serving kept
+its rate (102 / 141 req/s in the same comparison); docs/benchmarks.md §14 has the soak.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ log = logging.getLogger("snapid.serve")
 TRIM_EVERY_S = 60.0
 AFTER_SWAP_S = 2.0   # in-flight batches still hold the old model for a moment
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-MMAP_THRESHOLD = 128 << 10  # glibc's initial (and minimum dynamic) threshold
+MMAP_THRESHOLD = 8 << 20  # above one request's buffers, below a model's arena regions (see above)
 
 
 def _libc_function(name: str):

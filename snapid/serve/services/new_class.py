@@ -10,6 +10,12 @@ atomically in place, so a failure leaves the bundle as it was; on success the us
 class they became, and the server loads the new version at once (its watcher would within
 SNAPID_RELOAD_POLL_S; other workers do so through theirs).
 
+A retry after a failure past the bundle write (the database could not record the items) does not make the
+class twice, nor is it refused because the name is now taken: a class of that name that add-class made from
+exactly these photos is recognised in the bundle's manifest, and only the recording and the loading are done
+again. Items a reviewer rejected or relabelled while the class was being made keep the reviewer's word
+(`new_class.mark` skips them) and the answer lists them under "skipped".
+
 The child's failure is answered with its own one-line reason: 422 `add_class_refused` for a refusal
 (a name already there, a graph without an "embedding" output, an unreadable photo), 501 `add_class_unavailable`
 when this install lacks what add-class needs (onnx: `pip install 'snapid[train]'`), 500 `add_class_failed`
@@ -19,6 +25,7 @@ for a crash and 504 `add_class_timeout`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import os
@@ -48,17 +55,40 @@ _MISSING = re.compile(r"this command needs (\S+), which")
 def clean_name(name: str, labels: list[dict]) -> str:
     """The class name as add-class will store it, or 422 naming what is wrong: empty, too long, control
     characters, or a class the model already has (by id or name, under the label rule's normalisation)."""
+    name = valid_name(name)
+    wanted = normalise(name)
+    if any(wanted in (normalise(str(c.get("id") or "")), normalise(str(c.get("name") or ""))) for c in labels):
+        raise SnapidError(f"{name!r}: the model already has a class of that name or id; relabel the feedback "
+                          "as that class instead", code="invalid_name", status=422)
+    return name
+
+
+def valid_name(name: str) -> str:
+    """The name NFC-normalised with its whitespace collapsed; 422 when empty, too long or not printable."""
     name = " ".join(unicodedata.normalize("NFC", name).split())
     if not name:
         raise SnapidError("the class name is empty", code="invalid_name", status=422)
     if len(name) > new_class.MAX_NAME or not name.isprintable():
         raise SnapidError(f"the class name must be at most {new_class.MAX_NAME} printable characters",
                           code="invalid_name", status=422)
-    wanted = normalise(name)
-    if any(wanted in (normalise(str(c.get("id") or "")), normalise(str(c.get("name") or ""))) for c in labels):
-        raise SnapidError(f"{name!r}: the model already has a class of that name or id; relabel the feedback "
-                          "as that class instead", code="invalid_name", status=422)
     return name
+
+
+def made_before(bundle: Path, name: str, photos: list[Path]) -> dict | None:
+    """The bundle's manifest (as `snapid add-class --json` prints it) when its last added class is ``name`` made
+    from exactly these photos (a retry after the recording failed), else None."""
+    try:
+        data = (bundle / "manifest.json").read_bytes()
+        manifest = json.loads(data)
+    except (OSError, ValueError):
+        return None
+    added = manifest.get("added_classes") or []
+    if not added or added[-1].get("name") != name:
+        return None
+    shas = {hashlib.sha256(p.read_bytes()).hexdigest() for p in photos}
+    if {f.get("sha256") for f in added[-1].get("photos", [])} != shas:
+        return None
+    return {"path": str(bundle), "sha256": hashlib.sha256(data).hexdigest(), **manifest}
 
 
 def _reason(stderr: str) -> tuple[bool, str]:
@@ -119,7 +149,7 @@ class NewClasses:
 
     async def make(self, name: str, feedback_ids: list[str], labels: list[dict]) -> dict:
         bundle = self.check_editable()
-        name = clean_name(name, labels)
+        name = valid_name(name)
         if not self._busy.acquire(blocking=False):
             error = SnapidError("another new class is being made; try again shortly", code="add_class_running",
                                 status=409)
@@ -127,9 +157,12 @@ class NewClasses:
             raise error
         try:
             photos = await asyncio.to_thread(new_class.photos_for, self.engine(), self.photo_store(), feedback_ids)
-            manifest = await asyncio.to_thread(run_add_class, bundle, name, photos)
+            manifest = await asyncio.to_thread(made_before, bundle, name, photos)
+            if manifest is None:
+                clean_name(name, labels)
+                manifest = await asyncio.to_thread(run_add_class, bundle, name, photos)
             entry = manifest["added_classes"][-1]
-            await asyncio.to_thread(new_class.mark, self.engine(), feedback_ids, entry["id"])
+            skipped = await asyncio.to_thread(new_class.mark, self.engine(), feedback_ids, entry["id"])
             served = await self._serve(manifest["version"])
         finally:
             self._busy.release()
@@ -138,7 +171,8 @@ class NewClasses:
         return {"class": {"id": entry["id"], "name": entry["name"], "index": entry["index"]},
                 "bundle": {"version": manifest["version"], "sha256": manifest["sha256"]},
                 "photos": len(photos), "wins_own_photos": entry["wins_own_photos"],
-                "feedback_ids": list(dict.fromkeys(i.lower() for i in feedback_ids)), "served": served}
+                "feedback_ids": [i for i in dict.fromkeys(i.lower() for i in feedback_ids) if i not in skipped],
+                "skipped": skipped, "served": served}
 
     async def _serve(self, version: str) -> bool:
         """Load the new version now (this worker answers with it at once); False when it was refused."""
