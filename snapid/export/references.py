@@ -8,7 +8,7 @@ Files (all optional, listed and hashed in manifest.json like every other file):
   references.jpg   the thumbnails (JPEG, at most THUMB_PX a side), concatenated; items give offset and bytes
   references_held_out.npy  float16 M x D: the raw "embedding" of up to HELD_OUT_PER_CLASS validation photos a
                    class (photos the head was not fitted on), their classes in references.json "held_out";
-                   `snapid add-class` sets a new class's loudness on them (snapid/export/add_class.py)
+                   `snapid add-class` scales a new class's row on them (snapid/export/add_class.py)
 
 The photos are chosen to cover the class, not the first N: among up to POOL_FACTOR x N training photos of
 the class (a seeded sample), the one nearest the class mean first (the most typical), then greedily the one
