@@ -44,7 +44,7 @@ from snapid.workspace import exclusive_lock
 MIN_PHOTOS, MAX_PHOTOS = 5, 20
 REF_JSON, REF_NPY, REF_JPG = "references.json", "references.npy", "references.jpg"  # snapid/export/references.py
 REF_HELD_OUT = "references_held_out.npy"
-LOUDNESS_RANGE, LOUDNESS_STEPS = (0.25, 4.0), 97  # factors of the level-matched row tried (geometric grid)
+SCALE_RANGE, SCALE_STEPS = (0.25, 4.0), 97  # factors of the level-matched row tried (geometric grid)
 THUMB_PX, THUMB_QUALITY, BATCH = 112, 80, 32
 INPUT, LOGITS, EMBEDDING = "images", "logits", "embedding"
 METHOD = "prototype (class-mean embedding of the photos and their mirror images, imprinted as a linear-head row)"
@@ -159,12 +159,12 @@ def balance_factor(rows: np.ndarray, bias: np.ndarray, row: np.ndarray, row_bias
     mean probability (as served: softmax of logits / temperature) given to the right class, on held-out photos of
     the existing classes (photos the head was not fitted on) and, for the new class, on each of its photos left
     out of its own prototype (``left_out_rows[i]``: the row made without photo i; ``left_out[i]``: that photo's
-    embeddings, itself and mirrored). k is searched on a geometric grid over LOUDNESS_RANGE.
+    embeddings, itself and mirrored). k is searched on a geometric grid over SCALE_RANGE.
 
     The level-matched row is right on the class's own photos but blind to everyone else's: a class that looks
     like others needs a quieter row, a distinctive one can be louder. Each side is measured on photos its row did
     not see, so neither is flattered (docs/decisions.md, docs/benchmarks.md §19)."""
-    classes, factors = len(rows), np.geomspace(*LOUDNESS_RANGE, LOUDNESS_STEPS)
+    classes, factors = len(rows), np.geomspace(*SCALE_RANGE, SCALE_STEPS)
     z = (held_out @ rows.T + bias) / temperature
     reach = held_out @ row
     xs = left_out.reshape(-1, left_out.shape[-1])                       # (photo, view) pairs, in photo order
@@ -254,11 +254,16 @@ def _photos(paths: list[Path], preprocess: dict) -> tuple[np.ndarray, list[dict]
 
 
 # --- the bundle --------------------------------------------------------------------------------------
-def _references(bundle: Bundle, class_index: int, label_id: str, uint8: np.ndarray, vectors: np.ndarray) -> dict:
-    """references.* with the new photos appended (when the bundle has an index)."""
-    if REF_JSON not in bundle.manifest["files"]:
+def _reference_doc(bundle: Bundle) -> dict | None:
+    """references.json, or None when the bundle has no reference index."""
+    return json.loads(bundle.file(REF_JSON).read_bytes()) if REF_JSON in bundle.manifest["files"] else None
+
+
+def _references(bundle: Bundle, doc: dict | None, class_index: int, label_id: str, uint8: np.ndarray,
+                vectors: np.ndarray) -> dict:
+    """references.* with the new photos appended (when the bundle has an index, ``doc`` its references.json)."""
+    if doc is None:
         return {}
-    doc = json.loads(bundle.file(REF_JSON).read_bytes())
     matrix = np.load(bundle.file(REF_NPY), allow_pickle=False)
     blob = bundle.file(REF_JPG).read_bytes()
     offset, thumbs, new_items = len(blob), [], []
@@ -268,7 +273,7 @@ def _references(bundle: Bundle, class_index: int, label_id: str, uint8: np.ndarr
         new_items.append({"id": ident, "class": class_index, "offset": offset, "bytes": len(jpeg)})
         thumbs.append(jpeg)
         offset += len(jpeg)
-    doc["items"] = doc["items"] + new_items
+    doc = {**doc, "items": doc["items"] + new_items}
     matrix = np.concatenate([matrix, _unit(vectors[:len(new_items)]).astype(np.float16)])
     buf = io.BytesIO()
     np.save(buf, matrix, allow_pickle=False)
@@ -276,21 +281,21 @@ def _references(bundle: Bundle, class_index: int, label_id: str, uint8: np.ndarr
             REF_JPG: blob + b"".join(thumbs)}
 
 
-def _index(bundle: Bundle) -> tuple[np.ndarray, np.ndarray] | None:
+def _index(bundle: Bundle, doc: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
     """The reference index's unit embeddings and the class of each, or None when the bundle has none."""
-    if REF_JSON not in bundle.manifest["files"]:
+    if doc is None:
         return None
-    items = json.loads(bundle.file(REF_JSON).read_bytes())["items"]
+    items = doc["items"]
     vectors = _unit(np.load(bundle.file(REF_NPY), allow_pickle=False).astype(np.float32))
     return vectors, np.asarray([int(i["class"]) for i in items], dtype=np.int64)
 
 
-def _held_out(bundle: Bundle) -> tuple[np.ndarray, np.ndarray] | None:
+def _held_out(bundle: Bundle, doc: dict | None) -> tuple[np.ndarray, np.ndarray] | None:
     """The held-out slice's raw embeddings and classes, or None when the bundle has none (an older export, or a
     dataset without validation photos)."""
-    if REF_HELD_OUT not in bundle.manifest["files"] or REF_JSON not in bundle.manifest["files"]:
+    if doc is None or REF_HELD_OUT not in bundle.manifest["files"]:
         return None
-    classes = json.loads(bundle.file(REF_JSON).read_bytes()).get("held_out", {}).get("classes", [])
+    classes = doc.get("held_out", {}).get("classes", [])
     vectors = np.load(bundle.file(REF_HELD_OUT), allow_pickle=False).astype(np.float32)
     if len(classes) != len(vectors):
         raise AddClassError(f"{REF_HELD_OUT}: {len(vectors)} embeddings but {len(classes)} classes in {REF_JSON}")
@@ -343,9 +348,9 @@ def _add_class(bundle_path: Path | str, name: str, photos: list[Path], *, out: P
     # each photo mirrored too: a bird or a landmark seen from the other side is the same class, and 5 photos
     # make a noisy mean (measured on birds100: 0.551 -> 0.568 top-1 on added species, the same drop; benchmarks.md)
     mirrored = _embeddings(session, np.ascontiguousarray(inputs[..., ::-1]))
-    classes = len(bundle.labels)
+    classes, doc = len(bundle.labels), _reference_doc(bundle)
     model_bytes, head = _edit_graph(bundle.file("model.onnx").read_bytes(), vectors, mirrored,
-                                    classes, _index(bundle), _held_out(bundle),
+                                    classes, _index(bundle, doc), _held_out(bundle, doc),
                                     float(bundle.calibration.get("temperature", 1.0)))
     new_session = ort.InferenceSession(model_bytes, providers=["CPUExecutionProvider"])
     logits = new_session.run([LOGITS], {INPUT: inputs})[0]
@@ -357,7 +362,7 @@ def _add_class(bundle_path: Path | str, name: str, photos: list[Path], *, out: P
     files["model.onnx"] = model_bytes
     labels = [*bundle.labels, {"index": classes, "id": label_id, "name": name, "display_names": {}}]
     files["labels.json"] = json.dumps({"classes": labels}, ensure_ascii=False, indent=1).encode()
-    files.update(_references(bundle, classes, label_id, uint8, vectors))
+    files.update(_references(bundle, doc, classes, label_id, uint8, vectors))
     if bundle.knowledge is not None and isinstance(bundle.knowledge.get("cards"), dict):
         note = f"from {len(facts)} photos with snapid add-class (not trained)"
         card = {**Card(class_id=label_id, fields={"added": note}).as_dict(), "name": name, "wikipedia": {},

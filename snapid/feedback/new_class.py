@@ -110,7 +110,7 @@ def mark(engine: Engine, feedback_ids: list[str], class_id: str) -> list[str]:
     ids = list(dict.fromkeys(i.lower() for i in feedback_ids))
     with transaction(engine) as s:
         found = track.get_feedback_many(s, ids=ids)
-        skipped = [i for i in ids if i not in found or _refusals({i: found[i]}, [i])]
+        skipped = [i for i in ids if i not in found or _refusals(found, [i])]
         for fid in ids:
             if fid not in skipped:
                 track.set_review(s, feedback_id=fid, status="approved", reviewer_label=class_id)

@@ -112,12 +112,6 @@ class MeasuredSpeed:
         return 1.0 / sum(1.0 / self._part(p, size) for p in parts)
 
 
-def measured_speed(device: torch.device, rounds: int = 1) -> Speed:
-    """Frozen-feature images/s of a model at a size, measured once per backbone part in this process (the best of
-    ``rounds`` rounds)."""
-    return MeasuredSpeed(device, rounds)
-
-
 def estimate(*, views: int, finetune_epochs: int, counts: dict[str, int], speed: float) -> float:
     """Seconds for a run: start, prepare, features (views of train, val), fine-tuning, the test figure."""
     train, val, test = (counts.get(s, 0) for s in ("train", "val", "test"))
